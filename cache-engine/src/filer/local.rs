@@ -1,0 +1,1 @@
+//! The `local` core filer: a directory on this machine.

@@ -1,0 +1,148 @@
+//! Core filers: the only way the engine touches a back end.
+//!
+//! A core filer does what it is asked without caching and without permission
+//! checks: the engine caches, and checks access against the attributes it
+//! holds before it calls in. Every name it receives has passed
+//! [`crate::types::check_name`]; a core filer checks again and never lets a
+//! call reach outside its root.
+
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::types::*;
+use crate::Result;
+
+/// Result of a read: the bytes (short at end of file) and whether the read reached EOF.
+#[derive(Debug, Clone)]
+pub struct FilerRead {
+    pub data: Bytes,
+    pub eof: bool,
+}
+
+/// Result of a write: bytes written, how durable they are, attributes around it.
+#[derive(Debug, Clone, Copy)]
+pub struct FilerWrite {
+    pub count: u32,
+    pub committed: Stability,
+    pub wcc: Wcc,
+}
+
+/// A new object and the change to its parent directory.
+#[derive(Debug, Clone, Copy)]
+pub struct FilerCreated {
+    pub handle: FilerHandle,
+    pub attr: Attr,
+    pub dir_wcc: Wcc,
+}
+
+/// A directory entry with the handle and attributes of what it names.
+#[derive(Debug, Clone)]
+pub struct FilerDirEntryPlus {
+    pub entry: FilerDirEntry,
+    /// `None` when the entry vanished between listing and lookup.
+    pub object: Option<(FilerHandle, Attr)>,
+}
+
+/// A back end: a local directory, an NFS server, an object store bucket.
+///
+/// Futures are not `Send`: calls run on the shard thread that owns the file.
+#[async_trait(?Send)]
+pub trait CoreFiler: Send + Sync + 'static {
+    /// Short name for logs and metric labels.
+    fn name(&self) -> &str;
+
+    /// Handle of the root directory.
+    fn root(&self) -> FilerHandle;
+
+    async fn getattr(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Attr>;
+
+    /// Find `name` in `dir`. Does not follow a symlink that `name` is.
+    async fn lookup(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8])
+        -> Result<(FilerHandle, Attr)>;
+
+    async fn read(&self, cred: &Credentials, fh: &FilerHandle, offset: u64, len: u32) -> Result<FilerRead>;
+
+    async fn write(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite>;
+
+    /// Make earlier unstable writes to the file durable.
+    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc>;
+
+    /// Change attributes. Ownership given in `attrs` is applied as is.
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc>;
+
+    /// Make a file, directory, symlink or special node. `attrs` carries the
+    /// mode and the owner (uid, gid) the new object gets.
+    async fn create(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+        node: &NewNode,
+        attrs: &SetAttr,
+    ) -> Result<FilerCreated>;
+
+    async fn readlink(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Vec<u8>>;
+
+    /// Hard link `fh` as `name` in `dir`; returns the file's new attributes.
+    async fn link(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        dir: &FilerHandle,
+        name: &[u8],
+    ) -> Result<(Attr, Wcc)>;
+
+    /// Remove a non-directory (`rmdir == false`) or an empty directory.
+    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc>;
+
+    /// Rename; replaces a compatible target as POSIX rename does.
+    async fn rename(
+        &self,
+        cred: &Credentials,
+        from_dir: &FilerHandle,
+        from_name: &[u8],
+        to_dir: &FilerHandle,
+        to_name: &[u8],
+    ) -> Result<(Wcc, Wcc)>;
+
+    /// List `dir` from `cookie` (0: from the start), at most `max` entries.
+    async fn readdir(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        cookie: u64,
+        max: usize,
+    ) -> Result<FilerDirPage>;
+
+    /// As `readdir`, with each entry's handle and attributes.
+    async fn readdir_plus(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        cookie: u64,
+        max: usize,
+    ) -> Result<(Vec<FilerDirEntryPlus>, bool)> {
+        let page = self.readdir(cred, dir, cookie, max).await?;
+        let mut out = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
+            let object = match self.lookup(cred, dir, &entry.name).await {
+                Ok(found) => Some(found),
+                Err(crate::Error::NoEnt) => None,
+                Err(e) => return Err(e),
+            };
+            out.push(FilerDirEntryPlus { entry, object });
+        }
+        Ok((out, page.eof))
+    }
+
+    async fn fsstat(&self, cred: &Credentials, fh: &FilerHandle) -> Result<FsStat>;
+}

@@ -1,0 +1,3 @@
+//! Cache tiers: RAM (S3-FIFO) and NVMe (log-structured segments).
+
+pub mod nvme;
