@@ -45,6 +45,8 @@ pub enum Error {
     NotSupp,
     #[error("buffer too small")]
     TooSmall,
+    #[error("object type not supported here")]
+    BadType,
     #[error("attribute guard mismatch")]
     NotSync,
     #[error("stale directory cookie")]

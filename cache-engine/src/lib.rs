@@ -5,9 +5,22 @@
 //! API. It must not know about any wire protocol, and cache hits must never
 //! wait on a core filer or on another shard.
 
+pub mod config;
+pub mod engine;
 pub mod error;
 pub mod filer;
+pub mod handle;
+pub mod perm;
+mod runtime;
+mod shard;
+pub mod stats;
 pub mod tier;
 pub mod types;
+
+pub use config::{CachePolicy, EngineConfig};
+pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
+pub use handle::FileHandle;
+pub use runtime::StartError;
+pub use shard::ReadReply;
 
 pub use error::{Error, Result};

@@ -62,6 +62,9 @@ pub trait CoreFiler: Send + Sync + 'static {
     async fn lookup(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8])
         -> Result<(FilerHandle, Attr)>;
 
+    /// The parent of directory `dir`; the root is its own parent.
+    async fn lookup_parent(&self, cred: &Credentials, dir: &FilerHandle) -> Result<(FilerHandle, Attr)>;
+
     async fn read(&self, cred: &Credentials, fh: &FilerHandle, offset: u64, len: u32) -> Result<FilerRead>;
 
     async fn write(

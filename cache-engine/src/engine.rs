@@ -1,0 +1,780 @@
+//! The engine API the front ends call. Each call goes to the shard that owns
+//! the file it names (a hash of the file id); calls that touch several files
+//! are sequenced here, one shard at a time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::EngineConfig;
+use crate::filer::CoreFiler;
+use crate::handle::{FileHandle, HandleKey, Resolved};
+use crate::runtime::{ShardSet, StartError};
+use crate::shard::{Created as ShardCreated, ListEntry, ReadReply, Shared};
+use crate::stats::{Op, OpLatency};
+use crate::types::*;
+use crate::{Error, Result};
+
+struct Inner {
+    shared: Arc<Shared>,
+    shards: ShardSet,
+    root: FileHandle,
+    latency: OpLatency,
+    sidecar: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    sidecar_handle: tokio::runtime::Handle,
+}
+
+/// A running engine. Cheap to clone; every clone talks to the same shards.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// A new object and the change to its directory.
+#[derive(Debug, Clone, Copy)]
+pub struct Created {
+    pub handle: FileHandle,
+    pub attr: Attr,
+    pub dir_wcc: Wcc,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriteReply {
+    pub count: u32,
+    pub committed: Stability,
+    pub verifier: u64,
+    pub wcc: Wcc,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub fileid: u64,
+    pub cookie: u64,
+    pub ftype: Option<FileType>,
+    /// With `readdir_plus`: the entry's handle and attributes (when still there).
+    pub object: Option<(FileHandle, Attr)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirListing {
+    pub entries: Vec<DirEntry>,
+    pub eof: bool,
+    pub verifier: u64,
+    pub dir_attr: Attr,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RenameReply {
+    pub from_wcc: Wcc,
+    pub to_wcc: Wcc,
+}
+
+impl Engine {
+    /// Start the shards over `filer` (the core filer at index 0).
+    pub fn start(cfg: EngineConfig, filer: Arc<dyn CoreFiler>) -> std::result::Result<Engine, StartError> {
+        let setup = |what: &str, path: &std::path::Path, e: std::io::Error| {
+            StartError::Setup(format!("{what} {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| setup("cannot create state directory", &cfg.state_dir, e))?;
+        if cfg.cache_bytes > 0 {
+            std::fs::create_dir_all(&cfg.cache_dir)
+                .map_err(|e| setup("cannot create cache directory", &cfg.cache_dir, e))?;
+        }
+        if cfg.block_size < 4096 || !cfg.block_size.is_power_of_two() {
+            return Err(StartError::Setup(format!(
+                "block size {} must be a power of two >= 4096",
+                cfg.block_size
+            )));
+        }
+        let key = HandleKey::load_or_create(&cfg.state_dir).map_err(|e| StartError::Setup(e.to_string()))?;
+        let sidecar =
+            crate::runtime::sidecar().map_err(|e| StartError::Setup(format!("sidecar runtime: {e}")))?;
+        let shared = Arc::new(Shared {
+            cfg,
+            key,
+            filers: vec![filer],
+            write_verifier: rand::random(),
+        });
+        let shards = ShardSet::start(shared.clone())?;
+        // The root's file id decides its handle: ask the core filer once.
+        let root_fh = shared.filers[0].root();
+        let probe = futures::executor::block_on(shards.call(0, move |s| async move {
+            let f = s.shared.filers[0].clone();
+            s.filer_call(f.getattr(&Credentials::root(), &root_fh)).await
+        }));
+        let root_attr = match probe {
+            Ok(a) => a,
+            Err(e) => {
+                shards.stop();
+                return Err(StartError::Setup(format!(
+                    "core filer {}: root is not reachable: {e}",
+                    shared.filers[0].name()
+                )));
+            }
+        };
+        let root = shared.key.make(0, root_attr.fileid, &root_fh);
+        let sidecar_handle = sidecar.handle().clone();
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                shared,
+                shards,
+                root,
+                latency: OpLatency::new(),
+                sidecar: std::sync::Mutex::new(Some(sidecar)),
+                sidecar_handle,
+            }),
+        })
+    }
+
+    /// Stop the shards (after flushing what they buffer) and the sidecar.
+    pub fn shutdown(&self) {
+        self.inner.shards.stop();
+        if let Some(rt) = self
+            .inner
+            .sidecar
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.shared.cfg
+    }
+
+    /// The tokio runtime beside the shards.
+    pub fn sidecar(&self) -> &tokio::runtime::Handle {
+        &self.inner.sidecar_handle
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Handle of the core filer's root directory.
+    pub fn root(&self) -> FileHandle {
+        self.inner.root
+    }
+
+    /// Changes at every start: a client that sees it change resends its unstable writes.
+    pub fn write_verifier(&self) -> u64 {
+        self.inner.shared.write_verifier
+    }
+
+    fn resolve(&self, fh: &FileHandle) -> Result<Resolved> {
+        let r = self.inner.shared.key.open(fh)?;
+        if r.filer as usize >= self.inner.shared.filers.len() {
+            return Err(Error::Stale);
+        }
+        Ok(r)
+    }
+
+    fn handle(&self, r: &Resolved) -> FileHandle {
+        self.inner.shared.key.make(r.filer, r.fileid, &r.filer_handle)
+    }
+
+    fn shard_of(&self, r: &Resolved) -> usize {
+        let h = crate::shard::file_key(r).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h >> 32) % self.inner.shards.len() as u64) as usize
+    }
+
+    /// Cookie verifier of a directory: stable, since cookies are.
+    fn cookie_verifier(&self, r: &Resolved) -> u64 {
+        let mut h = blake3::Hasher::new();
+        h.update(b"cookieverf");
+        h.update(&r.fileid.to_le_bytes());
+        let out = h.finalize();
+        u64::from_le_bytes(out.as_bytes()[..8].try_into().unwrap_or_default()) | 1
+    }
+
+    async fn timed<T>(&self, op: Op, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let t = Instant::now();
+        let out = fut.await;
+        self.inner.latency.record(op, t.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<Attr>) -> Result<Attr> {
+        let cred = cred.clone();
+        self.inner
+            .shards
+            .call(self.shard_of(&r), move |s| async move {
+                s.attr_with_seed(&r, &cred, seed).await
+            })
+            .await
+    }
+
+    /// Tell `r`'s shard its attributes changed (or, with `None`, may have).
+    async fn refresh_on(&self, r: Resolved, attr: Option<Attr>, data_changed: bool) {
+        let _ = self
+            .inner
+            .shards
+            .call(self.shard_of(&r), move |s| async move {
+                s.refresh(&r, attr, data_changed);
+                Ok(())
+            })
+            .await;
+    }
+
+    pub async fn getattr(&self, fh: &FileHandle) -> Result<Attr> {
+        self.timed(Op::Getattr, async {
+            let r = self.resolve(fh)?;
+            self.attr_on(r, &Credentials::root(), None).await
+        })
+        .await
+    }
+
+    pub async fn setattr(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        set: &SetAttr,
+        guard: Option<Timespec>,
+    ) -> Result<Wcc> {
+        self.timed(Op::Setattr, async {
+            let r = self.resolve(fh)?;
+            let (cred, set) = (cred.clone(), *set);
+            self.inner
+                .shards
+                .call(self.shard_of(&r), move |s| async move {
+                    s.setattr(&r, &cred, &set, guard).await
+                })
+                .await
+        })
+        .await
+    }
+
+    /// Find `name` in `dir`; `.` and `..` are understood. Returns the
+    /// object's handle and attributes, and the directory's attributes.
+    pub async fn lookup(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+    ) -> Result<(FileHandle, Attr, Attr)> {
+        self.timed(Op::Lookup, async {
+            let d = self.resolve(dir)?;
+            let shard = self.shard_of(&d);
+            let c = cred.clone();
+            if name == b"." || name == b".." {
+                let dir_attr = self.attr_on(d, cred, None).await?;
+                if dir_attr.ftype != FileType::Directory {
+                    return Err(Error::NotDir);
+                }
+                if name == b"." || *dir == self.inner.root {
+                    return Ok((*dir, dir_attr, dir_attr));
+                }
+                let (p, seed) = self
+                    .inner
+                    .shards
+                    .call(shard, move |s| async move { s.lookup_parent(&d, &c).await })
+                    .await?;
+                let attr = self.attr_on(p, cred, Some(seed)).await?;
+                return Ok((self.handle(&p), attr, dir_attr));
+            }
+            let name_owned = name.to_vec();
+            let (child, seed, dir_attr) = self
+                .inner
+                .shards
+                .call(shard, move |s| async move { s.lookup(&d, &c, &name_owned).await })
+                .await?;
+            let attr = self.attr_on(child, cred, seed).await?;
+            Ok((self.handle(&child), attr, dir_attr))
+        })
+        .await
+    }
+
+    /// Which of the ACCESS bits in `mask` the caller has.
+    pub async fn access(&self, cred: &Credentials, fh: &FileHandle, mask: u32) -> Result<(u32, Attr)> {
+        self.timed(Op::Access, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            self.inner
+                .shards
+                .call(self.shard_of(&r), move |s| async move {
+                    s.access(&r, &cred, mask).await
+                })
+                .await
+        })
+        .await
+    }
+
+    pub async fn read(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        offset: u64,
+        count: u32,
+    ) -> Result<ReadReply> {
+        self.timed(Op::Read, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            self.inner
+                .shards
+                .call(self.shard_of(&r), move |s| async move {
+                    s.read(&r, &cred, offset, count).await
+                })
+                .await
+        })
+        .await
+    }
+
+    pub async fn write(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<WriteReply> {
+        self.timed(Op::Write, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            let (count, committed, wcc) = self
+                .inner
+                .shards
+                .call(self.shard_of(&r), move |s| async move {
+                    s.write(&r, &cred, offset, data, stability).await
+                })
+                .await?;
+            Ok(WriteReply {
+                count,
+                committed,
+                verifier: self.write_verifier(),
+                wcc,
+            })
+        })
+        .await
+    }
+
+    /// Make the file's unstable writes durable; returns the write verifier.
+    pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Wcc, u64)> {
+        self.timed(Op::Commit, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            let wcc = self
+                .inner
+                .shards
+                .call(
+                    self.shard_of(&r),
+                    move |s| async move { s.commit(&r, &cred).await },
+                )
+                .await?;
+            Ok((wcc, self.write_verifier()))
+        })
+        .await
+    }
+
+    async fn make(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+        node: NewNode,
+        set: &SetAttr,
+    ) -> Result<Created> {
+        self.timed(Op::Create, async {
+            let d = self.resolve(dir)?;
+            let (c, n, s2) = (cred.clone(), name.to_vec(), *set);
+            let out = self
+                .inner
+                .shards
+                .call(self.shard_of(&d), move |s| async move {
+                    s.create(&d, &c, &n, &node, &s2).await
+                })
+                .await?;
+            match out {
+                ShardCreated::New(child, attr, dir_wcc) => {
+                    // A new object: any state cached under a reused file id is stale.
+                    self.refresh_on(child, Some(attr), true).await;
+                    Ok(Created {
+                        handle: self.handle(&child),
+                        attr,
+                        dir_wcc,
+                    })
+                }
+                ShardCreated::Existing(child, seed, dir_attr) => {
+                    let mut attr = self.attr_on(child, cred, seed).await?;
+                    if attr.ftype != FileType::Regular {
+                        return Err(if attr.ftype == FileType::Directory {
+                            Error::IsDir
+                        } else {
+                            Error::Exist
+                        });
+                    }
+                    let apply = SetAttr {
+                        size: set.size,
+                        ..Default::default()
+                    };
+                    if apply.size.is_some() {
+                        let h = self.handle(&child);
+                        if let Some(a) = self.setattr(cred, &h, &apply, None).await?.after {
+                            attr = a;
+                        }
+                    }
+                    let unchanged = Wcc {
+                        before: Some(WccAttr::from(&dir_attr)),
+                        after: Some(dir_attr),
+                    };
+                    Ok(Created {
+                        handle: self.handle(&child),
+                        attr,
+                        dir_wcc: unchanged,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn create(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+        mode: CreateMode,
+        set: &SetAttr,
+    ) -> Result<Created> {
+        self.make(cred, dir, name, NewNode::File(mode), set).await
+    }
+
+    pub async fn mkdir(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+        set: &SetAttr,
+    ) -> Result<Created> {
+        self.make(cred, dir, name, NewNode::Directory, set).await
+    }
+
+    pub async fn symlink(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+        target: &[u8],
+        set: &SetAttr,
+    ) -> Result<Created> {
+        if target.is_empty() || target.len() > 4095 || target.contains(&0) {
+            return Err(Error::Inval);
+        }
+        self.make(cred, dir, name, NewNode::Symlink(target.to_vec()), set)
+            .await
+    }
+
+    /// Make a fifo, socket or device node (`node` must be one of those).
+    pub async fn mknod(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        name: &[u8],
+        node: NewNode,
+        set: &SetAttr,
+    ) -> Result<Created> {
+        if matches!(node, NewNode::File(_) | NewNode::Directory | NewNode::Symlink(_)) {
+            return Err(Error::BadType);
+        }
+        self.make(cred, dir, name, node, set).await
+    }
+
+    pub async fn readlink(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Vec<u8>, Attr)> {
+        self.timed(Op::Readlink, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            self.inner
+                .shards
+                .call(
+                    self.shard_of(&r),
+                    move |s| async move { s.readlink(&r, &cred).await },
+                )
+                .await
+        })
+        .await
+    }
+
+    /// Hard link `fh` as `name` in `dir`; returns the file's attributes and the directory's change.
+    pub async fn link(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        dir: &FileHandle,
+        name: &[u8],
+    ) -> Result<(Attr, Wcc)> {
+        self.timed(Op::Link, async {
+            let (f, d) = (self.resolve(fh)?, self.resolve(dir)?);
+            if f.filer != d.filer {
+                return Err(Error::XDev);
+            }
+            let fattr = self.attr_on(f, cred, None).await?;
+            let (c, n) = (cred.clone(), name.to_vec());
+            let (attr, wcc) = self
+                .inner
+                .shards
+                .call(self.shard_of(&d), move |s| async move {
+                    s.link(&f, &fattr, &c, &d, &n).await
+                })
+                .await?;
+            self.refresh_on(f, Some(attr), false).await;
+            Ok((attr, wcc))
+        })
+        .await
+    }
+
+    async fn unlink(&self, cred: &Credentials, dir: &FileHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
+        self.timed(Op::Remove, async {
+            let d = self.resolve(dir)?;
+            let (c, n) = (cred.clone(), name.to_vec());
+            let (wcc, victim) = self
+                .inner
+                .shards
+                .call(self.shard_of(&d), move |s| async move {
+                    s.remove(&d, &c, &n, rmdir).await
+                })
+                .await?;
+            self.refresh_on(victim, None, false).await;
+            Ok(wcc)
+        })
+        .await
+    }
+
+    pub async fn remove(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<Wcc> {
+        self.unlink(cred, dir, name, false).await
+    }
+
+    pub async fn rmdir(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<Wcc> {
+        self.unlink(cred, dir, name, true).await
+    }
+
+    pub async fn rename(
+        &self,
+        cred: &Credentials,
+        from_dir: &FileHandle,
+        from_name: &[u8],
+        to_dir: &FileHandle,
+        to_name: &[u8],
+    ) -> Result<RenameReply> {
+        self.timed(Op::Rename, async {
+            let (f, t) = (self.resolve(from_dir)?, self.resolve(to_dir)?);
+            if f.filer != t.filer {
+                return Err(Error::XDev);
+            }
+            let to_attr = self.attr_on(t, cred, None).await?;
+            let (c, fname, tname) = (cred.clone(), from_name.to_vec(), to_name.to_vec());
+            let out = self
+                .inner
+                .shards
+                .call(self.shard_of(&f), move |s| async move {
+                    s.rename(&f, &c, &fname, &t, &to_attr, &tname).await
+                })
+                .await?;
+            let (fs, ts) = (self.shard_of(&f), self.shard_of(&t));
+            if crate::shard::file_key(&f) != crate::shard::file_key(&t) {
+                let (moved, after, tname) = (out.moved, out.to_wcc.after, to_name.to_vec());
+                let _ = self
+                    .inner
+                    .shards
+                    .call(ts, move |s| async move {
+                        s.name_changed(&t, &tname, moved.as_ref(), after);
+                        Ok(())
+                    })
+                    .await;
+            }
+            let _ = fs;
+            if let Some(m) = out.moved {
+                self.refresh_on(m, None, false).await;
+            }
+            if let Some(v) = out.replaced {
+                self.refresh_on(v, None, false).await;
+            }
+            Ok(RenameReply {
+                from_wcc: out.from_wcc,
+                to_wcc: out.to_wcc,
+            })
+        })
+        .await
+    }
+
+    /// List `dir` after `cookie`. A non-zero `verifier` must be the one a
+    /// previous listing of this directory returned.
+    pub async fn readdir(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        cookie: u64,
+        verifier: u64,
+        max: usize,
+    ) -> Result<DirListing> {
+        self.list(cred, dir, cookie, verifier, max, false).await
+    }
+
+    /// As `readdir`, with each entry's handle and attributes.
+    pub async fn readdir_plus(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        cookie: u64,
+        verifier: u64,
+        max: usize,
+    ) -> Result<DirListing> {
+        self.list(cred, dir, cookie, verifier, max, true).await
+    }
+
+    async fn list(
+        &self,
+        cred: &Credentials,
+        dir: &FileHandle,
+        cookie: u64,
+        verifier: u64,
+        max: usize,
+        plus: bool,
+    ) -> Result<DirListing> {
+        self.timed(Op::Readdir, async {
+            let d = self.resolve(dir)?;
+            let expected = self.cookie_verifier(&d);
+            if cookie != 0 && verifier != 0 && verifier != expected {
+                return Err(Error::BadCookie);
+            }
+            let c = cred.clone();
+            let (entries, eof, dir_attr) = self
+                .inner
+                .shards
+                .call(self.shard_of(&d), move |s| async move {
+                    s.readdir(&d, &c, cookie, max.max(1)).await
+                })
+                .await?;
+            let entries = if plus {
+                self.with_attrs(cred, &d, entries).await
+            } else {
+                self.plain(entries)
+            };
+            Ok(DirListing {
+                entries,
+                eof,
+                verifier: expected,
+                dir_attr,
+            })
+        })
+        .await
+    }
+
+    fn plain(&self, entries: Vec<ListEntry>) -> Vec<DirEntry> {
+        entries
+            .into_iter()
+            .map(|e| DirEntry {
+                name: e.name,
+                fileid: e.fileid,
+                cookie: e.cookie,
+                ftype: e.ftype,
+                object: None,
+            })
+            .collect()
+    }
+
+    /// Attributes for a page of entries, asked of each owning shard once.
+    async fn with_attrs(&self, cred: &Credentials, dir: &Resolved, entries: Vec<ListEntry>) -> Vec<DirEntry> {
+        let n = self.inner.shards.len();
+        let mut per_shard: Vec<Vec<(usize, Resolved)>> = vec![Vec::new(); n];
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(fh) = e.handle {
+                let r = Resolved {
+                    filer: dir.filer,
+                    fileid: e.fileid,
+                    filer_handle: fh,
+                };
+                per_shard[self.shard_of(&r)].push((i, r));
+            }
+        }
+        let mut objects: Vec<Option<(FileHandle, Attr)>> = vec![None; entries.len()];
+        let calls = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(shard, batch)| {
+                let cred = cred.clone();
+                self.inner.shards.call(shard, move |s| async move {
+                    let mut out = Vec::with_capacity(batch.len());
+                    for (i, r) in batch {
+                        if let Ok(a) = s.getattr(&r, &cred).await {
+                            out.push((i, r, a));
+                        }
+                    }
+                    Ok(out)
+                })
+            });
+        for batch in futures::future::join_all(calls).await.into_iter().flatten() {
+            for (i, r, a) in batch {
+                objects[i] = Some((self.handle(&r), a));
+            }
+        }
+        entries
+            .into_iter()
+            .zip(objects)
+            .map(|(e, object)| DirEntry {
+                name: e.name,
+                fileid: e.fileid,
+                cookie: e.cookie,
+                ftype: e.ftype,
+                object,
+            })
+            .collect()
+    }
+
+    pub async fn fsstat(&self, cred: &Credentials, fh: &FileHandle) -> Result<(FsStat, Attr)> {
+        self.timed(Op::Fsstat, async {
+            let r = self.resolve(fh)?;
+            let cred = cred.clone();
+            self.inner
+                .shards
+                .call(
+                    self.shard_of(&r),
+                    move |s| async move { s.fsstat(&r, &cred).await },
+                )
+                .await
+        })
+        .await
+    }
+
+    pub async fn fsinfo(&self, fh: &FileHandle) -> Result<(FsInfo, Attr)> {
+        let attr = self.getattr(fh).await?;
+        let max = 1 << 20;
+        Ok((
+            FsInfo {
+                rtmax: max,
+                rtpref: max,
+                rtmult: 4096,
+                wtmax: max,
+                wtpref: max,
+                wtmult: 4096,
+                dtpref: 64 << 10,
+                max_file_size: i64::MAX as u64,
+                time_delta: Timespec { sec: 0, nsec: 1 },
+                link: true,
+                symlink: true,
+                homogeneous: true,
+                can_set_time: true,
+            },
+            attr,
+        ))
+    }
+
+    pub async fn pathconf(&self, fh: &FileHandle) -> Result<(PathConf, Attr)> {
+        let attr = self.getattr(fh).await?;
+        Ok((
+            PathConf {
+                link_max: 65_000,
+                name_max: NAME_MAX as u32,
+                no_trunc: true,
+                chown_restricted: true,
+                case_insensitive: false,
+                case_preserving: true,
+            },
+            attr,
+        ))
+    }
+}

@@ -1,0 +1,192 @@
+//! The engine's file handles: opaque to clients, at most 64 bytes, valid across
+//! restarts, and unforgeable.
+//!
+//! Layout: version (1) | filer index (1) | file id (8, LE) | core filer handle
+//! (up to 46) | MAC (8). The MAC is a keyed BLAKE3 of everything before it,
+//! with a key kept in the state directory, so a client cannot make up a
+//! handle for an object it was never given.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::types::{FilerHandle, MAX_FILER_HANDLE};
+use crate::{Error, Result};
+
+pub const MAX_HANDLE: usize = 64;
+const VERSION: u8 = 1;
+const HEADER: usize = 10;
+const MAC: usize = 8;
+
+/// A handle the engine gives to front ends.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileHandle {
+    len: u8,
+    bytes: [u8; MAX_HANDLE],
+}
+
+impl FileHandle {
+    /// Wrap wire bytes; nothing is trusted until [`HandleKey::open`] checks them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < HEADER + MAC || bytes.len() > MAX_HANDLE {
+            return Err(Error::BadHandle);
+        }
+        let mut h = FileHandle {
+            len: bytes.len() as u8,
+            bytes: [0; MAX_HANDLE],
+        };
+        h.bytes[..bytes.len()].copy_from_slice(bytes);
+        Ok(h)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The file id, unverified: only for routing to a shard, which verifies.
+    pub fn fileid_hint(&self) -> u64 {
+        u64::from_le_bytes(self.bytes[2..10].try_into().unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileHandle(")?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// What a verified handle names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub filer: u8,
+    pub fileid: u64,
+    pub filer_handle: FilerHandle,
+}
+
+/// The secret that signs handles.
+#[derive(Clone)]
+pub struct HandleKey([u8; 32]);
+
+impl HandleKey {
+    /// Load the key from `dir/handle.key`, creating it on first start.
+    pub fn load_or_create(dir: &Path) -> io::Result<Self> {
+        let path = dir.join("handle.key");
+        match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let mut key = [0u8; 32];
+                f.read_exact(&mut key).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("{}: handle key is damaged ({e})", path.display()),
+                    )
+                })?;
+                Ok(HandleKey(key))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                let tmp = dir.join("handle.key.tmp");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", tmp.display())))?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(HandleKey(key))
+            }
+            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        HandleKey([7; 32])
+    }
+
+    fn mac(&self, body: &[u8]) -> [u8; MAC] {
+        let hash = blake3::keyed_hash(&self.0, body);
+        let mut out = [0u8; MAC];
+        out.copy_from_slice(&hash.as_bytes()[..MAC]);
+        out
+    }
+
+    pub fn make(&self, filer: u8, fileid: u64, fh: &FilerHandle) -> FileHandle {
+        let inner = fh.as_bytes();
+        debug_assert!(inner.len() <= MAX_FILER_HANDLE);
+        let body_len = HEADER + inner.len();
+        let mut h = FileHandle {
+            len: (body_len + MAC) as u8,
+            bytes: [0; MAX_HANDLE],
+        };
+        h.bytes[0] = VERSION;
+        h.bytes[1] = filer;
+        h.bytes[2..10].copy_from_slice(&fileid.to_le_bytes());
+        h.bytes[HEADER..body_len].copy_from_slice(inner);
+        let mac = self.mac(&h.bytes[..body_len]);
+        h.bytes[body_len..body_len + MAC].copy_from_slice(&mac);
+        h
+    }
+
+    /// Verify a handle. A handle this key did not sign is `BadHandle`.
+    pub fn open(&self, h: &FileHandle) -> Result<Resolved> {
+        let b = h.as_bytes();
+        if b.len() < HEADER + MAC || b[0] != VERSION {
+            return Err(Error::BadHandle);
+        }
+        let body_len = b.len() - MAC;
+        // Constant-time enough: the MAC is compared as a whole 64-bit word.
+        let mac = u64::from_le_bytes(self.mac(&b[..body_len]));
+        let given = u64::from_le_bytes(b[body_len..].try_into().map_err(|_| Error::BadHandle)?);
+        if mac != given {
+            return Err(Error::BadHandle);
+        }
+        Ok(Resolved {
+            filer: b[1],
+            fileid: u64::from_le_bytes(b[2..10].try_into().map_err(|_| Error::BadHandle)?),
+            filer_handle: FilerHandle::new(&b[HEADER..body_len])?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_forgery() {
+        let key = HandleKey::for_tests();
+        let fh = FilerHandle::new(&[1; MAX_FILER_HANDLE]).unwrap();
+        let h = key.make(3, 42, &fh);
+        assert!(h.as_bytes().len() <= MAX_HANDLE);
+        let r = key.open(&h).unwrap();
+        assert_eq!((r.filer, r.fileid, r.filer_handle), (3, 42, fh));
+        assert_eq!(h.fileid_hint(), 42);
+        for i in 0..h.as_bytes().len() {
+            let mut bad = h.as_bytes().to_vec();
+            bad[i] ^= 1;
+            assert_eq!(
+                key.open(&FileHandle::from_bytes(&bad).unwrap()),
+                Err(Error::BadHandle)
+            );
+        }
+        assert_eq!(FileHandle::from_bytes(&[1; 3]), Err(Error::BadHandle));
+        assert_eq!(FileHandle::from_bytes(&[1; 65]), Err(Error::BadHandle));
+    }
+
+    #[test]
+    fn key_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = HandleKey::load_or_create(dir.path()).unwrap();
+        let b = HandleKey::load_or_create(dir.path()).unwrap();
+        let fh = FilerHandle::new(b"abc").unwrap();
+        assert_eq!(b.open(&a.make(0, 1, &fh)).unwrap().fileid, 1);
+    }
+}

@@ -1,0 +1,157 @@
+//! Thread-per-core runtime: one pinned thread per shard, each with its own
+//! io_uring runtime (compio), fed by a bounded queue of jobs; plus a small
+//! tokio runtime on the side for what only exists for tokio.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::shard::{Shard, Shared};
+use crate::{Error, Result};
+
+type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Work sent to a shard: runs on the shard's thread with access to its state.
+pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
+
+pub(crate) struct ShardSet {
+    queues: Vec<async_channel::Sender<Job>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("shard {shard}: {message}")]
+    Shard { shard: usize, message: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl ShardSet {
+    pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
+        let n = shared.cfg.shard_count();
+        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut queues = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for id in 0..n {
+            let (tx, rx) = async_channel::bounded::<Job>(shared.cfg.queue_depth.max(1));
+            queues.push(tx);
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            let pin = shared.cfg.pin_threads.then_some(id % cores);
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir-shard-{id}"))
+                .spawn(move || shard_main(id, pin, shared, rx, ready));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err(StartError::Setup(format!("cannot start shard thread {id}: {e}"))),
+            }
+        }
+        drop(ready_tx);
+        let set = ShardSet {
+            queues,
+            threads: std::sync::Mutex::new(threads),
+        };
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    set.stop();
+                    return Err(e);
+                }
+                Err(_) => {
+                    set.stop();
+                    return Err(StartError::Setup("a shard thread died while starting".into()));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Run `f` on shard `shard` and wait for its answer.
+    pub async fn call<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R>> + 'static,
+    {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let _ = tx.send(f(s).await);
+            })
+        });
+        self.queues[shard]
+            .send(job)
+            .await
+            .map_err(|_| Error::ServerFault)?;
+        rx.await.map_err(|_| Error::ServerFault)?
+    }
+
+    /// Close every queue and wait for the shards to drain and exit.
+    pub fn stop(&self) {
+        for q in &self.queues {
+            q.close();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn shard_main(
+    id: usize,
+    pin: Option<usize>,
+    shared: Arc<Shared>,
+    queue: async_channel::Receiver<Job>,
+    ready: mpsc::Sender<std::result::Result<(), StartError>>,
+) {
+    let mut builder = compio::runtime::RuntimeBuilder::new();
+    if let Some(core) = pin {
+        builder.thread_affinity(std::iter::once(core).collect());
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Shard {
+                shard: id,
+                message: format!("io_uring runtime: {e}"),
+            }));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let shard = match Shard::open(id, shared).await {
+            Ok(s) => Rc::new(s),
+            Err(message) => {
+                let _ = ready.send(Err(StartError::Shard { shard: id, message }));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        drop(ready);
+        while let Ok(job) = queue.recv().await {
+            compio::runtime::spawn(job(shard.clone())).detach();
+        }
+        shard.shutdown().await;
+    });
+}
+
+/// The tokio runtime beside the shards (metrics exporter, later gRPC and object stores).
+pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("weir-sidecar")
+        .enable_all()
+        .build()
+}

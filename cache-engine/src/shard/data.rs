@@ -1,0 +1,507 @@
+//! The data path of a shard: reads served from RAM, NVMe or one shared core
+//! filer read per missing range, read-ahead, and write-through writes.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::future::{FutureExt, LocalBoxFuture, Shared as SharedFuture};
+
+use super::{file_key, RamBlock, Readahead, Shard, Snapshot};
+use crate::handle::Resolved;
+use crate::perm;
+use crate::tier::nvme::BlockKey;
+use crate::types::*;
+use crate::{Error, Result};
+
+/// Result of a fetch of consecutive blocks, shared by everyone waiting on it.
+type Fetch = SharedFuture<LocalBoxFuture<'static, Result<Rc<Vec<Bytes>>>>>;
+
+/// A block being fetched: which fetch, and where in it the block is.
+pub(crate) struct Inflight {
+    id: u64,
+    gen: u32,
+    epoch: u64,
+    fetch: Fetch,
+    index: usize,
+}
+
+/// Largest single core filer read; longer ranges go as several reads in flight.
+const MAX_FETCH: u64 = 1 << 20;
+const RA_START: u64 = 128 << 10;
+
+#[derive(Debug, Clone)]
+pub struct ReadReply {
+    /// The bytes read, as the cache holds them (one piece per block touched).
+    pub data: Vec<Bytes>,
+    pub eof: bool,
+    pub attr: Attr,
+}
+
+impl ReadReply {
+    pub fn len(&self) -> usize {
+        self.data.iter().map(|b| b.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes as one buffer (copies when more than one block was read).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.data.as_slice() {
+            [one] => one.clone(),
+            parts => {
+                let mut v = Vec::with_capacity(self.len());
+                for p in parts {
+                    v.extend_from_slice(p);
+                }
+                v.into()
+            }
+        }
+    }
+}
+
+/// Where one block of a read comes from.
+enum Source {
+    Ready(Bytes),
+    Nvme,
+    Wait(Fetch, usize),
+}
+
+impl Shard {
+    fn bs(&self) -> u64 {
+        self.cfg().block_size as u64
+    }
+
+    /// A RAM hit for `key` holding at least `need` bytes of generation `gen`.
+    fn ram_get(&self, key: BlockKey, gen: u32, need: usize) -> Option<Bytes> {
+        let mut ram = self.ram.borrow_mut();
+        let hit = match ram.get(&key) {
+            Some(b) if b.gen == gen && b.data.len() >= need => {
+                if b.prefetched {
+                    b.prefetched = false;
+                    self.stats.readahead_used_bytes.increment(b.data.len() as u64);
+                }
+                Some(b.data.clone())
+            }
+            Some(_) => None,
+            None => return None,
+        };
+        if hit.is_none() {
+            ram.remove(&key);
+        }
+        hit
+    }
+
+    fn ram_insert(&self, key: BlockKey, block: RamBlock) {
+        let mut evicted = Vec::new();
+        self.ram.borrow_mut().insert(key, block, &mut evicted);
+        for (_, b) in evicted {
+            self.stats.ram_evictions.increment(1);
+            if b.prefetched {
+                self.stats.readahead_wasted_bytes.increment(b.data.len() as u64);
+            }
+        }
+    }
+
+    /// Drop cached blocks `first..=last` of a file from both tiers.
+    fn drop_blocks(&self, file: u64, first: u64, last: u64) {
+        let mut ram = self.ram.borrow_mut();
+        let mut inflight = self.inflight.borrow_mut();
+        for block in first..=last {
+            let key = BlockKey { file, block };
+            ram.remove(&key);
+            inflight.remove(&key);
+            if let Some(nvme) = &self.nvme {
+                nvme.remove(key);
+            }
+        }
+    }
+
+    /// Start one core filer read for blocks `first..first+count`, shared by
+    /// every reader of those blocks until it completes.
+    fn fetch(
+        self: &Rc<Self>,
+        r: &Resolved,
+        cred: &Credentials,
+        snap: Snapshot,
+        first: u64,
+        count: u64,
+        prefetch: bool,
+    ) -> Fetch {
+        let id = self.next_fetch.get();
+        self.next_fetch.set(id + 1);
+        let bs = self.bs();
+        let file = file_key(r);
+        let shard = self.clone();
+        let (r, cred) = (*r, cred.clone());
+        let fut = async move {
+            let filer = shard.filer(&r)?.clone();
+            let len = (count * bs).min(u32::MAX as u64) as u32;
+            let got = shard
+                .filer_call(filer.read(&cred, &r.filer_handle, first * bs, len))
+                .await;
+            // Whatever the outcome, this fetch no longer answers for its blocks.
+            {
+                let mut inflight = shard.inflight.borrow_mut();
+                for b in first..first + count {
+                    let key = BlockKey { file, block: b };
+                    if inflight.get(&key).is_some_and(|i| i.id == id) {
+                        inflight.remove(&key);
+                    }
+                }
+            }
+            let got = got?;
+            shard.stats.filer_reads.increment(1);
+            shard.stats.filer_read_bytes.increment(got.data.len() as u64);
+            let mut blocks = Vec::with_capacity(count as usize);
+            for i in 0..count {
+                let start = ((i * bs) as usize).min(got.data.len());
+                let end = (((i + 1) * bs) as usize).min(got.data.len());
+                blocks.push(got.data.slice(start..end));
+            }
+            // Fill the cache only if nothing changed the file meanwhile.
+            let current = shard.files.borrow_mut().get(&file).map(|s| (s.gen, s.epoch));
+            if current == Some((snap.gen, snap.epoch)) {
+                for (i, data) in blocks.iter().enumerate() {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    let key = BlockKey {
+                        file,
+                        block: first + i as u64,
+                    };
+                    if let Some(nvme) = &shard.nvme {
+                        nvme.insert(key, snap.gen, data);
+                    }
+                    shard.ram_insert(
+                        key,
+                        RamBlock {
+                            data: data.clone(),
+                            gen: snap.gen,
+                            prefetched: prefetch,
+                        },
+                    );
+                }
+            }
+            Ok(Rc::new(blocks))
+        }
+        .boxed_local()
+        .shared();
+        {
+            let mut inflight = self.inflight.borrow_mut();
+            for i in 0..count {
+                let key = BlockKey {
+                    file,
+                    block: first + i,
+                };
+                inflight.insert(
+                    key,
+                    Inflight {
+                        id,
+                        gen: snap.gen,
+                        epoch: snap.epoch,
+                        fetch: fut.clone(),
+                        index: i as usize,
+                    },
+                );
+            }
+        }
+        // Runs to completion even if every reader goes away (read-ahead has none).
+        let driver = fut.clone();
+        compio::runtime::spawn(async move {
+            let _ = driver.await;
+        })
+        .detach();
+        fut
+    }
+
+    pub(crate) async fn read(
+        self: &Rc<Self>,
+        r: &Resolved,
+        cred: &Credentials,
+        offset: u64,
+        count: u32,
+    ) -> Result<ReadReply> {
+        let snap = self.state(r, cred).await?;
+        let attr = snap.attr;
+        match attr.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Error::IsDir),
+            _ => return Err(Error::Inval),
+        }
+        perm::require_read(cred, &attr)?;
+        let size = attr.size;
+        if count == 0 || offset >= size {
+            return Ok(ReadReply {
+                data: Vec::new(),
+                eof: offset >= size,
+                attr,
+            });
+        }
+        let end = offset.saturating_add(count as u64).min(size);
+        let bs = self.bs();
+        let file = file_key(r);
+        let (b0, b1) = (offset / bs, (end - 1) / bs);
+
+        let mut sources = Vec::with_capacity((b1 - b0 + 1) as usize);
+        let mut missing: Vec<u64> = Vec::new();
+        for block in b0..=b1 {
+            let key = BlockKey { file, block };
+            let need = (size - block * bs).min(bs) as usize;
+            if let Some(data) = self.ram_get(key, snap.gen, need) {
+                self.stats.ram_hits.increment(1);
+                self.stats.ram_hit_bytes.increment(need as u64);
+                sources.push(Source::Ready(data));
+                continue;
+            }
+            self.stats.ram_misses.increment(1);
+            if self.nvme.as_ref().is_some_and(|n| n.contains(key, snap.gen)) {
+                sources.push(Source::Nvme);
+                continue;
+            }
+            let joined = self.inflight.borrow().get(&key).and_then(|i| {
+                (i.gen == snap.gen && i.epoch == snap.epoch).then(|| (i.fetch.clone(), i.index))
+            });
+            match joined {
+                Some((fetch, index)) => {
+                    self.stats.coalesced_misses.increment(1);
+                    sources.push(Source::Wait(fetch, index));
+                }
+                None => {
+                    missing.push(block);
+                    sources.push(Source::Nvme); // placeholder, replaced below
+                }
+            }
+        }
+        // One core filer read per run of consecutive missing blocks.
+        let mut i = 0;
+        while i < missing.len() {
+            let first = missing[i];
+            let mut n = 1;
+            while i + (n as usize) < missing.len()
+                && missing[i + n as usize] == first + n
+                && n * bs < MAX_FETCH
+            {
+                n += 1;
+            }
+            let fetch = self.fetch(r, cred, snap, first, n, false);
+            for k in 0..n {
+                sources[(first + k - b0) as usize] = Source::Wait(fetch.clone(), k as usize);
+            }
+            i += n as usize;
+        }
+        self.readahead(r, cred, snap, offset, end);
+
+        let parts = futures::future::join_all(sources.into_iter().enumerate().map(|(i, src)| {
+            let block = b0 + i as u64;
+            let this = self.clone();
+            let cred = cred.clone();
+            let r = *r;
+            async move {
+                let block_start = block * bs;
+                let from = offset.max(block_start) - block_start;
+                let to = end.min(block_start + bs) - block_start;
+                let data = match src {
+                    Source::Ready(d) => d,
+                    Source::Wait(fetch, idx) => fetch.await?.get(idx).cloned().unwrap_or_default(),
+                    Source::Nvme => {
+                        let key = BlockKey { file, block };
+                        let hit = match &this.nvme {
+                            Some(n) => n
+                                .read(key, snap.gen, from as u32, (to - from) as u32)
+                                .await
+                                .unwrap_or(None),
+                            None => None,
+                        };
+                        match hit {
+                            Some(d) if d.len() as u64 == to - from => return Ok(d),
+                            _ => {
+                                let fetch = this.fetch(&r, &cred, snap, block, 1, false);
+                                fetch.await?.first().cloned().unwrap_or_default()
+                            }
+                        }
+                    }
+                };
+                let len = data.len() as u64;
+                Ok::<Bytes, Error>(data.slice(from.min(len) as usize..to.min(len) as usize))
+            }
+        }))
+        .await;
+        let mut data = Vec::with_capacity(parts.len());
+        let mut got = offset;
+        for p in parts {
+            let p = p?;
+            let short = (p.len() as u64) < (end.min((got / bs + 1) * bs) - got);
+            got += p.len() as u64;
+            data.push(p);
+            // A block shorter than expected: the file shrank behind the cache.
+            if short {
+                break;
+            }
+        }
+        Ok(ReadReply {
+            data,
+            eof: got >= size,
+            attr,
+        })
+    }
+
+    /// Grow the read-ahead window on sequential access and keep several
+    /// ranges ahead of the reader in flight.
+    fn readahead(self: &Rc<Self>, r: &Resolved, cred: &Credentials, snap: Snapshot, offset: u64, end: u64) {
+        let key = file_key(r);
+        let bs = self.bs();
+        let max = self.cfg().readahead_max as u64;
+        let (from, to) = {
+            let mut files = self.files.borrow_mut();
+            let Some(st) = files.get_mut(&key) else { return };
+            let ra = &mut st.ra;
+            let sequential = offset == ra.next || (offset < ra.next && end > ra.next);
+            if !sequential && offset != 0 {
+                *ra = Readahead {
+                    next: end,
+                    ..Default::default()
+                };
+                return;
+            }
+            ra.window = (ra.window * 2).clamp(RA_START, max.max(RA_START));
+            ra.next = end;
+            let to = end.saturating_add(ra.window).min(snap.attr.size);
+            let from = ra.issued_to.max(end);
+            if from >= to || max == 0 {
+                return;
+            }
+            ra.issued_to = to;
+            (from / bs, (to - 1) / bs)
+        };
+        let mut block = from;
+        while block <= to {
+            let key = BlockKey { file: key, block };
+            let cached = self.ram.borrow().peek(&key).is_some_and(|b| b.gen == snap.gen)
+                || self.nvme.as_ref().is_some_and(|n| n.contains(key, snap.gen))
+                || self.inflight.borrow().contains_key(&key);
+            if cached {
+                block += 1;
+                continue;
+            }
+            let n = (to - block + 1).min(MAX_FETCH / bs).max(1);
+            let _ = self.fetch(r, cred, snap, block, n, true);
+            block += n;
+        }
+    }
+
+    pub(crate) async fn write(
+        &self,
+        r: &Resolved,
+        cred: &Credentials,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<(u32, Stability, Wcc)> {
+        let snap = self.state(r, cred).await?;
+        match snap.attr.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Error::IsDir),
+            _ => return Err(Error::Inval),
+        }
+        perm::require(cred, &snap.attr, perm::W)?;
+        offset.checked_add(data.len() as u64).ok_or(Error::FBig)?;
+        let len = data.len() as u64;
+        let filer = self.filer(r)?.clone();
+        let w = self
+            .filer_call(filer.write(cred, &r.filer_handle, offset, data, stability))
+            .await?;
+        self.stats.filer_writes.increment(1);
+        self.stats.filer_write_bytes.increment(w.count as u64);
+        self.after_data_change(r, offset, len.max(1), w.wcc.after);
+        let before = w.wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        Ok((
+            w.count,
+            w.committed,
+            Wcc {
+                before,
+                after: w.wcc.after,
+            },
+        ))
+    }
+
+    /// After the engine changed bytes `offset..offset+len`: drop the blocks
+    /// they touch (and, past EOF, the old last block), and stop fetches that
+    /// began before from filling the cache.
+    fn after_data_change(&self, r: &Resolved, offset: u64, len: u64, after: Option<Attr>) {
+        let key = file_key(r);
+        let bs = self.bs();
+        let old_size = {
+            let mut files = self.files.borrow_mut();
+            files.get_mut(&key).map(|st| {
+                st.epoch += 1;
+                st.attr.size
+            })
+        };
+        let first = offset.min(old_size.unwrap_or(offset)) / bs;
+        let last = (offset + len - 1) / bs;
+        self.drop_blocks(key, first.min(last), last);
+        match after {
+            Some(a) => {
+                self.install(r, a, true);
+            }
+            None => self.expire(r),
+        }
+    }
+
+    pub(crate) async fn commit(&self, r: &Resolved, cred: &Credentials) -> Result<Wcc> {
+        let snap = self.state(r, cred).await?;
+        let filer = self.filer(r)?.clone();
+        let mut wcc = self.filer_call(filer.commit(cred, &r.filer_handle)).await?;
+        wcc.before = wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        if let Some(a) = wcc.after {
+            self.install(r, a, true);
+        }
+        Ok(wcc)
+    }
+
+    pub(crate) async fn setattr(
+        &self,
+        r: &Resolved,
+        cred: &Credentials,
+        set: &SetAttr,
+        guard: Option<Timespec>,
+    ) -> Result<Wcc> {
+        let snap = self.state(r, cred).await?;
+        if guard.is_some_and(|ctime| ctime != snap.attr.ctime) {
+            return Err(Error::NotSync);
+        }
+        let set = perm::check_setattr(cred, &snap.attr, set)?;
+        let filer = self.filer(r)?.clone();
+        let mut wcc = self
+            .filer_call(filer.setattr(cred, &r.filer_handle, &set))
+            .await?;
+        wcc.before = wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        match set.size {
+            Some(size) => {
+                // Blocks past the new end, and the one it falls in, are stale.
+                let key = file_key(r);
+                let bs = self.bs();
+                if let Some(st) = self.files.borrow_mut().get_mut(&key) {
+                    st.epoch += 1;
+                }
+                let old = snap.attr.size.max(size);
+                self.drop_blocks(key, size / bs, old / bs);
+                match wcc.after {
+                    Some(a) => {
+                        self.install(r, a, true);
+                    }
+                    None => self.expire(r),
+                }
+            }
+            None => match wcc.after {
+                Some(a) => {
+                    self.install(r, a, true);
+                }
+                None => self.expire(r),
+            },
+        }
+        Ok(wcc)
+    }
+}

@@ -1,0 +1,397 @@
+//! One shard: the slice of the cache and of the metadata cache owned by one
+//! core. Everything here runs on that core's thread, so state lives in
+//! `RefCell`s; no borrow is ever held across an `.await`.
+
+mod data;
+mod namespace;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lru::LruCache;
+
+use crate::config::EngineConfig;
+use crate::filer::CoreFiler;
+use crate::handle::{HandleKey, Resolved};
+use crate::stats::ShardStats;
+use crate::tier::nvme::{BlockKey, NvmeConfig, SegmentStore};
+use crate::tier::ram::{S3Fifo, Weigh};
+use crate::types::*;
+use crate::{Error, Result};
+
+pub use data::ReadReply;
+pub(crate) use namespace::{Created, ListEntry, Listing};
+
+/// What all shards share, read-only.
+pub struct Shared {
+    pub cfg: EngineConfig,
+    pub key: HandleKey,
+    pub filers: Vec<Arc<dyn CoreFiler>>,
+    /// Changes at every start, so clients know to resend uncommitted writes.
+    pub write_verifier: u64,
+}
+
+/// Cache key of a file: its file id, with the filer index in the top byte.
+pub(crate) fn file_key(r: &Resolved) -> u64 {
+    r.fileid ^ ((r.filer as u64) << 56)
+}
+
+/// A cached block in RAM.
+pub(crate) struct RamBlock {
+    data: Bytes,
+    gen: u32,
+    /// Fetched by read-ahead and not read yet.
+    prefetched: bool,
+}
+
+impl Weigh for RamBlock {
+    fn weight(&self) -> usize {
+        self.data.len() + 64
+    }
+}
+
+/// Read-ahead state of one file.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Readahead {
+    next: u64,
+    window: u64,
+    issued_to: u64,
+}
+
+/// What the shard knows about one file.
+pub(crate) struct FileState {
+    filer_handle: FilerHandle,
+    attr: Attr,
+    validated: Instant,
+    /// Data generation: cached blocks of another generation are stale.
+    gen: u32,
+    /// Bumped by every change made through the engine; a fetch that started
+    /// before one does not fill the cache.
+    epoch: u64,
+    ra: Readahead,
+}
+
+/// A consistent view of one file for the duration of an operation.
+#[derive(Clone, Copy)]
+pub(crate) struct Snapshot {
+    pub attr: Attr,
+    pub gen: u32,
+    pub epoch: u64,
+}
+
+/// A cached name in a directory: what it names, or that it does not exist.
+struct NameEntry {
+    child: Option<(FilerHandle, u64)>,
+    validated: Instant,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub(crate) stats: ShardStats,
+    ram: RefCell<S3Fifo<BlockKey, RamBlock>>,
+    nvme: Option<Rc<SegmentStore>>,
+    files: RefCell<LruCache<u64, FileState>>,
+    names: RefCell<LruCache<(u64, Box<[u8]>), NameEntry>>,
+    listings: RefCell<LruCache<u64, Rc<Listing>>>,
+    inflight: RefCell<HashMap<BlockKey, data::Inflight>>,
+    next_gen: Cell<u32>,
+    next_fetch: Cell<u64>,
+    /// While set and in the future, the core filer is taken as unreachable.
+    filer_down_until: Cell<Option<Instant>>,
+}
+
+const FILES: usize = 256 * 1024;
+const NAMES: usize = 512 * 1024;
+const LISTINGS: usize = 4096;
+/// How long an unreachable core filer is left alone before it is tried again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+impl Shard {
+    pub(crate) async fn open(id: usize, shared: Arc<Shared>) -> std::result::Result<Shard, String> {
+        let cfg = &shared.cfg;
+        let n = cfg.shard_count() as u64;
+        let nvme = if cfg.cache_bytes > 0 {
+            let store = SegmentStore::open(NvmeConfig {
+                path: cfg.cache_dir.join(format!("shard-{id}.cache")),
+                size: cfg.cache_bytes / n,
+                segment_size: cfg.segment_size,
+                block_size: cfg.block_size,
+                shard: id,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Some(Rc::new(store))
+        } else {
+            None
+        };
+        let filer_name = shared
+            .filers
+            .first()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default();
+        let nz = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        Ok(Shard {
+            id,
+            stats: ShardStats::new(id, &filer_name),
+            ram: RefCell::new(S3Fifo::new((cfg.ram_bytes / n) as usize)),
+            nvme,
+            files: RefCell::new(LruCache::new(nz(FILES))),
+            names: RefCell::new(LruCache::new(nz(NAMES))),
+            listings: RefCell::new(LruCache::new(nz(LISTINGS))),
+            inflight: RefCell::new(HashMap::new()),
+            next_gen: Cell::new(1),
+            next_fetch: Cell::new(1),
+            filer_down_until: Cell::new(None),
+            shared,
+        })
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if let Some(nvme) = &self.nvme {
+            if let Err(e) = nvme.flush().await {
+                tracing::warn!(shard = self.id, "flushing the NVMe tier at shutdown: {e}");
+            }
+        }
+    }
+
+    fn cfg(&self) -> &EngineConfig {
+        &self.shared.cfg
+    }
+
+    pub(crate) fn filer(&self, r: &Resolved) -> Result<&Arc<dyn CoreFiler>> {
+        self.shared.filers.get(r.filer as usize).ok_or(Error::Stale)
+    }
+
+    fn new_gen(&self) -> u32 {
+        let g = self.next_gen.get();
+        self.next_gen.set(g.wrapping_add(1).max(1));
+        g
+    }
+
+    fn filer_down(&self) -> bool {
+        self.filer_down_until.get().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Call the core filer with a bounded wait. A timeout or transport error
+    /// marks it unreachable for a moment, during which calls fail at once and
+    /// cached data keeps being served.
+    pub(crate) async fn filer_call<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.filer_down() {
+            return Err(Error::Io);
+        }
+        self.stats.filer_ops.increment(1);
+        let started = Instant::now();
+        let out = match compio::time::timeout(self.cfg().filer_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Jukebox),
+        };
+        self.stats.filer_latency.record(started.elapsed().as_secs_f64());
+        match out {
+            Err(Error::Jukebox) | Err(Error::Io) => {
+                self.stats.filer_errors.increment(1);
+                if matches!(out, Err(Error::Jukebox)) {
+                    tracing::warn!(shard = self.id, "core filer did not answer in time");
+                    self.filer_down_until.set(Some(Instant::now() + PROBE_INTERVAL));
+                }
+                Err(Error::Io)
+            }
+            other => {
+                self.filer_down_until.set(None);
+                other
+            }
+        }
+    }
+
+    fn fresh(&self, st: &FileState, now: Instant) -> bool {
+        let period = if st.attr.ftype == FileType::Directory {
+            self.cfg().policy.dir_verify
+        } else {
+            self.cfg().policy.attr_verify
+        };
+        now.duration_since(st.validated) < period
+    }
+
+    fn snapshot(st: &FileState) -> Snapshot {
+        Snapshot {
+            attr: st.attr,
+            gen: st.gen,
+            epoch: st.epoch,
+        }
+    }
+
+    /// The file's attributes, revalidated with the core filer when the verify
+    /// period has passed.
+    pub(crate) async fn state(&self, r: &Resolved, cred: &Credentials) -> Result<Snapshot> {
+        let now = Instant::now();
+        let known = {
+            let mut files = self.files.borrow_mut();
+            match files.get(&file_key(r)) {
+                Some(st) if st.filer_handle == r.filer_handle => {
+                    if self.fresh(st, now) || self.filer_down() {
+                        return Ok(Self::snapshot(st));
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        self.stats.revalidations.increment(1);
+        let filer = self.filer(r)?.clone();
+        match self.filer_call(filer.getattr(cred, &r.filer_handle)).await {
+            Ok(attr) if attr.fileid == r.fileid => Ok(self.install(r, attr, false)),
+            Ok(_) | Err(Error::Stale) | Err(Error::NoEnt) | Err(Error::BadHandle) => {
+                self.forget(r);
+                Err(Error::Stale)
+            }
+            Err(e) => {
+                // Unreachable core filer: keep serving what is cached.
+                if known {
+                    if let Some(st) = self.files.borrow_mut().get(&file_key(r)) {
+                        return Ok(Self::snapshot(st));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Record attributes fresh from the core filer. Unless the change was
+    /// made through the engine (`ours`), a difference from what was cached
+    /// means someone changed the file behind the cache: its cached data and,
+    /// for a directory, its names and listing are dropped.
+    pub(crate) fn install(&self, r: &Resolved, attr: Attr, ours: bool) -> Snapshot {
+        let key = file_key(r);
+        let now = Instant::now();
+        let mut files = self.files.borrow_mut();
+        let changed = match files.get_mut(&key) {
+            Some(st) if st.filer_handle == r.filer_handle => {
+                let changed = !ours
+                    && (st.attr.size != attr.size
+                        || st.attr.mtime != attr.mtime
+                        || st.attr.ctime != attr.ctime
+                        || st.attr.change != attr.change);
+                if changed {
+                    st.gen = self.new_gen();
+                    st.epoch += 1;
+                    st.ra = Readahead::default();
+                }
+                st.attr = attr;
+                st.validated = now;
+                changed
+            }
+            _ => {
+                let st = FileState {
+                    filer_handle: r.filer_handle,
+                    attr,
+                    validated: now,
+                    gen: self.new_gen(),
+                    epoch: 0,
+                    ra: Readahead::default(),
+                };
+                files.put(key, st);
+                // A state created anew cannot vouch for names cached under it.
+                attr.ftype == FileType::Directory
+            }
+        };
+        let snap = files.get(&key).map(Self::snapshot);
+        drop(files);
+        if changed {
+            self.stats.invalidations.increment(1);
+            if attr.ftype == FileType::Directory {
+                self.drop_dir_caches(key);
+            }
+        }
+        snap.unwrap_or(Snapshot {
+            attr,
+            gen: 0,
+            epoch: 0,
+        })
+    }
+
+    /// Attributes changed by an operation elsewhere: take them, and if the
+    /// file's data may have changed, drop its cached blocks.
+    pub(crate) fn refresh(&self, r: &Resolved, attr: Option<Attr>, data_changed: bool) {
+        let key = file_key(r);
+        if data_changed {
+            if let Some(st) = self.files.borrow_mut().get_mut(&key) {
+                st.gen = self.new_gen();
+                st.epoch += 1;
+            }
+        }
+        match attr {
+            Some(a) => {
+                self.install(r, a, true);
+            }
+            None => self.expire(r),
+        }
+    }
+
+    /// Make the next access revalidate the file's attributes.
+    pub(crate) fn expire(&self, r: &Resolved) {
+        if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
+            st.validated = Instant::now() - Duration::from_secs(86400 * 365);
+        }
+    }
+
+    fn forget(&self, r: &Resolved) {
+        let key = file_key(r);
+        let dir = self
+            .files
+            .borrow_mut()
+            .pop(&key)
+            .is_some_and(|st| st.attr.ftype == FileType::Directory);
+        if dir {
+            self.drop_dir_caches(key);
+        }
+    }
+
+    fn drop_dir_caches(&self, dir: u64) {
+        self.listings.borrow_mut().pop(&dir);
+        let mut names = self.names.borrow_mut();
+        let stale: Vec<_> = names
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            names.pop(&k);
+        }
+    }
+
+    pub(crate) async fn getattr(&self, r: &Resolved, cred: &Credentials) -> Result<Attr> {
+        Ok(self.state(r, cred).await?.attr)
+    }
+
+    /// Attributes of a file whose state may be missing here; `seed` are
+    /// attributes a lookup just read from the core filer.
+    pub(crate) async fn attr_with_seed(
+        &self,
+        r: &Resolved,
+        cred: &Credentials,
+        seed: Option<Attr>,
+    ) -> Result<Attr> {
+        match seed {
+            Some(attr) => Ok(self.install(r, attr, false).attr),
+            None => self.getattr(r, cred).await,
+        }
+    }
+
+    pub(crate) async fn access(&self, r: &Resolved, cred: &Credentials, mask: u32) -> Result<(u32, Attr)> {
+        let attr = self.getattr(r, cred).await?;
+        Ok((crate::perm::granted(cred, &attr, mask), attr))
+    }
+
+    pub(crate) async fn fsstat(&self, r: &Resolved, cred: &Credentials) -> Result<(FsStat, Attr)> {
+        let attr = self.getattr(r, cred).await?;
+        let filer = self.filer(r)?.clone();
+        let st = self.filer_call(filer.fsstat(cred, &r.filer_handle)).await?;
+        Ok((st, attr))
+    }
+}

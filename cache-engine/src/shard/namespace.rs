@@ -1,0 +1,473 @@
+//! Names and directories on the shard that owns the directory: lookups
+//! (negative ones too), listings with stable cookies, and the operations that
+//! change a directory.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::{file_key, NameEntry, Shard};
+use crate::filer::FilerCreated;
+use crate::handle::Resolved;
+use crate::perm;
+use crate::types::*;
+use crate::{Error, Result};
+
+/// A directory's entries as the core filer listed them, with its cookies.
+pub(crate) struct Listing {
+    pub entries: Vec<ListEntry>,
+    /// Position of the entry each cookie resumes after.
+    by_cookie: HashMap<u64, usize>,
+    validated: Instant,
+}
+
+#[derive(Clone)]
+pub(crate) struct ListEntry {
+    pub name: Vec<u8>,
+    pub fileid: u64,
+    pub cookie: u64,
+    pub ftype: Option<FileType>,
+    pub handle: Option<FilerHandle>,
+}
+
+/// Listings longer than this are paged from the core filer, not cached.
+const MAX_CACHED_LISTING: usize = 1 << 20;
+const LIST_PAGE: usize = 1024;
+
+/// What a rename touched, for the engine to tell the other shards.
+pub(crate) struct RenameOutcome {
+    pub from_wcc: Wcc,
+    pub to_wcc: Wcc,
+    pub moved: Option<Resolved>,
+    pub replaced: Option<Resolved>,
+}
+
+impl Shard {
+    async fn dir_state(&self, dir: &Resolved, cred: &Credentials) -> Result<Attr> {
+        let attr = self.state(dir, cred).await?.attr;
+        if attr.ftype != FileType::Directory {
+            return Err(Error::NotDir);
+        }
+        Ok(attr)
+    }
+
+    fn child(&self, dir: &Resolved, fh: FilerHandle, fileid: u64) -> Resolved {
+        Resolved {
+            filer: dir.filer,
+            fileid,
+            filer_handle: fh,
+        }
+    }
+
+    fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
+        if child.is_none() && !self.cfg().policy.negative_lookups {
+            self.names.borrow_mut().pop(&(file_key(dir), name.into()));
+            return;
+        }
+        self.names.borrow_mut().put(
+            (file_key(dir), name.into()),
+            NameEntry {
+                child,
+                validated: Instant::now(),
+            },
+        );
+    }
+
+    fn drop_listing(&self, dir: &Resolved) {
+        self.listings.borrow_mut().pop(&file_key(dir));
+    }
+
+    /// A name in a directory: `Ok(child, attributes if just read from the core filer)`.
+    pub(crate) async fn lookup(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        name: &[u8],
+    ) -> Result<(Resolved, Option<Attr>, Attr)> {
+        let dattr = self.dir_state(dir, cred).await?;
+        perm::require(cred, &dattr, perm::X)?;
+        check_name(name)?;
+        let period = self.cfg().policy.dir_verify;
+        let cached = self
+            .names
+            .borrow_mut()
+            .get(&(file_key(dir), name.into()))
+            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child));
+        match cached {
+            Some(Some((fh, fileid))) => return Ok((self.child(dir, fh, fileid), None, dattr)),
+            Some(None) => return Err(Error::NoEnt),
+            None => {}
+        }
+        let filer = self.filer(dir)?.clone();
+        match self.filer_call(filer.lookup(cred, &dir.filer_handle, name)).await {
+            Ok((fh, attr)) => {
+                self.cache_name(dir, name, Some((fh, attr.fileid)));
+                Ok((self.child(dir, fh, attr.fileid), Some(attr), dattr))
+            }
+            Err(Error::NoEnt) => {
+                self.cache_name(dir, name, None);
+                Err(Error::NoEnt)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn lookup_parent(&self, dir: &Resolved, cred: &Credentials) -> Result<(Resolved, Attr)> {
+        let dattr = self.dir_state(dir, cred).await?;
+        perm::require(cred, &dattr, perm::X)?;
+        let filer = self.filer(dir)?.clone();
+        let (fh, attr) = self
+            .filer_call(filer.lookup_parent(cred, &dir.filer_handle))
+            .await?;
+        Ok((self.child(dir, fh, attr.fileid), attr))
+    }
+
+    /// Create in `dir`. For an unchecked create of a name that exists,
+    /// returns `Err(Exist)` with nothing done only when `node` is not a
+    /// regular file; a regular file is handed back for the caller to open.
+    pub(crate) async fn create(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        name: &[u8],
+        node: &NewNode,
+        attrs: &SetAttr,
+    ) -> Result<Created> {
+        let dattr = self.dir_state(dir, cred).await?;
+        perm::require(cred, &dattr, perm::W | perm::X)?;
+        check_name(name)?;
+        if matches!(node, NewNode::File(CreateMode::Unchecked)) {
+            match self.lookup(dir, cred, name).await {
+                Ok((child, seed, _)) => return Ok(Created::Existing(child, seed, dattr)),
+                Err(Error::NoEnt) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if matches!(node, NewNode::CharDev(..) | NewNode::BlockDev(..)) && cred.uid != 0 {
+            return Err(Error::Perm);
+        }
+        let default_mode = match node {
+            NewNode::Directory => 0o755,
+            NewNode::Symlink(_) => 0o777,
+            _ => 0o644,
+        };
+        // New objects belong to the caller; a setgid directory passes its group on.
+        let gid = if dattr.mode & 0o2000 != 0 {
+            dattr.gid
+        } else {
+            cred.gid
+        };
+        let mut mode = attrs.mode.unwrap_or(default_mode) & 0o7777;
+        if matches!(node, NewNode::Directory) && dattr.mode & 0o2000 != 0 {
+            mode |= 0o2000;
+        }
+        let set = SetAttr {
+            mode: Some(mode),
+            uid: Some(cred.uid),
+            gid: Some(gid),
+            ..*attrs
+        };
+        let filer = self.filer(dir)?.clone();
+        let FilerCreated {
+            handle,
+            attr,
+            mut dir_wcc,
+        } = self
+            .filer_call(filer.create(cred, &dir.filer_handle, name, node, &set))
+            .await?;
+        dir_wcc.before = dir_wcc.before.or(Some(WccAttr::from(&dattr)));
+        self.cache_name(dir, name, Some((handle, attr.fileid)));
+        self.drop_listing(dir);
+        self.dir_changed(dir, dir_wcc.after);
+        Ok(Created::New(self.child(dir, handle, attr.fileid), attr, dir_wcc))
+    }
+
+    fn dir_changed(&self, dir: &Resolved, after: Option<Attr>) {
+        match after {
+            Some(a) => {
+                self.install(dir, a, true);
+            }
+            None => self.expire(dir),
+        }
+    }
+
+    /// Remove a name; returns the directory's change and what was removed.
+    pub(crate) async fn remove(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        name: &[u8],
+        rmdir: bool,
+    ) -> Result<(Wcc, Resolved)> {
+        let dattr = self.dir_state(dir, cred).await?;
+        check_name(name)?;
+        let (victim, vattr) = self.lookup_fresh(dir, cred, name, &dattr).await?;
+        perm::may_delete(cred, &dattr, vattr.as_ref())?;
+        let filer = self.filer(dir)?.clone();
+        let mut wcc = self
+            .filer_call(filer.remove(cred, &dir.filer_handle, name, rmdir))
+            .await?;
+        wcc.before = wcc.before.or(Some(WccAttr::from(&dattr)));
+        self.cache_name(dir, name, None);
+        self.drop_listing(dir);
+        self.dir_changed(dir, wcc.after);
+        Ok((wcc, victim))
+    }
+
+    /// The object a name refers to, with its attributes when a sticky
+    /// directory makes its owner matter.
+    async fn lookup_fresh(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        name: &[u8],
+        dattr: &Attr,
+    ) -> Result<(Resolved, Option<Attr>)> {
+        if dattr.mode & 0o1000 != 0 {
+            let filer = self.filer(dir)?.clone();
+            let (fh, attr) = self
+                .filer_call(filer.lookup(cred, &dir.filer_handle, name))
+                .await?;
+            return Ok((self.child(dir, fh, attr.fileid), Some(attr)));
+        }
+        let (child, seed, _) = self.lookup(dir, cred, name).await?;
+        Ok((child, seed))
+    }
+
+    /// Rename within this shard's directory `from` to `to` (whose
+    /// attributes the caller fetched from its shard).
+    pub(crate) async fn rename(
+        &self,
+        from: &Resolved,
+        cred: &Credentials,
+        from_name: &[u8],
+        to: &Resolved,
+        to_attr: &Attr,
+        to_name: &[u8],
+    ) -> Result<RenameOutcome> {
+        let fattr = self.dir_state(from, cred).await?;
+        if to_attr.ftype != FileType::Directory {
+            return Err(Error::NotDir);
+        }
+        check_name(from_name)?;
+        check_name(to_name)?;
+        let (moved, mattr) = self.lookup_fresh(from, cred, from_name, &fattr).await?;
+        perm::may_delete(cred, &fattr, mattr.as_ref())?;
+        perm::require(cred, to_attr, perm::W | perm::X)?;
+        let filer = self.filer(from)?.clone();
+        // The replaced object, if any, for sticky checks and to expire its attributes.
+        let replaced = match self
+            .filer_call(filer.lookup(cred, &to.filer_handle, to_name))
+            .await
+        {
+            Ok((fh, attr)) => {
+                if to_attr.mode & 0o1000 != 0
+                    && cred.uid != 0
+                    && cred.uid != attr.uid
+                    && cred.uid != to_attr.uid
+                {
+                    return Err(Error::Access);
+                }
+                Some(self.child(to, fh, attr.fileid))
+            }
+            Err(Error::NoEnt) => None,
+            Err(e) => return Err(e),
+        };
+        if replaced.is_some_and(|r| r.fileid == moved.fileid && r.filer_handle == moved.filer_handle) {
+            // Two names of one file: POSIX says do nothing.
+            let wcc = Wcc {
+                before: Some(WccAttr::from(&fattr)),
+                after: Some(fattr),
+            };
+            return Ok(RenameOutcome {
+                from_wcc: wcc,
+                to_wcc: Wcc {
+                    before: None,
+                    after: Some(*to_attr),
+                },
+                moved: None,
+                replaced: None,
+            });
+        }
+        // Moving a directory to a new parent rewrites its "..": needs write on it.
+        let moving_dir = match mattr {
+            Some(a) => a.ftype == FileType::Directory,
+            None => self
+                .getattr(&moved, cred)
+                .await
+                .map(|a| a.ftype == FileType::Directory)
+                .unwrap_or(false),
+        };
+        if moving_dir && file_key(from) != file_key(to) && cred.uid != 0 {
+            let a = match mattr {
+                Some(a) => a,
+                None => self.getattr(&moved, cred).await?,
+            };
+            perm::require(cred, &a, perm::W)?;
+        }
+        let (mut fw, mut tw) = self
+            .filer_call(filer.rename(cred, &from.filer_handle, from_name, &to.filer_handle, to_name))
+            .await?;
+        fw.before = fw.before.or(Some(WccAttr::from(&fattr)));
+        tw.before = tw.before.or(Some(WccAttr::from(to_attr)));
+        self.cache_name(from, from_name, None);
+        self.drop_listing(from);
+        self.dir_changed(from, fw.after);
+        if file_key(from) == file_key(to) {
+            self.cache_name(from, to_name, Some((moved.filer_handle, moved.fileid)));
+        }
+        Ok(RenameOutcome {
+            from_wcc: fw,
+            to_wcc: tw,
+            moved: Some(moved),
+            replaced,
+        })
+    }
+
+    /// Another shard changed this shard's directory: a name now refers to
+    /// `child` (or nothing), and the listing is stale.
+    pub(crate) fn name_changed(
+        &self,
+        dir: &Resolved,
+        name: &[u8],
+        child: Option<&Resolved>,
+        after: Option<Attr>,
+    ) {
+        self.cache_name(dir, name, child.map(|c| (c.filer_handle, c.fileid)));
+        self.drop_listing(dir);
+        self.dir_changed(dir, after);
+    }
+
+    pub(crate) async fn link(
+        &self,
+        file: &Resolved,
+        file_attr: &Attr,
+        cred: &Credentials,
+        dir: &Resolved,
+        name: &[u8],
+    ) -> Result<(Attr, Wcc)> {
+        let dattr = self.dir_state(dir, cred).await?;
+        perm::require(cred, &dattr, perm::W | perm::X)?;
+        check_name(name)?;
+        if file_attr.ftype == FileType::Directory {
+            return Err(Error::IsDir);
+        }
+        let filer = self.filer(dir)?.clone();
+        let (attr, mut wcc) = self
+            .filer_call(filer.link(cred, &file.filer_handle, &dir.filer_handle, name))
+            .await?;
+        wcc.before = wcc.before.or(Some(WccAttr::from(&dattr)));
+        self.cache_name(dir, name, Some((file.filer_handle, file.fileid)));
+        self.drop_listing(dir);
+        self.dir_changed(dir, wcc.after);
+        Ok((attr, wcc))
+    }
+
+    pub(crate) async fn readlink(&self, r: &Resolved, cred: &Credentials) -> Result<(Vec<u8>, Attr)> {
+        let attr = self.state(r, cred).await?.attr;
+        if attr.ftype != FileType::Symlink {
+            return Err(Error::Inval);
+        }
+        let filer = self.filer(r)?.clone();
+        let target = self.filer_call(filer.readlink(cred, &r.filer_handle)).await?;
+        Ok((target, attr))
+    }
+
+    /// Up to `max` entries after `cookie` (0: from the start), and whether
+    /// that reaches the end. Cookies are the core filer's, so they stay valid
+    /// whether or not the listing is still cached.
+    pub(crate) async fn readdir(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        cookie: u64,
+        max: usize,
+    ) -> Result<(Vec<ListEntry>, bool, Attr)> {
+        let dattr = self.dir_state(dir, cred).await?;
+        perm::require(cred, &dattr, perm::R)?;
+        let listing = self.listing(dir, cred).await?;
+        if let Some(listing) = listing {
+            let start = if cookie == 0 {
+                Some(0)
+            } else {
+                listing.by_cookie.get(&cookie).map(|&i| i + 1)
+            };
+            if let Some(start) = start {
+                let end = (start + max).min(listing.entries.len());
+                let eof = end == listing.entries.len();
+                return Ok((listing.entries[start.min(end)..end].to_vec(), eof, dattr));
+            }
+        }
+        // Not cached, or a cookie of an entry removed since: ask the core filer.
+        let filer = self.filer(dir)?.clone();
+        let (page, eof) = self
+            .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, max))
+            .await?;
+        let entries = page
+            .into_iter()
+            .map(|e| ListEntry {
+                handle: e.object.map(|(fh, _)| fh),
+                name: e.entry.name,
+                fileid: e.entry.fileid,
+                cookie: e.entry.cookie,
+                ftype: e.entry.ftype,
+            })
+            .collect();
+        Ok((entries, eof, dattr))
+    }
+
+    /// The cached listing of `dir`, loading it if it is missing or stale;
+    /// `None` for a directory too large to cache.
+    async fn listing(&self, dir: &Resolved, cred: &Credentials) -> Result<Option<Rc<Listing>>> {
+        let key = file_key(dir);
+        let period = self.cfg().policy.dir_verify;
+        if let Some(l) = self.listings.borrow_mut().get(&key) {
+            if l.validated.elapsed() < period || self.filer_down() {
+                return Ok(Some(l.clone()));
+            }
+        }
+        let filer = self.filer(dir)?.clone();
+        let validated = Instant::now();
+        let mut entries = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let (page, eof) = self
+                .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
+                .await?;
+            for e in page {
+                cookie = e.entry.cookie;
+                if let Some((fh, _)) = &e.object {
+                    self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
+                }
+                entries.push(ListEntry {
+                    handle: e.object.map(|(fh, _)| fh),
+                    name: e.entry.name,
+                    fileid: e.entry.fileid,
+                    cookie: e.entry.cookie,
+                    ftype: e.entry.ftype,
+                });
+            }
+            if entries.len() > MAX_CACHED_LISTING {
+                return Ok(None);
+            }
+            if eof {
+                break;
+            }
+        }
+        let by_cookie = entries.iter().enumerate().map(|(i, e)| (e.cookie, i)).collect();
+        let listing = Rc::new(Listing {
+            entries,
+            by_cookie,
+            validated,
+        });
+        self.listings.borrow_mut().put(key, listing.clone());
+        Ok(Some(listing))
+    }
+}
+
+/// Outcome of a create on the directory's shard.
+pub(crate) enum Created {
+    New(Resolved, Attr, Wcc),
+    /// Unchecked create of an existing name: the caller applies the attributes to it.
+    Existing(Resolved, Option<Attr>, Attr),
+}

@@ -1,0 +1,128 @@
+//! Metric handles, registered once per shard so the hot path only bumps atomics.
+
+use metrics::{counter, histogram, Counter, Histogram};
+
+/// Counters of one shard (label `shard`) and its core filer (label `filer`).
+pub struct ShardStats {
+    pub ram_hits: Counter,
+    pub ram_hit_bytes: Counter,
+    pub ram_misses: Counter,
+    pub ram_evictions: Counter,
+    pub filer_reads: Counter,
+    pub filer_read_bytes: Counter,
+    pub filer_writes: Counter,
+    pub filer_write_bytes: Counter,
+    pub filer_ops: Counter,
+    pub filer_errors: Counter,
+    pub coalesced_misses: Counter,
+    pub readahead_used_bytes: Counter,
+    pub readahead_wasted_bytes: Counter,
+    pub revalidations: Counter,
+    pub invalidations: Counter,
+    pub filer_latency: Histogram,
+}
+
+impl ShardStats {
+    pub fn new(shard: usize, filer: &str) -> Self {
+        let s = shard.to_string();
+        let f = filer.to_string();
+        ShardStats {
+            ram_hits: counter!("weir_cache_hits_total", "tier" => "ram", "shard" => s.clone()),
+            ram_hit_bytes: counter!("weir_cache_hit_bytes_total", "tier" => "ram", "shard" => s.clone()),
+            ram_misses: counter!("weir_cache_misses_total", "tier" => "ram", "shard" => s.clone()),
+            ram_evictions: counter!("weir_cache_evictions_total", "tier" => "ram", "shard" => s.clone()),
+            filer_reads: counter!("weir_filer_reads_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_read_bytes: counter!("weir_filer_read_bytes_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_writes: counter!("weir_filer_writes_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_write_bytes: counter!("weir_filer_write_bytes_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_ops: counter!("weir_filer_ops_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_errors: counter!("weir_filer_errors_total", "filer" => f.clone(), "shard" => s.clone()),
+            coalesced_misses: counter!("weir_coalesced_misses_total", "shard" => s.clone()),
+            readahead_used_bytes: counter!("weir_readahead_used_bytes_total", "shard" => s.clone()),
+            readahead_wasted_bytes: counter!("weir_readahead_wasted_bytes_total", "shard" => s.clone()),
+            revalidations: counter!("weir_revalidations_total", "filer" => f.clone(), "shard" => s.clone()),
+            invalidations: counter!("weir_invalidations_total", "filer" => f.clone(), "shard" => s.clone()),
+            filer_latency: histogram!("weir_filer_op_seconds", "filer" => f, "shard" => s),
+        }
+    }
+}
+
+/// Engine operations, each with its latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Getattr,
+    Setattr,
+    Lookup,
+    Access,
+    Read,
+    Write,
+    Commit,
+    Create,
+    Readlink,
+    Link,
+    Remove,
+    Rename,
+    Readdir,
+    Fsstat,
+}
+
+impl Op {
+    pub const ALL: [Op; 14] = [
+        Op::Getattr,
+        Op::Setattr,
+        Op::Lookup,
+        Op::Access,
+        Op::Read,
+        Op::Write,
+        Op::Commit,
+        Op::Create,
+        Op::Readlink,
+        Op::Link,
+        Op::Remove,
+        Op::Rename,
+        Op::Readdir,
+        Op::Fsstat,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Getattr => "getattr",
+            Op::Setattr => "setattr",
+            Op::Lookup => "lookup",
+            Op::Access => "access",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Commit => "commit",
+            Op::Create => "create",
+            Op::Readlink => "readlink",
+            Op::Link => "link",
+            Op::Remove => "remove",
+            Op::Rename => "rename",
+            Op::Readdir => "readdir",
+            Op::Fsstat => "fsstat",
+        }
+    }
+}
+
+pub struct OpLatency(Vec<Histogram>);
+
+impl OpLatency {
+    pub fn new() -> Self {
+        OpLatency(
+            Op::ALL
+                .iter()
+                .map(|op| histogram!("weir_op_seconds", "op" => op.name()))
+                .collect(),
+        )
+    }
+
+    pub fn record(&self, op: Op, secs: f64) {
+        self.0[op as usize].record(secs);
+    }
+}
+
+impl Default for OpLatency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
