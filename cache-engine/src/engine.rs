@@ -199,7 +199,7 @@ impl Engine {
         out
     }
 
-    async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<Attr>) -> Result<Attr> {
+    async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<(Attr, Instant)>) -> Result<Attr> {
         let cred = cred.clone();
         self.inner
             .shards
@@ -274,7 +274,7 @@ impl Engine {
                     .shards
                     .call(shard, move |s| async move { s.lookup_parent(&d, &c).await })
                     .await?;
-                let attr = self.attr_on(p, cred, Some(seed)).await?;
+                let attr = self.attr_on(p, cred, Some((seed, Instant::now()))).await?;
                 return Ok((self.handle(&p), attr, dir_attr));
             }
             let name_owned = name.to_vec();
@@ -679,7 +679,7 @@ impl Engine {
     /// Attributes for a page of entries, asked of each owning shard once.
     async fn with_attrs(&self, cred: &Credentials, dir: &Resolved, entries: Vec<ListEntry>) -> Vec<DirEntry> {
         let n = self.inner.shards.len();
-        let mut per_shard: Vec<Vec<(usize, Resolved)>> = vec![Vec::new(); n];
+        let mut per_shard: Vec<Vec<(usize, Resolved, Option<(Attr, Instant)>)>> = vec![Vec::new(); n];
         for (i, e) in entries.iter().enumerate() {
             if let Some(fh) = e.handle {
                 let r = Resolved {
@@ -687,7 +687,7 @@ impl Engine {
                     fileid: e.fileid,
                     filer_handle: fh,
                 };
-                per_shard[self.shard_of(&r)].push((i, r));
+                per_shard[self.shard_of(&r)].push((i, r, e.attr));
             }
         }
         let mut objects: Vec<Option<(FileHandle, Attr)>> = vec![None; entries.len()];
@@ -699,8 +699,8 @@ impl Engine {
                 let cred = cred.clone();
                 self.inner.shards.call(shard, move |s| async move {
                     let mut out = Vec::with_capacity(batch.len());
-                    for (i, r) in batch {
-                        if let Ok(a) = s.getattr(&r, &cred).await {
+                    for (i, r, seed) in batch {
+                        if let Ok(a) = s.attr_with_seed(&r, &cred, seed).await {
                             out.push((i, r, a));
                         }
                     }

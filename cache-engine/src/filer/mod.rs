@@ -6,6 +6,7 @@
 //! [`crate::types::check_name`]; a core filer checks again and never lets a
 //! call reach outside its root.
 
+pub mod counting;
 pub mod local;
 
 use async_trait::async_trait;

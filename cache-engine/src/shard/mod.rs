@@ -98,7 +98,8 @@ pub struct Shard {
     ram: RefCell<S3Fifo<BlockKey, RamBlock>>,
     nvme: Option<Rc<SegmentStore>>,
     files: RefCell<LruCache<u64, FileState>>,
-    names: RefCell<LruCache<(u64, Box<[u8]>), NameEntry>>,
+    /// Cached names per directory, so a directory's names drop at once.
+    names: RefCell<LruCache<u64, HashMap<Box<[u8]>, NameEntry>>>,
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
     inflight: RefCell<HashMap<BlockKey, data::Inflight>>,
     next_gen: Cell<u32>,
@@ -108,7 +109,9 @@ pub struct Shard {
 }
 
 const FILES: usize = 256 * 1024;
-const NAMES: usize = 512 * 1024;
+const NAME_DIRS: usize = 64 * 1024;
+/// Names cached per directory; past this the directory's names start over.
+const NAMES_PER_DIR: usize = 64 * 1024;
 const LISTINGS: usize = 4096;
 /// How long an unreachable core filer is left alone before it is tried again.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -143,7 +146,7 @@ impl Shard {
             ram: RefCell::new(S3Fifo::new((cfg.ram_bytes / n) as usize)),
             nvme,
             files: RefCell::new(LruCache::new(nz(FILES))),
-            names: RefCell::new(LruCache::new(nz(NAMES))),
+            names: RefCell::new(LruCache::new(nz(NAME_DIRS))),
             listings: RefCell::new(LruCache::new(nz(LISTINGS))),
             inflight: RefCell::new(HashMap::new()),
             next_gen: Cell::new(1),
@@ -354,32 +357,37 @@ impl Shard {
 
     fn drop_dir_caches(&self, dir: u64) {
         self.listings.borrow_mut().pop(&dir);
-        let mut names = self.names.borrow_mut();
-        let stale: Vec<_> = names
-            .iter()
-            .filter(|((d, _), _)| *d == dir)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            names.pop(&k);
-        }
+        self.names.borrow_mut().pop(&dir);
     }
 
     pub(crate) async fn getattr(&self, r: &Resolved, cred: &Credentials) -> Result<Attr> {
         Ok(self.state(r, cred).await?.attr)
     }
 
-    /// Attributes of a file whose state may be missing here; `seed` are
-    /// attributes a lookup just read from the core filer.
+    /// Attributes of a file whose state may be missing here. `seed` are
+    /// attributes read from the core filer at the given instant (by a lookup
+    /// or a listing); they are used only when nothing fresher is cached.
     pub(crate) async fn attr_with_seed(
         &self,
         r: &Resolved,
         cred: &Credentials,
-        seed: Option<Attr>,
+        seed: Option<(Attr, Instant)>,
     ) -> Result<Attr> {
+        let now = Instant::now();
+        if let Some(st) = self.files.borrow_mut().get(&file_key(r)) {
+            if st.filer_handle == r.filer_handle && self.fresh(st, now) {
+                return Ok(st.attr);
+            }
+        }
         match seed {
-            Some(attr) => Ok(self.install(r, attr, false).attr),
-            None => self.getattr(r, cred).await,
+            Some((attr, at)) if attr.fileid == r.fileid => {
+                let snap = self.install(r, attr, false);
+                if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
+                    st.validated = at;
+                }
+                Ok(snap.attr)
+            }
+            _ => self.getattr(r, cred).await,
         }
     }
 

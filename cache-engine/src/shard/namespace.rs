@@ -28,6 +28,8 @@ pub(crate) struct ListEntry {
     pub cookie: u64,
     pub ftype: Option<FileType>,
     pub handle: Option<FilerHandle>,
+    /// Attributes as listed, and when.
+    pub attr: Option<(Attr, Instant)>,
 }
 
 /// Listings longer than this are paged from the core filer, not cached.
@@ -60,17 +62,16 @@ impl Shard {
     }
 
     fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
+        let mut names = self.names.borrow_mut();
+        let map = names.get_or_insert_mut(file_key(dir), HashMap::new);
         if child.is_none() && !self.cfg().policy.negative_lookups {
-            self.names.borrow_mut().pop(&(file_key(dir), name.into()));
+            map.remove(name);
             return;
         }
-        self.names.borrow_mut().put(
-            (file_key(dir), name.into()),
-            NameEntry {
-                child,
-                validated: Instant::now(),
-            },
-        );
+        if map.len() >= super::NAMES_PER_DIR {
+            map.clear();
+        }
+        map.insert(name.into(), NameEntry { child, validated: Instant::now() });
     }
 
     fn drop_listing(&self, dir: &Resolved) {
@@ -83,7 +84,7 @@ impl Shard {
         dir: &Resolved,
         cred: &Credentials,
         name: &[u8],
-    ) -> Result<(Resolved, Option<Attr>, Attr)> {
+    ) -> Result<(Resolved, Option<(Attr, Instant)>, Attr)> {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
         check_name(name)?;
@@ -91,7 +92,8 @@ impl Shard {
         let cached = self
             .names
             .borrow_mut()
-            .get(&(file_key(dir), name.into()))
+            .get(&file_key(dir))
+            .and_then(|m| m.get(name))
             .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child));
         match cached {
             Some(Some((fh, fileid))) => return Ok((self.child(dir, fh, fileid), None, dattr)),
@@ -99,10 +101,11 @@ impl Shard {
             None => {}
         }
         let filer = self.filer(dir)?.clone();
+        let at = Instant::now();
         match self.filer_call(filer.lookup(cred, &dir.filer_handle, name)).await {
             Ok((fh, attr)) => {
                 self.cache_name(dir, name, Some((fh, attr.fileid)));
-                Ok((self.child(dir, fh, attr.fileid), Some(attr), dattr))
+                Ok((self.child(dir, fh, attr.fileid), Some((attr, at)), dattr))
             }
             Err(Error::NoEnt) => {
                 self.cache_name(dir, name, None);
@@ -231,7 +234,7 @@ impl Shard {
             return Ok((self.child(dir, fh, attr.fileid), Some(attr)));
         }
         let (child, seed, _) = self.lookup(dir, cred, name).await?;
-        Ok((child, seed))
+        Ok((child, seed.map(|(a, _)| a)))
     }
 
     /// Rename within this shard's directory `from` to `to` (whose
@@ -349,8 +352,9 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::W | perm::X)?;
         check_name(name)?;
+        // As link(2): directories cannot be hard linked.
         if file_attr.ftype == FileType::Directory {
-            return Err(Error::IsDir);
+            return Err(Error::Perm);
         }
         let filer = self.filer(dir)?.clone();
         let (attr, mut wcc) = self
@@ -400,6 +404,7 @@ impl Shard {
         }
         // Not cached, or a cookie of an entry removed since: ask the core filer.
         let filer = self.filer(dir)?.clone();
+        let at = Instant::now();
         let (page, eof) = self
             .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, max))
             .await?;
@@ -407,6 +412,7 @@ impl Shard {
             .into_iter()
             .map(|e| ListEntry {
                 handle: e.object.map(|(fh, _)| fh),
+                attr: e.object.map(|(_, a)| (a, at)),
                 name: e.entry.name,
                 fileid: e.entry.fileid,
                 cookie: e.entry.cookie,
@@ -431,6 +437,7 @@ impl Shard {
         let mut entries = Vec::new();
         let mut cookie = 0;
         loop {
+            let at = Instant::now();
             let (page, eof) = self
                 .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
                 .await?;
@@ -441,6 +448,7 @@ impl Shard {
                 }
                 entries.push(ListEntry {
                     handle: e.object.map(|(fh, _)| fh),
+                    attr: e.object.map(|(_, a)| (a, at)),
                     name: e.entry.name,
                     fileid: e.entry.fileid,
                     cookie: e.entry.cookie,
@@ -469,5 +477,5 @@ impl Shard {
 pub(crate) enum Created {
     New(Resolved, Attr, Wcc),
     /// Unchecked create of an existing name: the caller applies the attributes to it.
-    Existing(Resolved, Option<Attr>, Attr),
+    Existing(Resolved, Option<(Attr, Instant)>, Attr),
 }

@@ -1,0 +1,91 @@
+//! Engine fixtures shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_engine::filer::counting::CountingFiler;
+use cache_engine::filer::local::LocalFiler;
+use cache_engine::types::Credentials;
+use cache_engine::{CachePolicy, Engine, EngineConfig, FileHandle};
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub filer: Arc<CountingFiler<LocalFiler>>,
+}
+
+impl Fixture {
+    pub fn origin(&self) -> PathBuf {
+        self.dir.path().join("origin")
+    }
+}
+
+pub fn config(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        pin_threads: false,
+        ram_bytes: 64 << 20,
+        cache_dir: dir.join("cache"),
+        cache_bytes: 64 << 20,
+        block_size: 64 << 10,
+        segment_size: 1 << 20,
+        readahead_max: 1 << 20,
+        policy: CachePolicy {
+            attr_verify: Duration::from_secs(3600),
+            dir_verify: Duration::from_secs(3600),
+            negative_lookups: true,
+        },
+        filer_timeout: Duration::from_secs(5),
+        queue_depth: 256,
+        state_dir: dir.join("state"),
+    }
+}
+
+/// An engine over a fresh `origin` directory; `tune` adjusts the config.
+pub fn fixture(tune: impl FnOnce(&mut EngineConfig)) -> Fixture {
+    fixture_with_delay(Duration::ZERO, tune)
+}
+
+pub fn fixture_with_delay(delay: Duration, tune: impl FnOnce(&mut EngineConfig)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("origin")).unwrap();
+    let (engine, filer) = start(dir.path(), delay, tune);
+    Fixture { dir, engine, filer }
+}
+
+pub fn start(
+    dir: &Path,
+    delay: Duration,
+    tune: impl FnOnce(&mut EngineConfig),
+) -> (Engine, Arc<CountingFiler<LocalFiler>>) {
+    let mut cfg = config(dir);
+    tune(&mut cfg);
+    let local = LocalFiler::open(&dir.join("origin")).unwrap();
+    let filer = Arc::new(CountingFiler::with_read_delay(local, delay));
+    let engine = Engine::start(cfg, filer.clone()).unwrap();
+    (engine, filer)
+}
+
+pub fn root() -> Credentials {
+    Credentials::root()
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// Resolve a slash-separated path from the root.
+pub async fn walk(engine: &Engine, path: &str) -> cache_engine::Result<FileHandle> {
+    let mut fh = engine.root();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        fh = engine.lookup(&root(), &fh, part.as_bytes()).await?.0;
+    }
+    Ok(fh)
+}
+
+/// Deterministic bytes for file contents.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed).collect()
+}
