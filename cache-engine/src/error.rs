@@ -98,6 +98,7 @@ impl From<io::Error> for Error {
                 io::ErrorKind::AlreadyExists => Error::Exist,
                 io::ErrorKind::InvalidInput => Error::Inval,
                 io::ErrorKind::TimedOut => Error::Jukebox,
+                io::ErrorKind::Unsupported => Error::NotSupp,
                 _ => Error::Io,
             },
         }
