@@ -40,5 +40,8 @@ pub fn run(files: &[PathBuf], rw: &str, bs: &str, iodepth: usize, seconds: u64) 
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let read = &json["jobs"][0]["read"];
-    Some(FioResult { iops: read["iops"].as_f64()?, mbps: read["bw_bytes"].as_f64()? / 1e6 })
+    Some(FioResult {
+        iops: read["iops"].as_f64()?,
+        mbps: read["bw_bytes"].as_f64()? / 1e6,
+    })
 }

@@ -11,7 +11,10 @@ pub struct Table {
 
 impl Table {
     pub fn new<const N: usize>(header: [&str; N]) -> Self {
-        Table { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Weir's figure, the reference's (if it ran), and Weir / reference.
@@ -25,7 +28,8 @@ impl Table {
 
     /// A row that is a ratio in itself.
     pub fn ratio_row(&mut self, what: &str, ratio: f64, note: String) {
-        self.rows.push(vec![what.into(), note, "-".into(), format!("{ratio:.3}")]);
+        self.rows
+            .push(vec![what.into(), note, "-".into(), format!("{ratio:.3}")]);
     }
 
     pub fn print(&self) {

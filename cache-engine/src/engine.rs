@@ -511,14 +511,16 @@ impl Engine {
             if f.filer != d.filer {
                 return Err(Error::XDev);
             }
-            let fattr = self.attr_on(f, cred, None).await?;
+            // The file must still exist before its link is made.
+            self.attr_on(f, cred, None).await?;
             let (c, n) = (cred.clone(), name.to_vec());
             let (attr, wcc) = self
                 .inner
                 .shards
-                .call(self.shard_of(&d), move |s| async move {
-                    s.link(&f, &fattr, &c, &d, &n).await
-                })
+                .call(
+                    self.shard_of(&d),
+                    move |s| async move { s.link(&f, &c, &d, &n).await },
+                )
                 .await?;
             self.refresh_on(f, Some(attr), false).await;
             Ok((attr, wcc))

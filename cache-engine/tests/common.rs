@@ -87,5 +87,7 @@ pub async fn walk(engine: &Engine, path: &str) -> cache_engine::Result<FileHandl
 
 /// Deterministic bytes for file contents.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .collect()
 }

@@ -22,7 +22,8 @@ fn sixty_four_cold_readers_make_one_core_filer_read() {
     write_origin(&fx, "one-block", &data);
     block_on(async {
         let fh = walk(&fx.engine, "one-block").await.unwrap();
-        let reads = (0..64).map(|_| fx.engine.read(&root(), &fh, 0, 64 << 10));
+        let cred = root();
+        let reads = (0..64).map(|_| fx.engine.read(&cred, &fh, 0, 64 << 10));
         for r in futures::future::join_all(reads).await {
             assert_eq!(r.unwrap().to_bytes(), data);
         }
@@ -43,17 +44,27 @@ fn concurrent_readers_of_a_file_fetch_it_once() {
             let data = &data;
             async move {
                 // Half read forwards, half backwards, in 1 MiB requests.
-                let chunks: Vec<u64> = if i % 2 == 0 { (0..8).collect() } else { (0..8).rev().collect() };
+                let chunks: Vec<u64> = if i % 2 == 0 {
+                    (0..8).collect()
+                } else {
+                    (0..8).rev().collect()
+                };
                 for c in chunks {
                     let r = engine.read(&root(), &fh, c << 20, 1 << 20).await.unwrap();
-                    assert_eq!(&r.to_bytes()[..], &data[(c as usize) << 20..((c as usize) + 1) << 20]);
+                    assert_eq!(
+                        &r.to_bytes()[..],
+                        &data[(c as usize) << 20..((c as usize) + 1) << 20]
+                    );
                 }
             }
         });
         futures::future::join_all(readers).await;
     });
     let fetched = fx.filer.read_bytes.load(Relaxed);
-    assert!(fetched as f64 <= size as f64 * 1.01, "fetched {fetched} bytes for a {size}-byte file");
+    assert!(
+        fetched as f64 <= size as f64 * 1.01,
+        "fetched {fetched} bytes for a {size}-byte file"
+    );
 }
 
 #[test]
@@ -89,7 +100,11 @@ fn random_reads_do_not_read_ahead() {
     block_on(async {
         let fh = walk(&fx.engine, "rand").await.unwrap();
         for block in [10u64, 3, 40, 22] {
-            let r = fx.engine.read(&root(), &fh, block * 65536 + 100, 1000).await.unwrap();
+            let r = fx
+                .engine
+                .read(&root(), &fh, block * 65536 + 100, 1000)
+                .await
+                .unwrap();
             let at = block as usize * 65536 + 100;
             assert_eq!(&r.to_bytes()[..], &data[at..at + 1000]);
         }
@@ -106,24 +121,37 @@ fn changes_behind_the_cache_show_after_the_verify_period() {
     write_origin(&fx, "f", b"old contents");
     block_on(async {
         let fh = walk(&fx.engine, "f").await.unwrap();
-        assert_eq!(&fx.engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..], b"old contents");
+        assert_eq!(
+            &fx.engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..],
+            b"old contents"
+        );
         let getattrs = fx.filer.getattrs.load(Relaxed);
         for _ in 0..10 {
             fx.engine.getattr(&fh).await.unwrap();
         }
-        assert_eq!(fx.filer.getattrs.load(Relaxed), getattrs, "fresh attributes must come from the cache");
+        assert_eq!(
+            fx.filer.getattrs.load(Relaxed),
+            getattrs,
+            "fresh attributes must come from the cache"
+        );
         // Same size, new bytes, behind the engine's back.
         std::fs::write(fx.origin().join("f"), b"NEW contents").unwrap();
         std::fs::write(fx.origin().join("g"), b"a new file").unwrap();
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(&fx.engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..], b"NEW contents");
+        assert_eq!(
+            &fx.engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..],
+            b"NEW contents"
+        );
         let g = walk(&fx.engine, "g").await.unwrap();
         assert_eq!(fx.engine.getattr(&g).await.unwrap().size, 10);
         // Removed behind the engine's back: stale after the period.
         std::fs::remove_file(fx.origin().join("f")).unwrap();
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(fx.engine.getattr(&fh).await, Err(Error::Stale));
-        assert_eq!(fx.engine.lookup(&root(), &fx.engine.root(), b"f").await.err(), Some(Error::NoEnt));
+        assert_eq!(
+            fx.engine.lookup(&root(), &fx.engine.root(), b"f").await.err(),
+            Some(Error::NoEnt)
+        );
     });
 }
 
@@ -132,12 +160,21 @@ fn negative_lookups_are_cached_until_the_directory_changes() {
     let fx = fixture(|_| {});
     block_on(async {
         let r = fx.engine.root();
-        assert_eq!(fx.engine.lookup(&root(), &r, b"nope").await.err(), Some(Error::NoEnt));
+        assert_eq!(
+            fx.engine.lookup(&root(), &r, b"nope").await.err(),
+            Some(Error::NoEnt)
+        );
         let lookups = fx.filer.lookups.load(Relaxed);
-        assert_eq!(fx.engine.lookup(&root(), &r, b"nope").await.err(), Some(Error::NoEnt));
+        assert_eq!(
+            fx.engine.lookup(&root(), &r, b"nope").await.err(),
+            Some(Error::NoEnt)
+        );
         assert_eq!(fx.filer.lookups.load(Relaxed), lookups);
         // A create through the engine replaces the negative entry.
-        fx.engine.create(&root(), &r, b"nope", CreateMode::Guarded, &SetAttr::default()).await.unwrap();
+        fx.engine
+            .create(&root(), &r, b"nope", CreateMode::Guarded, &SetAttr::default())
+            .await
+            .unwrap();
         assert!(fx.engine.lookup(&root(), &r, b"nope").await.is_ok());
     });
 }
@@ -148,14 +185,22 @@ fn handles_survive_a_restart() {
     std::fs::create_dir_all(dir.path().join("origin/sub")).unwrap();
     std::fs::write(dir.path().join("origin/sub/file"), b"persistent").unwrap();
     let (engine, _) = start(dir.path(), Duration::ZERO, |_| {});
-    let (fh, verifier) = block_on(async { (walk(&engine, "sub/file").await.unwrap(), engine.write_verifier()) });
+    let (fh, verifier) =
+        block_on(async { (walk(&engine, "sub/file").await.unwrap(), engine.write_verifier()) });
     let root_before = engine.root();
     engine.shutdown();
     let (engine, _) = start(dir.path(), Duration::ZERO, |_| {});
     assert_eq!(engine.root(), root_before);
-    assert_ne!(engine.write_verifier(), verifier, "the write verifier must change at restart");
+    assert_ne!(
+        engine.write_verifier(),
+        verifier,
+        "the write verifier must change at restart"
+    );
     block_on(async {
-        assert_eq!(&engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..], b"persistent");
+        assert_eq!(
+            &engine.read(&root(), &fh, 0, 100).await.unwrap().to_bytes()[..],
+            b"persistent"
+        );
         let forged = cache_engine::FileHandle::from_bytes(&[1u8; 40]).unwrap();
         assert_eq!(engine.getattr(&forged).await, Err(Error::BadHandle));
     });
@@ -174,12 +219,20 @@ fn the_nvme_tier_serves_what_ram_cannot_hold() {
             let mut off = 0;
             while off < size {
                 let r = fx.engine.read(&root(), &fh, off as u64, 1 << 20).await.unwrap();
-                assert_eq!(&r.to_bytes()[..], &data[off..off + (1 << 20)], "pass {pass} offset {off}");
+                assert_eq!(
+                    &r.to_bytes()[..],
+                    &data[off..off + (1 << 20)],
+                    "pass {pass} offset {off}"
+                );
                 off += 1 << 20;
             }
         }
     });
-    assert_eq!(fx.filer.read_bytes.load(Relaxed), size as u64, "later passes must come from the NVMe tier");
+    assert_eq!(
+        fx.filer.read_bytes.load(Relaxed),
+        size as u64,
+        "later passes must come from the NVMe tier"
+    );
 }
 
 #[test]
@@ -198,11 +251,17 @@ fn an_unreachable_core_filer_keeps_cached_data_served() {
         std::thread::sleep(Duration::from_millis(100));
         // Revalidation times out once; the cached bytes are still served.
         let t = Instant::now();
-        assert_eq!(&fx.engine.read(&root(), &cached, 0, 100).await.unwrap().to_bytes()[..], b"cached bytes");
+        assert_eq!(
+            &fx.engine.read(&root(), &cached, 0, 100).await.unwrap().to_bytes()[..],
+            b"cached bytes"
+        );
         assert!(t.elapsed() < Duration::from_secs(3));
         // What is not cached fails after a bounded wait, with an I/O error.
         let t = Instant::now();
-        assert_eq!(fx.engine.read(&root(), &cold, 0, 100).await.err(), Some(Error::Io));
+        assert_eq!(
+            fx.engine.read(&root(), &cold, 0, 100).await.err(),
+            Some(Error::Io)
+        );
         assert!(t.elapsed() < Duration::from_secs(3));
         fx.filer.set_unreachable(false);
         // It recovers by itself.
@@ -224,22 +283,69 @@ fn writes_go_through_and_reads_see_them() {
     let fx = fixture(|_| {});
     block_on(async {
         let r = fx.engine.root();
-        let c = fx.engine.create(&root(), &r, b"w", CreateMode::Unchecked, &SetAttr::default()).await.unwrap();
+        let c = fx
+            .engine
+            .create(&root(), &r, b"w", CreateMode::Unchecked, &SetAttr::default())
+            .await
+            .unwrap();
         let data = pattern(300_000, 6);
-        let w = fx.engine.write(&root(), &c.handle, 0, Bytes::from(data.clone()), Stability::Unstable).await.unwrap();
+        let w = fx
+            .engine
+            .write(
+                &root(),
+                &c.handle,
+                0,
+                Bytes::from(data.clone()),
+                Stability::Unstable,
+            )
+            .await
+            .unwrap();
         assert_eq!(w.count, 300_000);
         assert_eq!(w.wcc.after.unwrap().size, 300_000);
-        assert_eq!(&fx.engine.read(&root(), &c.handle, 0, 300_000).await.unwrap().to_bytes()[..], &data[..]);
+        assert_eq!(
+            &fx.engine
+                .read(&root(), &c.handle, 0, 300_000)
+                .await
+                .unwrap()
+                .to_bytes()[..],
+            &data[..]
+        );
         // Overwrite in the middle of cached blocks.
-        fx.engine.write(&root(), &c.handle, 70_000, Bytes::from_static(b"XYZ"), Stability::FileSync).await.unwrap();
-        let got = fx.engine.read(&root(), &c.handle, 69_999, 5).await.unwrap().to_bytes();
+        fx.engine
+            .write(
+                &root(),
+                &c.handle,
+                70_000,
+                Bytes::from_static(b"XYZ"),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
+        let got = fx
+            .engine
+            .read(&root(), &c.handle, 69_999, 5)
+            .await
+            .unwrap()
+            .to_bytes();
         assert_eq!(&got[..], &[data[69_999], b'X', b'Y', b'Z', data[70_003]]);
         let (_, verf) = fx.engine.commit(&root(), &c.handle).await.unwrap();
         assert_eq!(verf, fx.engine.write_verifier());
         // Truncate and extend: no stale bytes past the old end.
-        let set = SetAttr { size: Some(10), ..Default::default() };
+        let set = SetAttr {
+            size: Some(10),
+            ..Default::default()
+        };
         fx.engine.setattr(&root(), &c.handle, &set, None).await.unwrap();
-        fx.engine.write(&root(), &c.handle, 20, Bytes::from_static(b"end"), Stability::FileSync).await.unwrap();
+        fx.engine
+            .write(
+                &root(),
+                &c.handle,
+                20,
+                Bytes::from_static(b"end"),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
         let got = fx.engine.read(&root(), &c.handle, 0, 100).await.unwrap();
         assert!(got.eof);
         let mut want = data[..10].to_vec();
@@ -253,27 +359,74 @@ fn writes_go_through_and_reads_see_them() {
 #[test]
 fn permissions_follow_posix() {
     let fx = fixture(|_| {});
-    let alice = Credentials { uid: 1000, gid: 1000, gids: vec![] };
-    let bob = Credentials { uid: 1001, gid: 1001, gids: vec![] };
+    let alice = Credentials {
+        uid: 1000,
+        gid: 1000,
+        gids: vec![],
+    };
+    let bob = Credentials {
+        uid: 1001,
+        gid: 1001,
+        gids: vec![],
+    };
     block_on(async {
         let r = fx.engine.root();
-        let mode = |m| SetAttr { mode: Some(m), ..Default::default() };
+        let mode = |m| SetAttr {
+            mode: Some(m),
+            ..Default::default()
+        };
         let pub_dir = fx.engine.mkdir(&root(), &r, b"pub", &mode(0o1777)).await.unwrap();
-        let secret = fx.engine.create(&root(), &r, b"secret", CreateMode::Guarded, &mode(0o600)).await.unwrap();
-        assert_eq!(fx.engine.read(&alice, &secret.handle, 0, 10).await.err(), Some(Error::Access));
-        let w = fx.engine.write(&alice, &secret.handle, 0, Bytes::from_static(b"x"), Stability::FileSync).await;
+        let secret = fx
+            .engine
+            .create(&root(), &r, b"secret", CreateMode::Guarded, &mode(0o600))
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.engine.read(&alice, &secret.handle, 0, 10).await.err(),
+            Some(Error::Access)
+        );
+        let w = fx
+            .engine
+            .write(
+                &alice,
+                &secret.handle,
+                0,
+                Bytes::from_static(b"x"),
+                Stability::FileSync,
+            )
+            .await;
         assert_eq!(w.err(), Some(Error::Access));
         // Root's directory: alice may not create in it.
-        let denied = fx.engine.create(&alice, &r, b"mine", CreateMode::Guarded, &mode(0o644)).await;
+        let denied = fx
+            .engine
+            .create(&alice, &r, b"mine", CreateMode::Guarded, &mode(0o644))
+            .await;
         assert_eq!(denied.err(), Some(Error::Access));
         // In the sticky directory alice creates, bob may not remove.
-        let f = fx.engine.create(&alice, &pub_dir.handle, b"a", CreateMode::Guarded, &mode(0o644)).await.unwrap();
+        let f = fx
+            .engine
+            .create(&alice, &pub_dir.handle, b"a", CreateMode::Guarded, &mode(0o644))
+            .await
+            .unwrap();
         assert_eq!((f.attr.uid, f.attr.gid), (1000, 1000));
-        assert_eq!(fx.engine.remove(&bob, &pub_dir.handle, b"a").await.err(), Some(Error::Access));
-        let chown = SetAttr { uid: Some(1001), ..Default::default() };
-        assert_eq!(fx.engine.setattr(&alice, &f.handle, &chown, None).await.err(), Some(Error::Perm));
+        assert_eq!(
+            fx.engine.remove(&bob, &pub_dir.handle, b"a").await.err(),
+            Some(Error::Access)
+        );
+        let chown = SetAttr {
+            uid: Some(1001),
+            ..Default::default()
+        };
+        assert_eq!(
+            fx.engine.setattr(&alice, &f.handle, &chown, None).await.err(),
+            Some(Error::Perm)
+        );
         fx.engine.remove(&alice, &pub_dir.handle, b"a").await.unwrap();
-        let (granted, _) = fx.engine.access(&bob, &secret.handle, access::READ | access::MODIFY).await.unwrap();
+        let (granted, _) = fx
+            .engine
+            .access(&bob, &secret.handle, access::READ | access::MODIFY)
+            .await
+            .unwrap();
         assert_eq!(granted, 0);
     });
 }
@@ -300,7 +453,10 @@ fn listings_resume_from_cookies_across_eviction_and_restart() {
         let mut names: Vec<Vec<u8>> = first.entries.iter().map(|e| e.name.clone()).collect();
         let mut cookie = first.entries.last().unwrap().cookie;
         loop {
-            let page = engine.readdir_plus(&root(), &d, cookie, first.verifier, 37).await.unwrap();
+            let page = engine
+                .readdir_plus(&root(), &d, cookie, first.verifier, 37)
+                .await
+                .unwrap();
             for e in &page.entries {
                 let (_, attr) = e.object.unwrap();
                 assert_eq!(attr.fileid, e.fileid);
@@ -311,7 +467,10 @@ fn listings_resume_from_cookies_across_eviction_and_restart() {
             }
             cookie = page.entries.last().unwrap().cookie;
         }
-        assert_eq!(engine.readdir(&root(), &d, cookie, 12345, 10).await.err(), Some(Error::BadCookie));
+        assert_eq!(
+            engine.readdir(&root(), &d, cookie, 12345, 10).await.err(),
+            Some(Error::BadCookie)
+        );
         names
     });
     let mut sorted = names.clone();

@@ -24,8 +24,17 @@ const VERIFY: Duration = Duration::from_millis(30);
 enum Op {
     Create(usize),
     Mkdir(usize),
-    Write { path: usize, offset: u32, len: u32, seed: u8 },
-    Read { path: usize, offset: u32, len: u32 },
+    Write {
+        path: usize,
+        offset: u32,
+        len: u32,
+        seed: u8,
+    },
+    Read {
+        path: usize,
+        offset: u32,
+        len: u32,
+    },
     Truncate(usize, u32),
     Remove(usize),
     Rmdir(usize),
@@ -36,7 +45,12 @@ enum Op {
     List(usize),
     Stat(usize),
     /// Changes made directly in the core filer's directory.
-    Behind { path: usize, offset: u32, len: u32, seed: u8 },
+    Behind {
+        path: usize,
+        offset: u32,
+        len: u32,
+        seed: u8,
+    },
     BehindCreate(usize),
     BehindRemove(usize),
 }
@@ -120,7 +134,7 @@ fn no_follow(root: &Path, op: &Op) -> Option<Out> {
         Op::Rename(a, b) | Op::Link(a, b) => &[*a, *b],
         Op::Behind { .. } | Op::BehindCreate(_) | Op::BehindRemove(_) => return None,
     };
-    for &i in paths {
+    for (n, &i) in paths.iter().enumerate() {
         let mut at = root.to_path_buf();
         let parts: Vec<&str> = PATHS[i].split('/').collect();
         for part in &parts[..parts.len() - 1] {
@@ -131,8 +145,15 @@ fn no_follow(root: &Path, op: &Op) -> Option<Out> {
                 Err(e) => return Some(Out::Err(Error::from(e))),
             }
         }
+        // link(2) resolves the existing name fully before the new one's parent.
+        if n == 0 && matches!(op, Op::Link(..)) {
+            if let Err(e) = std::fs::symlink_metadata(root.join(PATHS[i])) {
+                return Some(Out::Err(Error::from(e)));
+            }
+        }
     }
-    let link = std::fs::symlink_metadata(root.join(PATHS[paths[0]])).is_ok_and(|m| m.file_type().is_symlink());
+    let link =
+        std::fs::symlink_metadata(root.join(PATHS[paths[0]])).is_ok_and(|m| m.file_type().is_symlink());
     match op {
         Op::Write { .. } | Op::Read { .. } | Op::Truncate(..) if link => Some(Out::Err(Error::Inval)),
         Op::List(_) if link => Some(Out::Err(Error::NotDir)),
@@ -159,10 +180,22 @@ fn reference(root: &Path, op: &Op) -> Out {
                 .and_then(|_| std::fs::set_permissions(p(*i), std::fs::Permissions::from_mode(0o755))),
             |_| Out::Done,
         ),
-        Op::Write { path, offset, len, seed } | Op::Behind { path, offset, len, seed } => {
-            let r = std::fs::OpenOptions::new().write(true).open(p(*path)).and_then(|f| {
-                f.write_all_at(&pattern(*len as usize, *seed), *offset as u64)
-            });
+        Op::Write {
+            path,
+            offset,
+            len,
+            seed,
+        }
+        | Op::Behind {
+            path,
+            offset,
+            len,
+            seed,
+        } => {
+            let r = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p(*path))
+                .and_then(|f| f.write_all_at(&pattern(*len as usize, *seed), *offset as u64));
             from_io(r, |_| Out::Done)
         }
         Op::Read { path, offset, len } => {
@@ -182,7 +215,10 @@ fn reference(root: &Path, op: &Op) -> Out {
                 if m.is_dir() {
                     return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
                 }
-                std::fs::OpenOptions::new().write(true).open(p(*i))?.set_len(*size as u64)
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p(*i))?
+                    .set_len(*size as u64)
             }),
             |_| Out::Done,
         ),
@@ -201,8 +237,7 @@ fn reference(root: &Path, op: &Op) -> Out {
             |_| Out::Done,
         ),
         Op::List(i) => from_io(std::fs::read_dir(p(*i)), |rd| {
-            let mut names: Vec<Vec<u8>> =
-                rd.map(|e| e.unwrap().file_name().into_encoded_bytes()).collect();
+            let mut names: Vec<Vec<u8>> = rd.map(|e| e.unwrap().file_name().into_encoded_bytes()).collect();
             names.sort();
             Out::Names(names)
         }),
@@ -229,20 +264,45 @@ async fn through_engine(e: &Engine, origin: &Path, op: &Op) -> Out {
     match op {
         Op::Create(i) => out(async {
             let (d, n) = parent_and_name(e, PATHS[*i]).await?;
-            e.create(&c, &d, n, CreateMode::Guarded, &SetAttr { mode: Some(0o644), ..none }).await?;
+            e.create(
+                &c,
+                &d,
+                n,
+                CreateMode::Guarded,
+                &SetAttr {
+                    mode: Some(0o644),
+                    ..none
+                },
+            )
+            .await?;
             Ok(Out::Done)
         }
         .await),
         Op::Mkdir(i) => out(async {
             let (d, n) = parent_and_name(e, PATHS[*i]).await?;
-            e.mkdir(&c, &d, n, &SetAttr { mode: Some(0o755), ..none }).await?;
+            e.mkdir(
+                &c,
+                &d,
+                n,
+                &SetAttr {
+                    mode: Some(0o755),
+                    ..none
+                },
+            )
+            .await?;
             Ok(Out::Done)
         }
         .await),
-        Op::Write { path, offset, len, seed } => out(async {
+        Op::Write {
+            path,
+            offset,
+            len,
+            seed,
+        } => out(async {
             let fh = walk(e, PATHS[*path]).await?;
             let data = Bytes::from(pattern(*len as usize, *seed));
-            e.write(&c, &fh, *offset as u64, data, Stability::Unstable).await?;
+            e.write(&c, &fh, *offset as u64, data, Stability::Unstable)
+                .await?;
             Ok(Out::Done)
         }
         .await),
@@ -263,7 +323,16 @@ async fn through_engine(e: &Engine, origin: &Path, op: &Op) -> Out {
         .await),
         Op::Truncate(i, size) => out(async {
             let fh = walk(e, PATHS[*i]).await?;
-            e.setattr(&c, &fh, &SetAttr { size: Some(*size as u64), ..none }, None).await?;
+            e.setattr(
+                &c,
+                &fh,
+                &SetAttr {
+                    size: Some(*size as u64),
+                    ..none
+                },
+                None,
+            )
+            .await?;
             Ok(Out::Done)
         }
         .await),
@@ -304,7 +373,16 @@ async fn through_engine(e: &Engine, origin: &Path, op: &Op) -> Out {
             if e.getattr(&fh).await?.ftype == FileType::Symlink {
                 return Ok(Out::Done);
             }
-            e.setattr(&c, &fh, &SetAttr { mode: Some(*mode), ..none }, None).await?;
+            e.setattr(
+                &c,
+                &fh,
+                &SetAttr {
+                    mode: Some(*mode),
+                    ..none
+                },
+                None,
+            )
+            .await?;
             Ok(Out::Done)
         }
         .await),
@@ -354,13 +432,16 @@ fn tree(root: &Path) -> Vec<(String, FileType, u32, Vec<u8>)> {
                     stack.push(path.clone());
                     Vec::new()
                 }
-                FileType::Symlink => std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes(),
+                FileType::Symlink => std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
                 _ => std::fs::read(&path).unwrap(),
             };
             out.push((rel, ftype(&m), m.mode() & 0o7777, content));
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -419,13 +500,35 @@ fn writes_to_a_file_from_two_handles_agree() {
     run(
         &[
             Op::Create(0),
-            Op::Write { path: 0, offset: 100, len: 70_000, seed: 1 },
-            Op::Read { path: 0, offset: 0, len: 200_000 },
+            Op::Write {
+                path: 0,
+                offset: 100,
+                len: 70_000,
+                seed: 1,
+            },
+            Op::Read {
+                path: 0,
+                offset: 0,
+                len: 200_000,
+            },
             Op::Link(0, 1),
-            Op::Write { path: 1, offset: 65_000, len: 10, seed: 2 },
-            Op::Read { path: 0, offset: 64_000, len: 3_000 },
+            Op::Write {
+                path: 1,
+                offset: 65_000,
+                len: 10,
+                seed: 2,
+            },
+            Op::Read {
+                path: 0,
+                offset: 64_000,
+                len: 3_000,
+            },
             Op::Truncate(1, 65_005),
-            Op::Read { path: 0, offset: 0, len: 200_000 },
+            Op::Read {
+                path: 0,
+                offset: 0,
+                len: 200_000,
+            },
         ],
         |_| {},
     )

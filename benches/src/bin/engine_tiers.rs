@@ -72,13 +72,20 @@ fn make_file(path: &Path, size: u64) {
 }
 
 fn start(dir: &Path, cfg: EngineConfig, delay: Duration) -> (Engine, Arc<CountingFiler<LocalFiler>>) {
-    let filer = Arc::new(CountingFiler::with_read_delay(LocalFiler::open(&dir.join("origin")).unwrap(), delay));
+    let filer = Arc::new(CountingFiler::with_read_delay(
+        LocalFiler::open(&dir.join("origin")).unwrap(),
+        delay,
+    ));
     let engine = Engine::start(cfg, filer.clone()).unwrap();
     (engine, filer)
 }
 
 async fn open(engine: &Engine, name: &str) -> FileHandle {
-    engine.lookup(&Credentials::root(), &engine.root(), name.as_bytes()).await.unwrap().0
+    engine
+        .lookup(&Credentials::root(), &engine.root(), name.as_bytes())
+        .await
+        .unwrap()
+        .0
 }
 
 /// Read the whole file sequentially in 1 MiB requests with `depth` in flight.
@@ -138,11 +145,21 @@ fn nvme(args: &Args, table: &mut Table) {
         (iops, bytes as f64 / t.elapsed().as_secs_f64() / 1e6)
     });
     engine.shutdown();
-    let files: Vec<PathBuf> = (0..shards).map(|i| dir.join(format!("cache/shard-{i}.cache"))).collect();
+    let files: Vec<PathBuf> = (0..shards)
+        .map(|i| dir.join(format!("cache/shard-{i}.cache")))
+        .collect();
     let fio_rand = fio::run(&files, "randread", "4k", 32, args.seconds);
     let fio_seq = fio::run(&files, "read", "1M", 4, args.seconds);
-    table.row("NVMe tier 4 KiB random read, QD 32 (IOPS)", rand_iops, fio_rand.map(|r| r.iops));
-    table.row("NVMe tier 1 MiB sequential read (MB/s)", seq_mbs, fio_seq.map(|r| r.mbps));
+    table.row(
+        "NVMe tier 4 KiB random read, QD 32 (IOPS)",
+        rand_iops,
+        fio_rand.map(|r| r.iops),
+    );
+    table.row(
+        "NVMe tier 1 MiB sequential read (MB/s)",
+        seq_mbs,
+        fio_seq.map(|r| r.mbps),
+    );
 }
 
 fn ram(args: &Args, table: &mut Table) {
@@ -188,7 +205,11 @@ fn ram(args: &Args, table: &mut Table) {
     }
     let memcpy_gbs = bytes as f64 / t.elapsed().as_secs_f64() / 1e9;
     std::hint::black_box(&sink);
-    table.row("RAM tier hits, 1 MiB reads, one shard (GB/s)", engine_gbs, Some(memcpy_gbs));
+    table.row(
+        "RAM tier hits, 1 MiB reads, one shard (GB/s)",
+        engine_gbs,
+        Some(memcpy_gbs),
+    );
 }
 
 fn coalescing(args: &Args, table: &mut Table) {
@@ -213,7 +234,11 @@ fn coalescing(args: &Args, table: &mut Table) {
     table.ratio_row(
         "Coalescing: core filer bytes / unique bytes, 64 cold readers of 256 MiB",
         fetched as f64 / size as f64,
-        format!("{} reads in {:.1} s", filer.reads.load(Relaxed), elapsed.as_secs_f64()),
+        format!(
+            "{} reads in {:.1} s",
+            filer.reads.load(Relaxed),
+            elapsed.as_secs_f64()
+        ),
     );
 }
 

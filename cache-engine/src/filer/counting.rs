@@ -68,7 +68,12 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.getattr(cred, fh).await
     }
 
-    async fn lookup(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8]) -> Result<(FilerHandle, Attr)> {
+    async fn lookup(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+    ) -> Result<(FilerHandle, Attr)> {
         self.gate().await;
         self.lookups.fetch_add(1, Relaxed);
         self.inner.lookup(cred, dir, name).await
@@ -130,7 +135,13 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.readlink(cred, fh).await
     }
 
-    async fn link(&self, cred: &Credentials, fh: &FilerHandle, dir: &FilerHandle, name: &[u8]) -> Result<(Attr, Wcc)> {
+    async fn link(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        dir: &FilerHandle,
+        name: &[u8],
+    ) -> Result<(Attr, Wcc)> {
         self.gate().await;
         self.inner.link(cred, fh, dir, name).await
     }
@@ -149,10 +160,18 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         to_name: &[u8],
     ) -> Result<(Wcc, Wcc)> {
         self.gate().await;
-        self.inner.rename(cred, from_dir, from_name, to_dir, to_name).await
+        self.inner
+            .rename(cred, from_dir, from_name, to_dir, to_name)
+            .await
     }
 
-    async fn readdir(&self, cred: &Credentials, dir: &FilerHandle, cookie: u64, max: usize) -> Result<FilerDirPage> {
+    async fn readdir(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        cookie: u64,
+        max: usize,
+    ) -> Result<FilerDirPage> {
         self.gate().await;
         self.readdirs.fetch_add(1, Relaxed);
         self.inner.readdir(cred, dir, cookie, max).await

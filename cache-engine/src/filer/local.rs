@@ -1021,6 +1021,16 @@ impl CoreFiler for LocalFiler {
         Ok((node.handle, attr))
     }
 
+    async fn lookup_parent(&self, _cred: &Credentials, dir: &FilerHandle) -> Result<(FilerHandle, Attr)> {
+        let (d, attr) = self.resolve_dir(dir)?;
+        // The root is its own parent: ".." never leads out.
+        if attr.fileid == self.root_ino {
+            return Ok((self.root_handle, attr));
+        }
+        let (node, attr) = self.adopt(open_dotdot(d.fd.as_fd())?)?;
+        Ok((node.handle, attr))
+    }
+
     async fn read(&self, _cred: &Credentials, fh: &FilerHandle, offset: u64, len: u32) -> Result<FilerRead> {
         let (node, attr) = self.resolve(fh)?;
         match node.ftype {
@@ -1233,9 +1243,7 @@ impl CoreFiler for LocalFiler {
         let cname = cstring(name)?;
         let (node, _) = self.resolve(fh)?;
         let (d, dir_before) = self.resolve_dir(dir)?;
-        if node.ftype == FileType::Directory {
-            return Err(Error::IsDir);
-        }
+        // Directories are refused by the kernel (EPERM), after it checked the new name.
         // Link the very object the handle names (AT_EMPTY_PATH, as root) rather than a path.
         // SAFETY: both names are NUL-terminated; the descriptors are ours.
         cvt(unsafe {
@@ -1441,6 +1449,22 @@ mod tests {
         let parent = std::fs::File::open(path.parent().unwrap()).unwrap();
         let name = CString::new(path.file_name().unwrap().as_bytes()).unwrap();
         encode_at(parent.as_fd(), &name, 0).unwrap().to_filer().unwrap()
+    }
+
+    #[test]
+    fn parent_of_a_directory_and_of_the_root() {
+        let fx = fixture();
+        let filer = &fx.fs;
+        std::fs::create_dir_all(fx.root.join("a/b")).unwrap();
+        run(async {
+            let c = cred();
+            let root = filer.root();
+            let (a, _) = filer.lookup(&c, &root, b"a").await.unwrap();
+            let (b, _) = filer.lookup(&c, &a, b"b").await.unwrap();
+            assert_eq!(filer.lookup_parent(&c, &b).await.unwrap().0, a);
+            assert_eq!(filer.lookup_parent(&c, &a).await.unwrap().0, root);
+            assert_eq!(filer.lookup_parent(&c, &root).await.unwrap().0, root);
+        });
     }
 
     #[test]
@@ -2188,7 +2212,7 @@ mod tests {
             assert_eq!(wcc.after.unwrap(), fx.fs.getattr(&c, &d).await.unwrap());
             assert_eq!(fx.fs.lookup(&c, &d, b"f2").await.unwrap().0, f);
             assert_eq!(fx.fs.link(&c, &f, &d, b"f2").await.unwrap_err(), Error::Exist);
-            assert_eq!(fx.fs.link(&c, &d, &root, b"d2").await.unwrap_err(), Error::IsDir);
+            assert_eq!(fx.fs.link(&c, &d, &root, b"d2").await.unwrap_err(), Error::Perm);
             assert_eq!(fx.fs.link(&c, &f, &f, b"x").await.unwrap_err(), Error::NotDir);
             // A symlink is linked as itself.
             let l = mk(&fx.fs, &root, "l", NewNode::Symlink(b"/etc/passwd".to_vec())).await;

@@ -368,6 +368,11 @@ impl Shard {
             ra.window = (ra.window * 2).clamp(RA_START, max.max(RA_START));
             ra.next = end;
             let to = end.saturating_add(ra.window).min(snap.attr.size);
+            // Top up only when less than half a window is ahead of the reader,
+            // so read-ahead goes out in large ranges, not one block per read.
+            if ra.issued_to > end && ra.issued_to - end >= ra.window / 2 {
+                return;
+            }
             let from = ra.issued_to.max(end);
             if from >= to || max == 0 {
                 return;

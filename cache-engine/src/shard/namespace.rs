@@ -71,7 +71,13 @@ impl Shard {
         if map.len() >= super::NAMES_PER_DIR {
             map.clear();
         }
-        map.insert(name.into(), NameEntry { child, validated: Instant::now() });
+        map.insert(
+            name.into(),
+            NameEntry {
+                child,
+                validated: Instant::now(),
+            },
+        );
     }
 
     fn drop_listing(&self, dir: &Resolved) {
@@ -344,7 +350,6 @@ impl Shard {
     pub(crate) async fn link(
         &self,
         file: &Resolved,
-        file_attr: &Attr,
         cred: &Credentials,
         dir: &Resolved,
         name: &[u8],
@@ -352,10 +357,6 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::W | perm::X)?;
         check_name(name)?;
-        // As link(2): directories cannot be hard linked.
-        if file_attr.ftype == FileType::Directory {
-            return Err(Error::Perm);
-        }
         let filer = self.filer(dir)?.clone();
         let (attr, mut wcc) = self
             .filer_call(filer.link(cred, &file.filer_handle, &dir.filer_handle, name))

@@ -1,4 +1,5 @@
 //! Cache tiers: RAM (S3-FIFO) and NVMe (log-structured segments).
 
+pub mod aligned;
 pub mod nvme;
 pub mod ram;
