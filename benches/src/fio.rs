@@ -9,9 +9,10 @@ pub struct FioResult {
     pub mbps: f64,
 }
 
-/// `fio --ioengine=io_uring --direct=1` reading `files` (one job each, the
-/// depth split between them); `None` when fio is missing or fails.
-pub fn run(files: &[PathBuf], rw: &str, bs: &str, iodepth: usize, seconds: u64) -> Option<FioResult> {
+/// `fio --ioengine=io_uring --direct=1` reading the first `size` bytes of
+/// `files` (one job each, the depth split between them); `None` when fio is
+/// missing or fails.
+pub fn run(files: &[PathBuf], size: u64, rw: &str, bs: &str, iodepth: usize, seconds: u64) -> Option<FioResult> {
     if Command::new("fio").arg("--version").output().is_err() {
         eprintln!("fio not found (apt-get install fio): reference column skipped");
         return None;
@@ -26,6 +27,7 @@ pub fn run(files: &[PathBuf], rw: &str, bs: &str, iodepth: usize, seconds: u64) 
         &format!("--runtime={seconds}"),
         &format!("--rw={rw}"),
         &format!("--bs={bs}"),
+        &format!("--size={size}"),
     ]);
     let depth = (iodepth / files.len()).max(1);
     for (i, f) in files.iter().enumerate() {

@@ -16,6 +16,9 @@ use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};
 
+/// A listed entry to stat on its shard: position, object, attributes as listed.
+type Seeded = (usize, Resolved, Option<(Attr, Instant)>);
+
 struct Inner {
     shared: Arc<Shared>,
     shards: ShardSet,
@@ -681,7 +684,7 @@ impl Engine {
     /// Attributes for a page of entries, asked of each owning shard once.
     async fn with_attrs(&self, cred: &Credentials, dir: &Resolved, entries: Vec<ListEntry>) -> Vec<DirEntry> {
         let n = self.inner.shards.len();
-        let mut per_shard: Vec<Vec<(usize, Resolved, Option<(Attr, Instant)>)>> = vec![Vec::new(); n];
+        let mut per_shard: Vec<Vec<Seeded>> = vec![Vec::new(); n];
         for (i, e) in entries.iter().enumerate() {
             if let Some(fh) = e.handle {
                 let r = Resolved {

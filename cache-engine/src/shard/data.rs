@@ -391,7 +391,8 @@ impl Shard {
                 continue;
             }
             let n = (to - block + 1).min(MAX_FETCH / bs).max(1);
-            let _ = self.fetch(r, cred, snap, block, n, true);
+            // The fetch runs by itself; nobody waits for read-ahead.
+            drop(self.fetch(r, cred, snap, block, n, true));
             block += n;
         }
     }

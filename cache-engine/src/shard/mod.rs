@@ -85,6 +85,8 @@ pub(crate) struct Snapshot {
     pub epoch: u64,
 }
 
+type DirNames = HashMap<Box<[u8]>, NameEntry>;
+
 /// A cached name in a directory: what it names, or that it does not exist.
 struct NameEntry {
     child: Option<(FilerHandle, u64)>,
@@ -99,7 +101,7 @@ pub struct Shard {
     nvme: Option<Rc<SegmentStore>>,
     files: RefCell<LruCache<u64, FileState>>,
     /// Cached names per directory, so a directory's names drop at once.
-    names: RefCell<LruCache<u64, HashMap<Box<[u8]>, NameEntry>>>,
+    names: RefCell<LruCache<u64, DirNames>>,
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
     inflight: RefCell<HashMap<BlockKey, data::Inflight>>,
     next_gen: Cell<u32>,

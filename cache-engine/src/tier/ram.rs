@@ -158,10 +158,8 @@ impl<K: Hash + Eq + Clone, V: Weigh> S3Fifo<K, V> {
     }
 
     fn evict_one(&mut self, evicted: &mut Vec<(K, V)>) -> bool {
-        if self.small_weight > self.small_target || self.main_weight == 0 {
-            if self.evict_small(evicted) {
-                return true;
-            }
+        if (self.small_weight > self.small_target || self.main_weight == 0) && self.evict_small(evicted) {
+            return true;
         }
         self.evict_main(evicted) || self.evict_small(evicted)
     }
