@@ -1,1 +1,82 @@
-fn main() {}
+//! `weir`, the Weir appliance binary: `weir serve` runs the caching NAS daemon
+//! (config, core filer, cache engine, metrics endpoint); `weir config check`
+//! validates a config file.
+//!
+//! It wires parts together and reports problems in plain words. It must not
+//! hold protocol or caching logic (that lives in `cache-engine` and the front
+//! ends), and bad input must end in a one-line error and a non-zero exit,
+//! never a panic.
+
+mod config;
+mod filer_url;
+mod metrics_http;
+mod serve;
+mod units;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "Weir: a caching NAS appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once at start-up: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance (with no options: a local core filer under ./weir-data/)
+    Serve(config::ServeFlags),
+    /// Work with config files
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate FILE, then print what it would serve
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(flags) => match serve::run(&flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("weir: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => check(&file),
+    }
+}
+
+fn check(file: &Path) -> ExitCode {
+    let settings = config::load(file).and_then(|cfg| {
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))
+    });
+    match settings {
+        Ok(s) => {
+            println!("{}: ok", file.display());
+            println!("  {}", s.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

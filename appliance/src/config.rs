@@ -1,0 +1,725 @@
+//! The `weir` configuration: a TOML file (every key documented in
+//! `weir.example.toml`), overridden by `weir serve` flags, on top of embedded
+//! defaults that serve a `local` core filer under `./weir-data/`.
+//!
+//! Loading and validating never touch the file system beyond reading the
+//! config file; `weir serve` checks directories itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use cache_engine::{CachePolicy, EngineConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::filer_url::CoreFilerUrl;
+use crate::units::{parse_size, ByteSize, HumanDuration};
+
+pub const DEFAULT_DATA_DIR: &str = "./weir-data";
+
+/// The whole config file. Every section and key is optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub cache: Cache,
+    pub core_filer: CoreFiler,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// State that must survive restarts; parent of the default cache and origin.
+    pub data_dir: PathBuf,
+    pub nfs_listen: SocketAddr,
+    pub smb_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// Log filter used when `RUST_LOG` is not set (tracing `EnvFilter` syntax).
+    pub log: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            nfs_listen: SocketAddr::from(([0, 0, 0, 0], 2049)),
+            smb_listen: SocketAddr::from(([0, 0, 0, 0], 445)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9108)),
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Directory of the NVMe tier's cache files; `<data_dir>/cache` when unset.
+    pub dir: Option<PathBuf>,
+    /// NVMe tier capacity; 0 turns the tier off.
+    pub size: ByteSize,
+    /// RAM tier capacity.
+    pub memory: ByteSize,
+    pub block_size: ByteSize,
+    pub segment_size: ByteSize,
+    /// 0: one shard per core.
+    pub shards: usize,
+    pub pin_threads: bool,
+    /// Largest read-ahead window per file; 0 turns read-ahead off.
+    pub readahead_max: ByteSize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        Cache {
+            dir: None,
+            size: ByteSize::gib(2),
+            memory: ByteSize::mib(512),
+            block_size: ByteSize(engine.block_size.into()),
+            segment_size: ByteSize(engine.segment_size.into()),
+            shards: 0,
+            pin_threads: engine.pin_threads,
+            readahead_max: ByteSize(engine.readahead_max.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreFiler {
+    /// Where the data lives; `file://<data_dir>/origin` when unset.
+    pub url: Option<String>,
+    /// How long one call to the core filer may take before it fails.
+    pub timeout: HumanDuration,
+}
+
+impl Default for CoreFiler {
+    fn default() -> Self {
+        CoreFiler {
+            url: None,
+            timeout: HumanDuration(EngineConfig::default().filer_timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub preset: Preset,
+    /// Overrides the preset's attribute verify period.
+    pub attr_verify: Option<HumanDuration>,
+    /// Overrides the preset's directory verify period.
+    pub dir_verify: Option<HumanDuration>,
+    /// Overrides whether the preset caches "no such file" answers.
+    pub negative_lookups: Option<bool>,
+}
+
+/// Cache policy presets, named as the field names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Reads are cached; writes go straight to the core filer.
+    #[default]
+    ReadOnly,
+    /// Write-behind: not in this build yet.
+    ReadWrite,
+    /// Other clients change the core filer directly: verify often, cache no negative lookups.
+    ClientsBypassing,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::ReadOnly => "read-only",
+            Preset::ReadWrite => "read-write",
+            Preset::ClientsBypassing => "clients-bypassing",
+        }
+    }
+
+    fn policy(self) -> CachePolicy {
+        match self {
+            Preset::ReadOnly | Preset::ReadWrite => CachePolicy::default(),
+            Preset::ClientsBypassing => CachePolicy {
+                attr_verify: Duration::from_secs(3),
+                dir_verify: Duration::from_secs(3),
+                negative_lookups: false,
+            },
+        }
+    }
+}
+
+/// `weir serve` flags; each one overrides the matching config key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeFlags {
+    /// Config file (TOML; see weir.example.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// [server] data_dir: state, and the default cache and origin
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Serve the local directory DIR (same as --core-filer file://DIR)
+    #[arg(long, value_name = "DIR", conflicts_with = "core_filer")]
+    pub origin: Option<PathBuf>,
+    /// [core_filer] url: file:///dir (nfs://, s3://, gcs:// are not in this build yet)
+    #[arg(long, value_name = "URL")]
+    pub core_filer: Option<String>,
+    /// [cache] dir: where the NVMe tier keeps its cache files
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// [cache] size: NVMe tier capacity, e.g. 100GiB (0 turns it off)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<ByteSize>,
+    /// [cache] memory: RAM tier capacity, e.g. 4GiB
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<ByteSize>,
+    /// [cache] shards: engine threads (0: one per core)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// [server] nfs_listen
+    #[arg(long, value_name = "ADDR")]
+    pub nfs_listen: Option<SocketAddr>,
+    /// [server] smb_listen
+    #[arg(long, value_name = "ADDR")]
+    pub smb_listen: Option<SocketAddr>,
+    /// [server] metrics_listen (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A validated configuration, ready to start the engine with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub core_filer: CoreFilerUrl,
+    /// The core filer is the embedded default `<data_dir>/origin` (created when missing).
+    pub origin_is_default: bool,
+    pub preset: Preset,
+    pub nfs_listen: SocketAddr,
+    pub smb_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub log: String,
+    pub engine: EngineConfig,
+}
+
+impl Settings {
+    /// One line: what this configuration serves and with how much cache.
+    pub fn summary(&self) -> String {
+        let e = &self.engine;
+        let shards = if e.shards == 0 {
+            "one shard per core".to_string()
+        } else {
+            format!("{} shards", e.shards)
+        };
+        let nvme = if e.cache_bytes == 0 {
+            "no NVMe tier".to_string()
+        } else {
+            format!("NVMe {} in {}", ByteSize(e.cache_bytes), e.cache_dir.display())
+        };
+        format!(
+            "core filer {} {}, RAM {}, {nvme}, {shards}, policy {}, metrics on {}",
+            self.core_filer.kind(),
+            self.core_filer_location(),
+            ByteSize(e.ram_bytes),
+            self.preset.name(),
+            self.metrics_listen,
+        )
+    }
+
+    pub fn core_filer_location(&self) -> String {
+        match &self.core_filer {
+            CoreFilerUrl::Local(p) => p.display().to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Read and parse a config file. Errors name the file and the line.
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Parse config text; the error is one line with the line number and text.
+pub fn parse(text: &str) -> Result<Config, String> {
+    toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(start) = e.span().map(|s| s.start) else {
+        return msg;
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    format!("line {line_no}, column {column}: {msg} (in `{line}`)")
+}
+
+impl Config {
+    /// Load `flags.config` if given, then apply the flags on top.
+    pub fn from_flags(flags: &ServeFlags) -> anyhow::Result<Config> {
+        let mut cfg = match &flags.config {
+            Some(path) => load(path)?,
+            None => Config::default(),
+        };
+        cfg.apply(flags)?;
+        Ok(cfg)
+    }
+
+    /// Flags win over the file.
+    pub fn apply(&mut self, f: &ServeFlags) -> anyhow::Result<()> {
+        if let Some(v) = &f.data_dir {
+            self.server.data_dir = v.clone();
+        }
+        if let Some(dir) = &f.origin {
+            let dir = dir
+                .to_str()
+                .ok_or_else(|| anyhow!("--origin {}: path is not UTF-8", dir.display()))?;
+            self.core_filer.url = Some(format!("file://{dir}"));
+        }
+        if let Some(v) = &f.core_filer {
+            self.core_filer.url = Some(v.clone());
+        }
+        if let Some(v) = &f.cache_dir {
+            self.cache.dir = Some(v.clone());
+        }
+        if let Some(v) = f.cache_size {
+            self.cache.size = v;
+        }
+        if let Some(v) = f.memory {
+            self.cache.memory = v;
+        }
+        if let Some(v) = f.shards {
+            self.cache.shards = v;
+        }
+        if let Some(v) = f.nfs_listen {
+            self.server.nfs_listen = v;
+        }
+        if let Some(v) = f.smb_listen {
+            self.server.smb_listen = v;
+        }
+        if let Some(v) = f.metrics_listen {
+            self.server.metrics_listen = v;
+        }
+        Ok(())
+    }
+
+    /// Check every value and work out what `weir serve` would run.
+    pub fn validate(&self) -> anyhow::Result<Settings> {
+        let (server, cache, policy) = (&self.server, &self.cache, &self.policy);
+        if server.data_dir.as_os_str().is_empty() {
+            bail!("server.data_dir must not be empty");
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&server.log)
+            .map_err(|e| anyhow!("server.log = {:?}: {e}", server.log))?;
+
+        let (core_filer, origin_is_default) = match &self.core_filer.url {
+            Some(url) => (
+                url.parse::<CoreFilerUrl>()
+                    .map_err(|e| anyhow!("core_filer.url: {e}"))?,
+                false,
+            ),
+            None => (CoreFilerUrl::Local(server.data_dir.join("origin")), true),
+        };
+        if !core_filer.available() {
+            bail!(
+                "core_filer.url = {:?}: the `{}` core filer is not available in this build yet \
+                 (only file:// works today)",
+                self.core_filer.url.as_deref().unwrap_or_default(),
+                core_filer.kind()
+            );
+        }
+        if self.core_filer.timeout.0.is_zero() {
+            bail!("core_filer.timeout must be longer than 0s");
+        }
+
+        let block = cache.block_size.0;
+        if !block.is_power_of_two() || !(4096..=16 << 20).contains(&block) {
+            bail!(
+                "cache.block_size = {}: must be a power of two from 4KiB to 16MiB",
+                cache.block_size
+            );
+        }
+        let segment = cache.segment_size.0;
+        if segment < block || segment % block != 0 || segment > 1 << 30 {
+            bail!(
+                "cache.segment_size = {}: must be a multiple of cache.block_size ({}) and at most 1GiB",
+                cache.segment_size,
+                cache.block_size
+            );
+        }
+        let readahead = cache.readahead_max.0;
+        if readahead != 0 && (readahead < block || readahead > 1 << 30) {
+            bail!(
+                "cache.readahead_max = {}: must be 0 (off) or from cache.block_size ({}) to 1GiB",
+                cache.readahead_max,
+                cache.block_size
+            );
+        }
+        if cache.shards > 1024 {
+            bail!("cache.shards = {}: at most 1024", cache.shards);
+        }
+        let mut engine = EngineConfig {
+            shards: cache.shards,
+            pin_threads: cache.pin_threads,
+            ram_bytes: cache.memory.0,
+            cache_dir: cache.dir.clone().unwrap_or_else(|| server.data_dir.join("cache")),
+            cache_bytes: cache.size.0,
+            block_size: block as u32,
+            segment_size: segment as u32,
+            readahead_max: readahead as u32,
+            policy: policy.preset.policy(),
+            filer_timeout: self.core_filer.timeout.0,
+            state_dir: server.data_dir.clone(),
+            ..EngineConfig::default()
+        };
+        let shards = engine.shard_count() as u64;
+        if cache.memory.0 < block * shards {
+            bail!(
+                "cache.memory = {}: too small, each of the {shards} shards needs at least one block ({})",
+                cache.memory,
+                cache.block_size
+            );
+        }
+        if cache.size.0 != 0 && cache.size.0 < 2 * segment * shards {
+            bail!(
+                "cache.size = {}: too small, each of the {shards} shards needs at least two segments ({} each); \
+                 use 0 to turn the NVMe tier off",
+                cache.size,
+                cache.segment_size
+            );
+        }
+
+        if policy.preset == Preset::ReadWrite {
+            bail!(
+                "policy.preset = \"read-write\": write-behind is not available in this build yet \
+                 (writes go straight to the core filer); use \"read-only\" or \"clients-bypassing\""
+            );
+        }
+        if let Some(d) = policy.attr_verify {
+            engine.policy.attr_verify = d.0;
+        }
+        if let Some(d) = policy.dir_verify {
+            engine.policy.dir_verify = d.0;
+        }
+        if let Some(b) = policy.negative_lookups {
+            engine.policy.negative_lookups = b;
+        }
+
+        Ok(Settings {
+            data_dir: server.data_dir.clone(),
+            core_filer,
+            origin_is_default,
+            preset: policy.preset,
+            nfs_listen: server.nfs_listen,
+            smb_listen: server.smb_listen,
+            metrics_listen: server.metrics_listen,
+            log: server.log.clone(),
+            engine,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../weir.example.toml");
+
+    fn flags() -> ServeFlags {
+        ServeFlags::default()
+    }
+
+    #[test]
+    fn embedded_default_serves_a_local_origin_under_weir_data() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!(s.data_dir, Path::new("./weir-data"));
+        assert_eq!(s.core_filer, CoreFilerUrl::Local("./weir-data/origin".into()));
+        assert!(s.origin_is_default);
+        assert_eq!(s.engine.cache_dir, Path::new("./weir-data/cache"));
+        assert_eq!(s.engine.state_dir, Path::new("./weir-data"));
+        assert_eq!(s.engine.ram_bytes, 512 << 20);
+        assert_eq!(s.engine.cache_bytes, 2 << 30);
+        assert_eq!(s.preset, Preset::ReadOnly);
+        assert_eq!(s.metrics_listen.to_string(), "127.0.0.1:9108");
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let mut cfg =
+            parse("[cache]\nmemory = \"1GiB\"\nsize = \"8GiB\"\n[server]\ndata_dir = \"/d\"").unwrap();
+        let f = ServeFlags {
+            memory: Some(ByteSize::gib(2)),
+            ..flags()
+        };
+        cfg.apply(&f).unwrap();
+        let s = cfg.validate().unwrap();
+        assert_eq!(s.engine.ram_bytes, 2 << 30, "flag wins");
+        assert_eq!(s.engine.cache_bytes, 8 << 30, "file wins over default");
+        assert_eq!(s.engine.readahead_max, 8 << 20, "default");
+        assert_eq!(
+            s.engine.cache_dir,
+            Path::new("/d/cache"),
+            "derived from the file's data_dir"
+        );
+    }
+
+    #[test]
+    fn data_dir_moves_derived_paths_but_not_explicit_ones() {
+        let mut cfg = parse("[cache]\ndir = \"/fast/cache\"").unwrap();
+        cfg.apply(&ServeFlags {
+            data_dir: Some("/var/lib/weir".into()),
+            ..flags()
+        })
+        .unwrap();
+        let s = cfg.validate().unwrap();
+        assert_eq!(s.engine.cache_dir, Path::new("/fast/cache"));
+        assert_eq!(s.core_filer, CoreFilerUrl::Local("/var/lib/weir/origin".into()));
+        assert_eq!(s.engine.state_dir, Path::new("/var/lib/weir"));
+    }
+
+    #[test]
+    fn origin_flag_is_a_local_core_filer() {
+        let mut cfg = parse("[core_filer]\nurl = \"file:///elsewhere\"").unwrap();
+        cfg.apply(&ServeFlags {
+            origin: Some("/srv/data".into()),
+            ..flags()
+        })
+        .unwrap();
+        let s = cfg.validate().unwrap();
+        assert_eq!(s.core_filer, CoreFilerUrl::Local("/srv/data".into()));
+        assert!(!s.origin_is_default);
+    }
+
+    #[test]
+    fn future_core_filer_kinds_are_checked_then_refused() {
+        for url in [
+            "nfs://nas:2049/export",
+            "s3://bucket/prefix",
+            "gcs://bucket/prefix",
+        ] {
+            let cfg = parse(&format!("[core_filer]\nurl = \"{url}\"")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("not available in this build yet"), "{url}: {err}");
+        }
+        let cfg = parse("[core_filer]\nurl = \"nfs://nas\"").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("invalid core filer URL"), "{err}");
+    }
+
+    #[test]
+    fn presets_and_their_overrides() {
+        let s = parse("[policy]\npreset = \"clients-bypassing\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.engine.policy.attr_verify, Duration::from_secs(3));
+        assert!(!s.engine.policy.negative_lookups);
+        let s =
+            parse("[policy]\npreset = \"clients-bypassing\"\nattr_verify = \"1m\"\nnegative_lookups = true")
+                .unwrap()
+                .validate()
+                .unwrap();
+        assert_eq!(s.engine.policy.attr_verify, Duration::from_secs(60));
+        assert_eq!(s.engine.policy.dir_verify, Duration::from_secs(3));
+        assert!(s.engine.policy.negative_lookups);
+        let err = parse("[policy]\npreset = \"read-write\"")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not available in this build yet"),
+            "{err}"
+        );
+        let err = parse("[policy]\npreset = \"write-around\"").unwrap_err();
+        assert!(err.contains("unknown variant `write-around`"), "{err}");
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let err = parse("[cache]\nsize = \"2GiB\"\nsise = \"2GiB\"\n").unwrap_err();
+        assert!(err.starts_with("line 3"), "{err}");
+        assert!(err.contains("unknown field `sise`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = parse("[cache]\nmemory = \"lots\"\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2") && err.contains("invalid size `lots`"),
+            "{err}"
+        );
+        let err = parse("[policy]\nattr_verify = \"30\"\n").unwrap_err();
+        assert!(
+            err.starts_with("line 2") && err.contains("invalid duration"),
+            "{err}"
+        );
+        let err = parse("[server]\nnfs_listen = \"nowhere\"\n").unwrap_err();
+        assert!(err.starts_with("line 2"), "{err}");
+        let err = parse("[server\n").unwrap_err();
+        assert!(err.starts_with("line 1") && !err.contains('\n'), "{err}");
+        let err = parse("[nfs]\nport = 1\n").unwrap_err();
+        assert!(err.contains("unknown field `nfs`"), "{err}");
+    }
+
+    #[test]
+    fn bad_cache_geometry_is_refused() {
+        for (toml, what) in [
+            ("block_size = 3000", "cache.block_size"),
+            ("block_size = \"1KiB\"", "cache.block_size"),
+            ("segment_size = \"100KiB\"", "cache.segment_size"),
+            ("readahead_max = 100", "cache.readahead_max"),
+            ("memory = 1024", "cache.memory"),
+            ("size = \"4MiB\"", "cache.size"),
+            ("shards = 5000", "cache.shards"),
+        ] {
+            let err = parse(&format!("[cache]\n{toml}"))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().starts_with(what), "{toml}: {err}");
+        }
+        let s = parse("[cache]\nsize = 0\nreadahead_max = 0")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!((s.engine.cache_bytes, s.engine.readahead_max), (0, 0));
+        let err = parse("[server]\nlog = \"info,=[\"")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("server.log"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses_validates_and_round_trips() {
+        let cfg = parse(EXAMPLE).unwrap_or_else(|e| panic!("weir.example.toml: {e}"));
+        cfg.validate().unwrap();
+        let again = parse(&toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(cfg, again);
+        assert_eq!(
+            again.validate().unwrap().summary(),
+            cfg.validate().unwrap().summary()
+        );
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(parse(&text).unwrap(), Config::default());
+    }
+
+    /// The field names a derived `Deserialize` struct accepts, read from the
+    /// derive itself, so a key added to the structs cannot hide from the docs.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::Visitor;
+        #[derive(Debug)]
+        struct Stop;
+        impl std::fmt::Display for Stop {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("stop")
+            }
+        }
+        impl std::error::Error for Stop {}
+        impl serde::de::Error for Stop {
+            fn custom<M: std::fmt::Display>(_: M) -> Self {
+                Stop
+            }
+        }
+        struct Grab<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Grab<'_> {
+            type Error = Stop;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+                Err(Stop)
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Stop> {
+                *self.0 = fields;
+                Err(Stop)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Grab(&mut fields));
+        assert!(!fields.is_empty(), "not a struct");
+        fields
+    }
+
+    /// Section name -> that section's lines in the example file.
+    fn example_sections() -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut current = String::new();
+        for line in EXAMPLE.lines() {
+            let t = line.trim();
+            if let Some(name) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                current = name.to_string();
+                out.entry(current.clone()).or_insert_with(Vec::new);
+            } else {
+                out.entry(current.clone())
+                    .or_insert_with(Vec::new)
+                    .push(t.to_string());
+            }
+        }
+        out
+    }
+
+    /// The key a line sets, commented out (`# key = ...`) or not.
+    fn key_of(line: &str) -> Option<&str> {
+        let t = line.trim_start_matches('#').trim_start();
+        let (key, _) = t.split_once('=')?;
+        let key = key.trim();
+        (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')).then_some(key)
+    }
+
+    #[test]
+    fn example_config_documents_every_key_and_only_real_keys() {
+        let sections = example_sections();
+        for &section in fields_of::<Config>() {
+            let fields = match section {
+                "server" => fields_of::<Server>(),
+                "cache" => fields_of::<Cache>(),
+                "core_filer" => fields_of::<CoreFiler>(),
+                "policy" => fields_of::<Policy>(),
+                other => panic!("section [{other}] is new: teach this test its struct"),
+            };
+            let lines = sections
+                .get(section)
+                .unwrap_or_else(|| panic!("weir.example.toml has no [{section}] section"));
+            let documented: Vec<&str> = lines.iter().filter_map(|l| key_of(l)).collect();
+            for key in fields {
+                assert!(
+                    documented.contains(key),
+                    "weir.example.toml does not document {section}.{key}"
+                );
+            }
+            for key in documented {
+                assert!(
+                    fields.contains(&key),
+                    "weir.example.toml documents {section}.{key}, which does not exist"
+                );
+            }
+        }
+        for name in sections.keys().filter(|s| !s.is_empty()) {
+            assert!(
+                fields_of::<Config>().contains(&name.as_str()),
+                "unknown section [{name}] in the example"
+            );
+        }
+    }
+}

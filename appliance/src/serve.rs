@@ -1,0 +1,243 @@
+//! `weir serve`: check the configuration and the directories it names, start
+//! the metrics endpoint and the engine, say what is served, and run until
+//! SIGINT or SIGTERM.
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use cache_engine::filer::local::LocalFiler;
+use cache_engine::Engine;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ServeFlags, Settings};
+use crate::filer_url::CoreFilerUrl;
+use crate::metrics_http;
+use crate::units::ByteSize;
+
+/// Shuts the engine down however `run` ends after it started.
+struct Running(Engine);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
+pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
+    let settings = Config::from_flags(flags)?.validate()?;
+    init_tracing(&settings.log)?;
+
+    ensure_writable_dir("data dir", "server.data_dir", &settings.data_dir)?;
+    if settings.engine.cache_bytes > 0 {
+        ensure_writable_dir("cache dir", "cache.dir", &settings.engine.cache_dir)?;
+    }
+    let origin = match &settings.core_filer {
+        CoreFilerUrl::Local(dir) => dir.clone(),
+        other => bail!(
+            "the `{}` core filer is not available in this build yet",
+            other.kind()
+        ),
+    };
+    check_origin(&origin, settings.origin_is_default)?;
+
+    let listener = metrics_http::bind(settings.metrics_listen)?;
+    let metrics_addr = listener.local_addr()?;
+    let metrics = metrics_http::install_recorder()?;
+    ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let filer = LocalFiler::open(&origin)
+        .with_context(|| format!("cannot open the local core filer at {}", origin.display()))?;
+    let engine = Engine::start(settings.engine.clone(), Arc::new(filer))
+        .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
+    let running = Running(engine);
+    let sidecar = running.0.sidecar().clone();
+    sidecar.spawn(metrics_http::serve(listener, metrics));
+
+    let (mut interrupt, mut terminate) = {
+        let _ctx = sidecar.enter();
+        let int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        (int, term)
+    };
+    print_banner(&settings, &origin, &running.0, metrics_addr);
+    tracing::info!(shards = running.0.shard_count(), "serving");
+
+    let which = sidecar.block_on(async {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    });
+    tracing::info!("{which}: shutting down");
+    drop((interrupt, terminate));
+    drop(running);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `server.log`.
+fn init_tracing(default: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder()
+            .parse(&env)
+            .map_err(|e| anyhow!("RUST_LOG={env:?}: {e}"))?,
+        _ => EnvFilter::builder()
+            .parse(default)
+            .map_err(|e| anyhow!("server.log = {default:?}: {e}"))?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .map_err(|e| anyhow!("cannot set up logging: {e}"))
+}
+
+/// Create `dir` if needed and prove that files can be made in it.
+fn ensure_writable_dir(what: &str, key: &str, dir: &Path) -> anyhow::Result<()> {
+    if let Ok(md) = fs::metadata(dir) {
+        if !md.is_dir() {
+            bail!("{what} {} ({key}) is not a directory", dir.display());
+        }
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {what} {} ({key})", dir.display()))?;
+    let probe = dir.join(format!(".weir-write-probe-{}", std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"weir\n").and_then(|()| f.sync_all()));
+    let _ = fs::remove_file(&probe);
+    written.with_context(|| format!("{what} {} ({key}) is not writable", dir.display()))
+}
+
+/// The embedded default origin is created; one the operator named must exist.
+fn check_origin(origin: &Path, is_default: bool) -> anyhow::Result<()> {
+    if is_default {
+        return fs::create_dir_all(origin)
+            .with_context(|| format!("cannot create the default origin {}", origin.display()));
+    }
+    match fs::metadata(origin) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => bail!("origin {} is not a directory", origin.display()),
+        Err(e) => Err(e).with_context(|| format!("origin {}", origin.display())),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// How a client names this host in a mount command.
+fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        a if a.ip().is_unspecified() => "HOST".to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        SocketAddr::V4(a) => a.ip().to_string(),
+    }
+}
+
+fn print_banner(s: &Settings, origin: &Path, engine: &Engine, metrics: SocketAddr) {
+    let e = engine.config();
+    let nvme = if e.cache_bytes == 0 {
+        "off".to_string()
+    } else {
+        format!(
+            "{} in {}",
+            ByteSize(e.cache_bytes),
+            absolute(&e.cache_dir).display()
+        )
+    };
+    let p = &e.policy;
+    let (nfs, smb) = (s.nfs_listen, s.smb_listen);
+    let text = format!(
+        "Weir {version} is running.\n\
+         \x20 core filer     local {origin}\n\
+         \x20 data dir       {data}\n\
+         \x20 cache          RAM {ram}, NVMe {nvme}, block {block}, {shards}\n\
+         \x20 policy         {preset} (attributes verified after {attr}, directories after {dir}, \
+         negative lookups {neg})\n\
+         \x20 metrics        http://{metrics}/metrics\n\
+         \x20 NFS front end  not in this build (configured for {nfs}); once it lands, mount with\n\
+         \x20                  mount -t nfs -o vers=3,proto=tcp,port={np},mountport={np} {nh}:/export /mnt\n\
+         \x20 SMB front end  not in this build (configured for {smb}); once it lands, mount with\n\
+         \x20                  mount -t cifs //{sh}/export /mnt -o port={sp},vers=3.1.1,username=USER\n\
+         Stop with Ctrl-C or SIGTERM.",
+        version = env!("CARGO_PKG_VERSION"),
+        origin = absolute(origin).display(),
+        data = absolute(&s.data_dir).display(),
+        ram = ByteSize(e.ram_bytes),
+        block = ByteSize(e.block_size.into()),
+        shards = match engine.shard_count() {
+            1 => "1 shard".to_string(),
+            n => format!("{n} shards"),
+        },
+        preset = s.preset.name(),
+        attr = humantime::format_duration(p.attr_verify),
+        dir = humantime::format_duration(p.dir_verify),
+        neg = if p.negative_lookups {
+            "cached"
+        } else {
+            "not cached"
+        },
+        np = nfs.port(),
+        nh = host_of(nfs),
+        sp = smb.port(),
+        sh = host_of(smb),
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_dir_is_created_and_probe_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        ensure_writable_dir("data dir", "server.data_dir", &dir).unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "probe file left behind");
+    }
+
+    #[test]
+    fn a_file_is_not_a_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        let err = ensure_writable_dir("cache dir", "cache.dir", &file).unwrap_err();
+        assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
+        let err = ensure_writable_dir("cache dir", "cache.dir", &file.join("sub")).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot create cache dir"), "{err:#}");
+    }
+
+    #[test]
+    fn named_origins_must_exist_default_ones_are_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope");
+        let err = check_origin(&missing, false).unwrap_err();
+        assert!(format!("{err:#}").contains("No such file"), "{err:#}");
+        check_origin(&missing, true).unwrap();
+        assert!(missing.is_dir());
+        let file = tmp.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = check_origin(&file, false).unwrap_err();
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn mount_hosts() {
+        assert_eq!(host_of("0.0.0.0:2049".parse().unwrap()), "HOST");
+        assert_eq!(host_of("[::]:2049".parse().unwrap()), "HOST");
+        assert_eq!(host_of("10.1.2.3:2049".parse().unwrap()), "10.1.2.3");
+        assert_eq!(host_of("[fd00::1]:445".parse().unwrap()), "[fd00::1]");
+    }
+}
