@@ -12,7 +12,14 @@ pub struct FioResult {
 /// `fio --ioengine=io_uring --direct=1` reading the first `size` bytes of
 /// `files` (one job each, the depth split between them); `None` when fio is
 /// missing or fails.
-pub fn run(files: &[PathBuf], size: u64, rw: &str, bs: &str, iodepth: usize, seconds: u64) -> Option<FioResult> {
+pub fn run(
+    files: &[PathBuf],
+    size: u64,
+    rw: &str,
+    bs: &str,
+    iodepth: usize,
+    seconds: u64,
+) -> Option<FioResult> {
     if Command::new("fio").arg("--version").output().is_err() {
         eprintln!("fio not found (apt-get install fio): reference column skipped");
         return None;
