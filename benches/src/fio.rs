@@ -1,56 +1,100 @@
-//! Running fio on files and reading its JSON output.
+//! Running fio (io_uring, O_DIRECT) on files and reading its JSON output.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-#[derive(Debug, Clone, Copy)]
-pub struct FioResult {
-    pub iops: f64,
-    pub mbps: f64,
+/// Operations and bytes over a time; sums of several runs add up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measured {
+    pub ops: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
 }
 
-/// `fio --ioengine=io_uring --direct=1` reading the first `size` bytes of
-/// `files` (one job each, the depth split between them); `None` when fio is
-/// missing or fails.
-pub fn run(
-    files: &[PathBuf],
-    size: u64,
-    rw: &str,
-    bs: &str,
-    iodepth: usize,
-    seconds: u64,
-) -> Option<FioResult> {
-    if Command::new("fio").arg("--version").output().is_err() {
-        eprintln!("fio not found (apt-get install fio): reference column skipped");
-        return None;
+impl Measured {
+    pub fn add(&mut self, m: Measured) {
+        self.ops += m.ops;
+        self.bytes += m.bytes;
+        self.elapsed += m.elapsed;
     }
-    let mut cmd = Command::new("fio");
-    cmd.args([
-        "--output-format=json",
-        "--ioengine=io_uring",
-        "--direct=1",
-        "--time_based",
-        "--group_reporting",
-        &format!("--runtime={seconds}"),
-        &format!("--rw={rw}"),
-        &format!("--bs={bs}"),
-        &format!("--size={size}"),
-    ]);
-    let depth = (iodepth / files.len()).max(1);
-    for (i, f) in files.iter().enumerate() {
-        cmd.arg(format!("--name=j{i}"));
-        cmd.arg(format!("--filename={}", f.display()));
-        cmd.arg(format!("--iodepth={depth}"));
+
+    pub fn iops(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("fio failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
+
+    pub fn mbps(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
     }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let read = &json["jobs"][0]["read"];
-    Some(FioResult {
-        iops: read["iops"].as_f64()?,
-        mbps: read["bw_bytes"].as_f64()? / 1e6,
-    })
+}
+
+/// One fio read job per file over `offset..offset+size`, `depth` in flight
+/// in all (split between the files).
+pub struct FioRead {
+    pub files: Vec<PathBuf>,
+    pub offset: u64,
+    pub size: u64,
+    pub rw: &'static str,
+    pub bs: &'static str,
+    pub depth: usize,
+    pub seconds: u64,
+}
+
+pub fn available() -> bool {
+    let ok = Command::new("fio")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("fio not found (on Debian: apt-get install -y fio): fio columns skipped");
+    }
+    ok
+}
+
+impl FioRead {
+    pub fn run(&self) -> Result<Measured, String> {
+        let mut cmd = Command::new("fio");
+        cmd.args([
+            "--ioengine=io_uring",
+            "--direct=1",
+            "--readonly",
+            "--thread",
+            "--norandommap",
+            "--randrepeat=0",
+            "--time_based",
+            "--group_reporting",
+            "--output-format=json",
+        ]);
+        cmd.arg(format!("--rw={}", self.rw))
+            .arg(format!("--bs={}", self.bs))
+            .arg(format!("--runtime={}", self.seconds))
+            .arg(format!("--offset={}", self.offset))
+            .arg(format!("--size={}", self.size));
+        let depth = (self.depth / self.files.len().max(1)).max(1);
+        for (i, f) in self.files.iter().enumerate() {
+            cmd.arg(format!("--name=weir-{}-{i}", self.rw))
+                .arg(format!("--filename={}", f.display()))
+                .arg(format!("--iodepth={depth}"));
+        }
+        let out = cmd.output().map_err(|e| format!("running fio: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("fio failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        // fio may print notes before the JSON document.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let start = text.find('{').ok_or("no JSON in fio output")?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text[start..]).map_err(|e| format!("fio JSON: {e}"))?;
+        let read = &v["jobs"][0]["read"];
+        let field = |name: &str| {
+            read[name]
+                .as_u64()
+                .ok_or(format!("fio JSON lacks jobs[0].read.{name}"))
+        };
+        Ok(Measured {
+            ops: field("total_ios")?,
+            bytes: field("io_bytes")?,
+            elapsed: Duration::from_millis(field("runtime")?.max(1)),
+        })
+    }
 }

@@ -72,8 +72,9 @@ pub struct NvmeConfig {
     /// Cache file (created if missing) or block device.
     pub path: PathBuf,
     /// Bytes. A file is created at this size; an existing file must have
-    /// exactly this size. For a block device: 0 means "the whole device",
-    /// otherwise the device must be at least this big (its own size is used).
+    /// exactly this size (0: use an existing file at its own size). For a
+    /// block device: 0 means "the whole device", otherwise the device must be
+    /// at least this big (its own size is used).
     pub size: u64,
     /// Multiple of 4096; default 4 MiB.
     pub segment_size: u32,
@@ -1014,6 +1015,8 @@ impl Shared {
             .iter()
             .any(|k| inner.index.get(k).is_some_and(|e| e.seg == next));
         if !live {
+            // All stale: forget them so the next insert does not scan again.
+            inner.segs[next as usize].keys.clear();
             return;
         }
         let (seq, pages) = (m.seq, m.used_pages);
@@ -1662,6 +1665,20 @@ mod tests {
 
             let err = SegmentStore::open(cfg(dir.path(), 4)).await.unwrap_err();
             assert!(matches!(err, StoreError::NotAFile { .. }), "{err}");
+
+            // Size 0: an existing file is used at its own size; a missing one
+            // cannot be created.
+            let mut c = cfg(&path, 0);
+            c.size = 0;
+            let reused = SegmentStore::open(c.clone()).await.unwrap();
+            assert_eq!(reused.size(), 1 << 20);
+            assert_eq!(reused.segment_count(), 15);
+            drop(reused);
+            c.path = dir.path().join("absent");
+            assert!(matches!(
+                SegmentStore::open(c).await,
+                Err(StoreError::SizeRequired { .. })
+            ));
 
             // An existing empty file is treated as new.
             let empty = dir.path().join("empty");
