@@ -159,6 +159,28 @@ impl Engine {
         self.inner.shards.len()
     }
 
+    /// Run `f` on shard `shard`'s thread (front ends serve connections there,
+    /// so that calls for files that shard owns never leave the thread).
+    pub async fn run_on<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        if shard >= self.inner.shards.len() {
+            return Err(Error::Inval);
+        }
+        self.inner
+            .shards
+            .call(shard, move |_| async move { Ok(f().await) })
+            .await
+    }
+
+    /// The shard that owns the file `fh` names.
+    pub fn owner(&self, fh: &FileHandle) -> usize {
+        self.shard_for(fh.filer_hint(), fh.fileid_hint())
+    }
+
     /// Handle of the core filer's root directory.
     pub fn root(&self) -> FileHandle {
         self.inner.root
@@ -182,7 +204,11 @@ impl Engine {
     }
 
     fn shard_of(&self, r: &Resolved) -> usize {
-        let h = crate::shard::file_key(r).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.shard_for(r.filer, r.fileid)
+    }
+
+    fn shard_for(&self, filer: u8, fileid: u64) -> usize {
+        let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         ((h >> 32) % self.inner.shards.len() as u64) as usize
     }
 

@@ -44,6 +44,11 @@ impl FileHandle {
         &self.bytes[..self.len as usize]
     }
 
+    /// The filer index, unverified: only for routing to a shard, which verifies.
+    pub fn filer_hint(&self) -> u8 {
+        self.bytes[1]
+    }
+
     /// The file id, unverified: only for routing to a shard, which verifies.
     pub fn fileid_hint(&self) -> u64 {
         u64::from_le_bytes(self.bytes[2..10].try_into().unwrap_or_default())

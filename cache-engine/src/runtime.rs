@@ -17,6 +17,16 @@ type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 /// Work sent to a shard: runs on the shard's thread with access to its state.
 pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
 
+thread_local! {
+    /// The shard whose thread this is, if it is one.
+    static CURRENT: std::cell::RefCell<Option<Rc<Shard>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The shard running on this thread, when it is shard `id`.
+fn current(id: usize) -> Option<Rc<Shard>> {
+    CURRENT.with(|c| c.borrow().as_ref().filter(|s| s.id == id).cloned())
+}
+
 pub(crate) struct ShardSet {
     queues: Vec<async_channel::Sender<Job>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -85,6 +95,14 @@ impl ShardSet {
         Fut: Future<Output = Result<R>> + 'static,
     {
         let (tx, rx) = futures::channel::oneshot::channel();
+        // Already on the owning shard: no queue and no wake of another thread.
+        if let Some(s) = current(shard) {
+            compio::runtime::spawn(async move {
+                let _ = tx.send(f(s).await);
+            })
+            .detach();
+            return rx.await.map_err(|_| Error::ServerFault)?;
+        }
         let job: Job = Box::new(move |s| {
             Box::pin(async move {
                 let _ = tx.send(f(s).await);
@@ -138,11 +156,13 @@ fn shard_main(
                 return;
             }
         };
+        CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
         let _ = ready.send(Ok(()));
         drop(ready);
         while let Ok(job) = queue.recv().await {
             compio::runtime::spawn(job(shard.clone())).detach();
         }
+        CURRENT.with(|c| c.borrow_mut().take());
         shard.shutdown().await;
     });
 }

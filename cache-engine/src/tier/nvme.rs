@@ -37,7 +37,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -65,6 +64,8 @@ const SUPERBLOCK_CRC_AT: usize = 56;
 const MAX_WRITES_IN_FLIGHT: usize = 8;
 /// Spare segment-sized buffers kept for reuse.
 const MAX_POOLED_BUFFERS: usize = 4;
+/// Largest single read that [`SegmentStore::read_many`] merges pieces into.
+pub const MAX_MERGED_READ: usize = 1 << 20;
 
 /// Where and how big the NVMe tier is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,7 +280,7 @@ struct Shared {
 }
 
 struct Inner {
-    index: HashMap<BlockKey, Entry>,
+    index: super::FastMap<BlockKey, Entry>,
     segs: Vec<SegMeta>,
     /// The segment being filled.
     open: Option<OpenSeg>,
@@ -421,7 +422,7 @@ struct DiskRead {
     /// Bytes to skip at the start of the pages read, and to return.
     skip: usize,
     take: usize,
-    crcs: Vec<u32>,
+    crcs: smallvec::SmallVec<[u32; 16]>,
 }
 
 /// Whether `n` is a multiple of the (power of two) page size.
@@ -564,7 +565,7 @@ impl SegmentStore {
                 size,
                 epoch: sb.epoch,
                 inner: RefCell::new(Inner {
-                    index: HashMap::new(),
+                    index: Default::default(),
                     segs,
                     open: None,
                     head: segment_count - 1,
@@ -597,7 +598,56 @@ impl SegmentStore {
         };
         let buf = AlignedBuf::with_capacity(plan.bytes);
         let res = read_exact_at(&sh.file, buf, plan.file_off, plan.bytes).await;
-        sh.finish_read(key, plan, res)
+        sh.finish_read(key, plan, res.map(Bytes::from_owner))
+    }
+
+    /// Read several blocks at once, as [`read`](Self::read) does each:
+    /// `(key, gen, offset, len)` per block. Pieces that lie next to each
+    /// other on disk (consecutive blocks of a file usually do) go out as one
+    /// I/O of up to [`MAX_MERGED_READ`] bytes.
+    pub async fn read_many(&self, reqs: &[(BlockKey, u32, u32, u32)]) -> Vec<io::Result<Option<Bytes>>> {
+        let sh = &self.shared;
+        let mut out: Vec<io::Result<Option<Bytes>>> = Vec::with_capacity(reqs.len());
+        let mut runs: Vec<Vec<(usize, DiskRead)>> = Vec::new();
+        for (i, &(key, gen, offset, len)) in reqs.iter().enumerate() {
+            out.push(Ok(None));
+            match sh.plan_read(key, gen, offset, len) {
+                Ok(bytes) => out[i] = Ok(bytes),
+                Err(plan) => {
+                    let joins = runs.last().and_then(|r| r.last()).is_some_and(|(_, last)| {
+                        last.seg == plan.seg
+                            && last.seq == plan.seq
+                            && last.file_off + last.bytes as u64 == plan.file_off
+                    });
+                    let run_bytes: usize = runs.last().map_or(0, |r| r.iter().map(|(_, p)| p.bytes).sum());
+                    match runs.last_mut() {
+                        Some(run) if joins && run_bytes + plan.bytes <= MAX_MERGED_READ => {
+                            run.push((i, plan))
+                        }
+                        _ => runs.push(vec![(i, plan)]),
+                    }
+                }
+            }
+        }
+        let done = futures::future::join_all(runs.into_iter().map(|run| async move {
+            let total: usize = run.iter().map(|(_, p)| p.bytes).sum();
+            let at = run[0].1.file_off;
+            let res = read_exact_at(&sh.file, AlignedBuf::with_capacity(total), at, total).await;
+            (run, res.map(Bytes::from_owner))
+        }))
+        .await;
+        for (run, res) in done {
+            let mut at = 0;
+            for (i, plan) in run {
+                let piece = match &res {
+                    Ok(all) => Ok(Bytes::slice(all, at..at + plan.bytes)),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                at += plan.bytes;
+                out[i] = sh.finish_read(reqs[i].0, plan, piece);
+            }
+        }
+        out
     }
 
     /// Append a block (at most `block_size` bytes; shorter at end of file)
@@ -767,7 +817,7 @@ impl Shared {
                             bytes: (last - first) * PAGE,
                             skip: start - first * PAGE,
                             take: end - start,
-                            crcs: crcs.to_vec(),
+                            crcs: crcs.into(),
                         });
                     }
                     None
@@ -799,11 +849,13 @@ impl Shared {
         }
     }
 
+    /// Check what a disk read returned (`res`: the planned pages) and cut the
+    /// requested bytes out of it.
     fn finish_read(
         &self,
         key: BlockKey,
         plan: DiskRead,
-        res: io::Result<AlignedBuf>,
+        res: io::Result<Bytes>,
     ) -> io::Result<Option<Bytes>> {
         let mut inner = self.inner.borrow_mut();
         let same_entry = |inner: &Inner| {
@@ -835,7 +887,6 @@ impl Shared {
         }
         let good = buf.len() == plan.bytes
             && buf
-                .as_slice()
                 .chunks(PAGE)
                 .zip(&plan.crcs)
                 .all(|(p, &c)| crc32c::crc32c(p) == c);
@@ -857,8 +908,7 @@ impl Shared {
         self.c.hits.add(1);
         self.c.hit_bytes.add(plan.take as u64);
         // `Bytes::slice` by path: the `IoBuf::slice` in scope would shadow it.
-        let all = Bytes::from_owner(buf);
-        Ok(Some(Bytes::slice(&all, plan.skip..plan.skip + plan.take)))
+        Ok(Some(Bytes::slice(&buf, plan.skip..plan.skip + plan.take)))
     }
 
     fn insert(&self, key: BlockKey, gen: u32, data: &[u8]) -> Jobs {
@@ -1717,6 +1767,40 @@ mod tests {
             store.flush().await.unwrap();
             check(&store, 1, BLOCK as usize).await;
             assert_eq!(store.stats().checksum_failures, 1);
+        });
+    }
+
+    #[test]
+    fn read_many_merges_neighbours_and_checks_each_block() {
+        run(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c");
+            let store = SegmentStore::open(cfg(&path, 4)).await.unwrap();
+            for b in 0..4 {
+                store.insert(key(b), 1, &data(b, BLOCK as usize));
+            }
+            store.flush().await.unwrap();
+            // Damage block 2 only.
+            let at = store.block_location(key(2)).unwrap();
+            {
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.write_all_at(b"garbage!", at + 100).unwrap();
+                f.sync_all().unwrap();
+            }
+            let reqs: Vec<_> = (0..5).map(|b| (key(b), 1, 10, BLOCK - 20)).collect();
+            let got = store.read_many(&reqs).await;
+            for (b, r) in got.into_iter().enumerate() {
+                let r = r.unwrap();
+                match b {
+                    2 | 4 => assert!(r.is_none(), "block {b}"),
+                    _ => assert_eq!(
+                        &r.unwrap()[..],
+                        &data(b as u64, BLOCK as usize)[10..BLOCK as usize - 10]
+                    ),
+                }
+            }
+            assert_eq!(store.stats().checksum_failures, 1);
+            assert!(!store.contains(key(2), 1));
         });
     }
 

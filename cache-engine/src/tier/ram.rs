@@ -6,7 +6,7 @@
 //! one-pass scans (which client page caches make common) from flushing the
 //! working set, and a hit costs a counter bump, no list surgery.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 /// Values report their size in bytes.
@@ -30,13 +30,13 @@ pub struct S3Fifo<K, V> {
     small_target: usize,
     slots: Vec<Option<Slot<K, V>>>,
     free: Vec<usize>,
-    index: HashMap<K, usize>,
+    index: super::FastMap<K, usize>,
     small: VecDeque<(usize, u64)>,
     main: VecDeque<(usize, u64)>,
     stamp: u64,
     small_weight: usize,
     main_weight: usize,
-    ghost: HashMap<K, u64>,
+    ghost: super::FastMap<K, u64>,
     ghost_order: VecDeque<(K, u64)>,
     ghost_seq: u64,
 }
@@ -48,13 +48,13 @@ impl<K: Hash + Eq + Clone, V: Weigh> S3Fifo<K, V> {
             small_target: capacity / 10,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: Default::default(),
             small: VecDeque::new(),
             main: VecDeque::new(),
             stamp: 0,
             small_weight: 0,
             main_weight: 0,
-            ghost: HashMap::new(),
+            ghost: Default::default(),
             ghost_order: VecDeque::new(),
             ghost_seq: 0,
         }
