@@ -2,6 +2,7 @@
 //! the file it names (a hash of the file id); calls that touch several files
 //! are sequenced here, one shard at a time.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use crate::config::EngineConfig;
 use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, HandleKey, Resolved};
 use crate::runtime::{ShardSet, StartError};
-use crate::shard::{Created as ShardCreated, ListEntry, ReadReply, Shared};
+use crate::shard::{Created as ShardCreated, ListEntry, ReadReply, Shard, Shared};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};
@@ -228,14 +229,25 @@ impl Engine {
         out
     }
 
-    async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<(Attr, Instant)>) -> Result<Attr> {
+    /// Run `f` on the shard that owns `r`, with the caller's credentials.
+    async fn on_owner<R, F, Fut>(&self, r: Resolved, cred: &Credentials, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>, Resolved, Credentials) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<R>> + 'static,
+    {
         let cred = cred.clone();
         self.inner
             .shards
-            .call(self.shard_of(&r), move |s| async move {
-                s.attr_with_seed(&r, &cred, seed).await
-            })
+            .call(self.shard_of(&r), move |s| f(s, r, cred))
             .await
+    }
+
+    async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<(Attr, Instant)>) -> Result<Attr> {
+        self.on_owner(r, cred, move |s, r, c| async move {
+            s.attr_with_seed(&r, &c, seed).await
+        })
+        .await
     }
 
     /// Tell `r`'s shard its attributes changed (or, with `None`, may have).
@@ -266,14 +278,11 @@ impl Engine {
         guard: Option<Timespec>,
     ) -> Result<Wcc> {
         self.timed(Op::Setattr, async {
-            let r = self.resolve(fh)?;
-            let (cred, set) = (cred.clone(), *set);
-            self.inner
-                .shards
-                .call(self.shard_of(&r), move |s| async move {
-                    s.setattr(&r, &cred, &set, guard).await
-                })
-                .await
+            let (r, set) = (self.resolve(fh)?, *set);
+            self.on_owner(r, cred, move |s, r, c| async move {
+                s.setattr(&r, &c, &set, guard).await
+            })
+            .await
         })
         .await
     }
@@ -322,13 +331,12 @@ impl Engine {
     pub async fn access(&self, cred: &Credentials, fh: &FileHandle, mask: u32) -> Result<(u32, Attr)> {
         self.timed(Op::Access, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
-            self.inner
-                .shards
-                .call(self.shard_of(&r), move |s| async move {
-                    s.access(&r, &cred, mask).await
-                })
-                .await
+            self.on_owner(
+                r,
+                cred,
+                move |s, r, c| async move { s.access(&r, &c, mask).await },
+            )
+            .await
         })
         .await
     }
@@ -342,13 +350,10 @@ impl Engine {
     ) -> Result<ReadReply> {
         self.timed(Op::Read, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
-            self.inner
-                .shards
-                .call(self.shard_of(&r), move |s| async move {
-                    s.read(&r, &cred, offset, count).await
-                })
-                .await
+            self.on_owner(r, cred, move |s, r, c| async move {
+                s.read(&r, &c, offset, count).await
+            })
+            .await
         })
         .await
     }
@@ -363,12 +368,9 @@ impl Engine {
     ) -> Result<WriteReply> {
         self.timed(Op::Write, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
             let (count, committed, wcc) = self
-                .inner
-                .shards
-                .call(self.shard_of(&r), move |s| async move {
-                    s.write(&r, &cred, offset, data, stability).await
+                .on_owner(r, cred, move |s, r, c| async move {
+                    s.write(&r, &c, offset, data, stability).await
                 })
                 .await?;
             Ok(WriteReply {
@@ -385,14 +387,8 @@ impl Engine {
     pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Wcc, u64)> {
         self.timed(Op::Commit, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
             let wcc = self
-                .inner
-                .shards
-                .call(
-                    self.shard_of(&r),
-                    move |s| async move { s.commit(&r, &cred).await },
-                )
+                .on_owner(r, cred, move |s, r, c| async move { s.commit(&r, &c).await })
                 .await?;
             Ok((wcc, self.write_verifier()))
         })
@@ -515,13 +511,7 @@ impl Engine {
     pub async fn readlink(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Vec<u8>, Attr)> {
         self.timed(Op::Readlink, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
-            self.inner
-                .shards
-                .call(
-                    self.shard_of(&r),
-                    move |s| async move { s.readlink(&r, &cred).await },
-                )
+            self.on_owner(r, cred, move |s, r, c| async move { s.readlink(&r, &c).await })
                 .await
         })
         .await
@@ -759,13 +749,7 @@ impl Engine {
     pub async fn fsstat(&self, cred: &Credentials, fh: &FileHandle) -> Result<(FsStat, Attr)> {
         self.timed(Op::Fsstat, async {
             let r = self.resolve(fh)?;
-            let cred = cred.clone();
-            self.inner
-                .shards
-                .call(
-                    self.shard_of(&r),
-                    move |s| async move { s.fsstat(&r, &cred).await },
-                )
+            self.on_owner(r, cred, move |s, r, c| async move { s.fsstat(&r, &c).await })
                 .await
         })
         .await

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::{file_key, NameEntry, Shard};
-use crate::filer::FilerCreated;
+use crate::filer::{FilerCreated, FilerDirEntryPlus};
 use crate::handle::Resolved;
 use crate::perm;
 use crate::types::*;
@@ -30,6 +30,20 @@ pub(crate) struct ListEntry {
     pub handle: Option<FilerHandle>,
     /// Attributes as listed, and when.
     pub attr: Option<(Attr, Instant)>,
+}
+
+impl ListEntry {
+    /// An entry as the core filer listed it at `at`.
+    fn listed(e: FilerDirEntryPlus, at: Instant) -> Self {
+        ListEntry {
+            handle: e.object.map(|(fh, _)| fh),
+            attr: e.object.map(|(_, a)| (a, at)),
+            name: e.entry.name,
+            fileid: e.entry.fileid,
+            cookie: e.entry.cookie,
+            ftype: e.entry.ftype,
+        }
+    }
 }
 
 /// Listings longer than this are paged from the core filer, not cached.
@@ -409,17 +423,7 @@ impl Shard {
         let (page, eof) = self
             .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, max))
             .await?;
-        let entries = page
-            .into_iter()
-            .map(|e| ListEntry {
-                handle: e.object.map(|(fh, _)| fh),
-                attr: e.object.map(|(_, a)| (a, at)),
-                name: e.entry.name,
-                fileid: e.entry.fileid,
-                cookie: e.entry.cookie,
-                ftype: e.entry.ftype,
-            })
-            .collect();
+        let entries = page.into_iter().map(|e| ListEntry::listed(e, at)).collect();
         Ok((entries, eof, dattr))
     }
 
@@ -447,14 +451,7 @@ impl Shard {
                 if let Some((fh, _)) = &e.object {
                     self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
                 }
-                entries.push(ListEntry {
-                    handle: e.object.map(|(fh, _)| fh),
-                    attr: e.object.map(|(_, a)| (a, at)),
-                    name: e.entry.name,
-                    fileid: e.entry.fileid,
-                    cookie: e.entry.cookie,
-                    ftype: e.entry.ftype,
-                });
+                entries.push(ListEntry::listed(e, at));
             }
             if entries.len() > MAX_CACHED_LISTING {
                 return Ok(None);
