@@ -77,7 +77,12 @@ pub struct RenameReply {
 
 impl Engine {
     /// Start the shards over `filer` (the core filer at index 0).
-    pub fn start(cfg: EngineConfig, filer: Arc<dyn CoreFiler>) -> std::result::Result<Engine, StartError> {
+    pub fn start(
+        mut cfg: EngineConfig,
+        filer: Arc<dyn CoreFiler>,
+    ) -> std::result::Result<Engine, StartError> {
+        // Count cores here: a pinned shard thread sees only its own.
+        cfg.shards = cfg.shard_count();
         let setup = |what: &str, path: &std::path::Path, e: std::io::Error| {
             StartError::Setup(format!("{what} {}: {e}", path.display()))
         };

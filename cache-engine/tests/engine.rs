@@ -497,3 +497,26 @@ fn lookup_of_dot_and_dotdot_stays_inside() {
         }
     });
 }
+
+#[test]
+fn cache_size_is_split_between_pinned_shards() {
+    let fx = fixture(|c| {
+        c.shards = 0;
+        c.pin_threads = true;
+        c.cache_bytes = 16 << 20;
+        c.segment_size = 1 << 20;
+    });
+    let total: u64 = std::fs::read_dir(fx.dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(
+        total,
+        16 << 20,
+        "the configured cache size is the total over all shards"
+    );
+    assert_eq!(
+        fx.engine.shard_count(),
+        std::thread::available_parallelism().unwrap().get()
+    );
+}
