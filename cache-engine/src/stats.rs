@@ -7,6 +7,9 @@ pub struct ShardStats {
     pub ram_hits: Counter,
     pub ram_hit_bytes: Counter,
     pub ram_misses: Counter,
+    pub ram_miss_bytes: Counter,
+    /// Bytes neither tier held, for which a core filer read started.
+    pub nvme_miss_bytes: Counter,
     pub ram_evictions: Counter,
     pub filer_reads: Counter,
     pub filer_read_bytes: Counter,
@@ -30,6 +33,8 @@ impl ShardStats {
             ram_hits: counter!("weir_cache_hits_total", "tier" => "ram", "shard" => s.clone()),
             ram_hit_bytes: counter!("weir_cache_hit_bytes_total", "tier" => "ram", "shard" => s.clone()),
             ram_misses: counter!("weir_cache_misses_total", "tier" => "ram", "shard" => s.clone()),
+            ram_miss_bytes: counter!("weir_cache_miss_bytes_total", "tier" => "ram", "shard" => s.clone()),
+            nvme_miss_bytes: counter!("weir_cache_miss_bytes_total", "tier" => "nvme", "shard" => s.clone()),
             ram_evictions: counter!("weir_cache_evictions_total", "tier" => "ram", "shard" => s.clone()),
             filer_reads: counter!("weir_filer_reads_total", "filer" => f.clone(), "shard" => s.clone()),
             filer_read_bytes: counter!("weir_filer_read_bytes_total", "filer" => f.clone(), "shard" => s.clone()),

@@ -259,6 +259,7 @@ impl Shard {
                 continue;
             }
             self.stats.ram_misses.increment(1);
+            self.stats.ram_miss_bytes.increment(need as u64);
             if self.nvme.as_ref().is_some_and(|n| n.contains(key, snap.gen)) {
                 sources.push(Source::Nvme);
                 continue;
@@ -272,6 +273,7 @@ impl Shard {
                     sources.push(Source::Wait(fetch, index));
                 }
                 None => {
+                    self.stats.nvme_miss_bytes.increment(need as u64);
                     missing.push(block);
                     sources.push(Source::Nvme); // placeholder, replaced below
                 }
