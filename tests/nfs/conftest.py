@@ -162,3 +162,21 @@ def work(sess):
                          mtime_flag=C.DONT_CHANGE)
     assert res["status"] == C.NFS3_OK, f"MKDIR {name}: {res['status']}"
     return WorkDir(res["resok"]["obj"]["handle"]["data"], name, sess.export.backdir / name)
+
+
+@pytest.fixture
+def seeded(sess):
+    """seeded(populate) -> WorkDir: a directory made and filled host-side (populate(path))
+    before the server is first asked about it, so a caching server has nothing stale of it."""
+
+    def make(populate):
+        name = random_name("s")
+        path = sess.export.backdir / name
+        path.mkdir()
+        os.chmod(path, 0o777)
+        populate(path)
+        res = sess.nfs.lookup(sess.root, name)
+        assert res["status"] == C.NFS3_OK, f"LOOKUP {name}: {res['status']}"
+        return WorkDir(res["resok"]["object"]["data"], name, path)
+
+    return make

@@ -22,7 +22,7 @@ MNT_PORT=${GANESHA_MOUNT_PORT:-20480}
 start_ganesha() { # TMP: start ganesha in the mount namespace of the run's rpcbind
     local tmp=$1
     rm -f "$tmp/ganesha.pid"
-    setsid nsenter -t "$(cat "$tmp/rpcbind.pid")" -m \
+    nsenter -t "$(cat "$tmp/rpcbind.pid")" -m \
         ganesha.nfsd -F -f "$tmp/ganesha.conf" -L "$tmp/ganesha.log" -p "$tmp/ganesha.pidfile" \
         </dev/null >>"$tmp/ganesha.out" 2>&1 &
     echo $! >"$tmp/ganesha.pid"

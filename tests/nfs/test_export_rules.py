@@ -63,10 +63,11 @@ def test_root_squash(squash_export, anon_ids):
         st = os.stat(squash_export.backdir / (name + "-u"))
         assert (st.st_uid, st.st_gid) == (1234, 1234)
         # a squashed root cannot read a 0600 root-owned file
-        secret = squash_export.backdir / (name + "-secret")
-        secret.write_bytes(b"secret")
-        os.chmod(secret, 0o600)
-        fh = lookup_fh(root.nfs, root.root, name + "-secret")
+        secret_dir = squash_export.backdir / (name + "-d")
+        secret_dir.mkdir()
+        (secret_dir / "secret").write_bytes(b"secret")
+        os.chmod(secret_dir / "secret", 0o600)
+        fh = lookup_fh(root.nfs, lookup_fh(root.nfs, root.root, name + "-d"), "secret")
         expect(root.nfs.read(fh, 0, 10), C.NFS3ERR_ACCES, C.NFS3ERR_PERM,
                what="READ of a root-only file as squashed root")
         expect(root.nfs.setattr3(fh, uid=0, gid=0, mode=0o644), C.NFS3ERR_PERM, C.NFS3ERR_ACCES,

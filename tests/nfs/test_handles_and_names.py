@@ -61,13 +61,12 @@ def test_bad_handles(sess, bad):
 
 
 @pytest.mark.differs(ganesha=SLASH_DIFFERS)
-def test_names_with_slash(sess, work):
+def test_names_with_slash(sess, seeded):
     """RFC 1813 names no status for a name with '/' (filename3 is one path component); a '/'
     can never be part of a POSIX name, so a server must refuse it (NFS3ERR_ACCES, as Linux
     knfsd does, or NFS3ERR_INVAL) and never resolve it as a path."""
     nfs = sess.nfs
-    (work.host / "a").mkdir()
-    (work.host / "a" / "b").write_bytes(b"inner")
+    work = seeded(lambda d: ((d / "a").mkdir(), (d / "a" / "b").write_bytes(b"inner")))
     refused = (C.NFS3ERR_ACCES, C.NFS3ERR_INVAL)
     expect(nfs.lookup(work.fh, "a/b"), *refused, what="LOOKUP a/b")
     expect(nfs.create(work.fh, "a/c", C.UNCHECKED), *refused, what="CREATE a/c")
@@ -78,11 +77,10 @@ def test_names_with_slash(sess, work):
 
 
 @pytest.mark.differs(ganesha=SLASH_DIFFERS)
-def test_names_with_slash_never_resolve(sess, work):
+def test_names_with_slash_never_resolve(sess, seeded):
     """Whatever the status, a name with '/' must not reach another directory."""
     nfs = sess.nfs
-    (work.host / "a").mkdir()
-    (work.host / "a" / "b").write_bytes(b"inner")
+    work = seeded(lambda d: ((d / "a").mkdir(), (d / "a" / "b").write_bytes(b"inner")))
     for status in (nfs.lookup(work.fh, "a/b")["status"],
                    nfs.remove(work.fh, "a/b")["status"],
                    nfs.create(work.fh, "a/c", C.GUARDED)["status"],

@@ -36,11 +36,13 @@ def test_null(sess):
     assert sess.mnt.null()["status"] == C.MNT3_OK
 
 
-def test_getattr_matches_host(sess, work):
+def test_getattr_matches_host(sess, seeded):
+    def populate(d):
+        (d / "host-made").write_bytes(b"0123456789")
+        os.chmod(d / "host-made", 0o640)
+        os.chown(d / "host-made", 1234, 2345)
+    work = seeded(populate)
     path = work.host / "host-made"
-    path.write_bytes(b"0123456789")
-    os.chmod(path, 0o640)
-    os.chown(path, 1234, 2345)
     st = os.stat(path)
     a = getattr_ok(sess.nfs, lookup_fh(sess.nfs, work.fh, "host-made"))
     assert a["type"] == C.NF3REG
@@ -141,6 +143,12 @@ def test_access(sess, work):
 
 # --- READLINK, SYMLINK ---------------------------------------------------------------------
 
+def test_readlink_of_host_made_symlink(sess, seeded):
+    work = seeded(lambda d: os.symlink("/absolute/elsewhere", d / "hostln"))
+    fh = lookup_fh(sess.nfs, work.fh, "hostln")
+    assert ok(sess.nfs.readlink(fh), "READLINK")["resok"]["data"] == b"/absolute/elsewhere"
+
+
 def test_symlink_and_readlink(sess, work):
     nfs = sess.nfs
     pre = getattr_ok(nfs, work.fh)
@@ -151,8 +159,6 @@ def test_symlink_and_readlink(sess, work):
     assert getattr_ok(nfs, fh)["type"] == C.NF3LNK
     rl = ok(nfs.readlink(fh), "READLINK")["resok"]
     assert rl["data"] == b"some/where/../target"
-    os.symlink("/absolute/elsewhere", work.host / "hostln")
-    assert ok(nfs.readlink(lookup_fh(nfs, work.fh, "hostln")))["resok"]["data"] == b"/absolute/elsewhere"
     expect(nfs.symlink(work.fh, "ln", "x"), C.NFS3ERR_EXIST, what="SYMLINK over an existing name")
     reg = create_file(nfs, work.fh, "reg")
     expect(nfs.readlink(reg), C.NFS3ERR_INVAL, what="READLINK of a regular file")
@@ -160,10 +166,10 @@ def test_symlink_and_readlink(sess, work):
 
 # --- READ ----------------------------------------------------------------------------------
 
-def test_read(sess, work):
+def test_read(sess, seeded):
     nfs = sess.nfs
     data = os.urandom(100_000)
-    (work.host / "r").write_bytes(data)
+    work = seeded(lambda d: (d / "r").write_bytes(data))
     fh = lookup_fh(nfs, work.fh, "r")
     res = ok(nfs.read(fh, 0, 100_000), "READ whole")["resok"]
     assert res["data"] == data and res["count"] == len(data)
@@ -474,16 +480,15 @@ def test_link(sess, work):
 
 # --- READDIR, READDIRPLUS ------------------------------------------------------------------
 
-def _fill(work, names):
+def _fill(path, names):
     for n in names:
-        (work.host / n).write_bytes(n.encode())
+        (path / n).write_bytes(n.encode())
 
 
-def test_readdir_small(sess, work):
+def test_readdir_small(sess, seeded):
     nfs = sess.nfs
     names = {f"e{i:03d}" for i in range(40)}
-    _fill(work, names)
-    (work.host / "subdir").mkdir()
+    work = seeded(lambda d: (_fill(d, names), (d / "subdir").mkdir()))
     names.add("subdir")
     res = ok(nfs.readdir(work.fh, count=65536), "READDIR")["resok"]
     assert res["reply"]["eof"]
@@ -495,10 +500,10 @@ def test_readdir_small(sess, work):
     check_post_op(res["dir_attributes"], getattr_ok(nfs, work.fh), "READDIR dir_attributes")
 
 
-def test_readdirplus_small(sess, work):
+def test_readdirplus_small(sess, seeded):
     nfs = sess.nfs
     names = {f"p{i:03d}" for i in range(30)}
-    _fill(work, names)
+    work = seeded(lambda d: _fill(d, names))
     res = ok(nfs.readdirplus(work.fh, dircount=65536, maxcount=65536), "READDIRPLUS")["resok"]
     assert res["reply"]["eof"]
     seen = set()
@@ -524,8 +529,8 @@ def test_readdir_errors(sess, work):
 
 
 @pytest.mark.differs(ganesha=TOOSMALL_DIFFERS)
-def test_readdir_count_too_small(sess, work):
-    (work.host / "some-entry").write_bytes(b"")
+def test_readdir_count_too_small(sess, seeded):
+    work = seeded(lambda d: (d / "some-entry").write_bytes(b""))
     expect(sess.nfs.readdir(work.fh, count=10), C.NFS3ERR_TOOSMALL, what="READDIR count=10")
 
 
