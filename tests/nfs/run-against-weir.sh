@@ -14,7 +14,7 @@
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPO="$(cd "$NFSTESTS_DIR/../.." && pwd)"
-WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/weir}"
+export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/weir}"
 NO_NFS=77
 
 # start_weir TMP: start weir on the run's data and config; 0 when it listens, NO_NFS or 1.
