@@ -2,27 +2,54 @@
 //! and in CI (`.ci/run`).
 //!
 //! `cargo xtask test` installs the system packages the tests use (as root, with
-//! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings` and the
-//! whole test suite, stopping at the first failure with its exit code. It must
-//! stay small and only orchestrate: checks and tests themselves belong in the
-//! crates.
+//! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings`, the
+//! whole test suite, and the NFSv3 conformance suite with real clients against
+//! `weir serve` (`tests/nfs/`), stopping at the first failure with its exit
+//! code. It must stay small and only orchestrate: checks and tests themselves
+//! belong in the crates and in `tests/`.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-/// Commands the tests run, and the Debian package that provides each.
-const SYSTEM_PACKAGES: &[(&str, &str)] = &[("fio", "fio")];
+/// What the tests need, as a shell check that succeeds when it is there, and
+/// the Debian package that provides it.
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[
+    ("command -v fio", "fio"),
+    // tests/nfs: libnfs-utils' nfs-cp, nfs-cat, nfs-ls; a Python that can make
+    // the venv the suite's Python packages go in (~/.cache/weir-tests).
+    ("command -v nfs-cp", "libnfs-utils"),
+    ("/usr/bin/python3 -c 'import venv, ensurepip'", "python3-venv"),
+];
+
+/// What `cargo xtask nfs-ganesha` needs besides SYSTEM_PACKAGES.
+const GANESHA_PACKAGES: &[(&str, &str)] = &[
+    ("command -v ganesha.nfsd", "nfs-ganesha"),
+    (
+        "dpkg-query -W -f='${Status}' nfs-ganesha-vfs | grep -q 'ok installed'",
+        "nfs-ganesha-vfs",
+    ),
+    ("test -x /sbin/rpcbind", "rpcbind"),
+];
+
+/// `tests/nfs/run-against-weir.sh` exits with this when the weir it is given has
+/// no NFS front end at all.
+const NO_NFS_FRONT_END: i32 = 77;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  test   install missing system packages (when root), then run
-         cargo fmt --check, cargo clippy -D warnings and the test suite";
+  test                 install missing system packages (when root), then run
+                       cargo fmt --check, cargo clippy -D warnings, the test suite
+                       and the NFSv3 suite against weir (tests/nfs/run-against-weir.sh)
+  nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
+                       (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["test"] => test(),
+        ["nfs-ganesha", rest @ ..] => nfs_ganesha(rest),
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -35,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 fn test() -> ExitCode {
-    if let Err(code) = system_packages() {
+    if let Err(code) = system_packages(SYSTEM_PACKAGES) {
         return code;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -61,8 +88,66 @@ fn test() -> ExitCode {
             return code;
         }
     }
+    if let Err(code) = nfs_against_weir(&cargo) {
+        return code;
+    }
     eprintln!("xtask: all checks passed");
     ExitCode::SUCCESS
+}
+
+fn repo_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
+}
+
+/// Build `weir`, then run the NFSv3 suite against it with real clients.
+fn nfs_against_weir(cargo: &str) -> Result<(), ExitCode> {
+    run(cargo, &["build", "-p", "appliance", "--bin", "weir"], &[])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let weir = target.join("debug").join("weir");
+    let script = repo_root().join("tests/nfs/run-against-weir.sh");
+    let (script, weir) = (script.to_string_lossy(), weir.to_string_lossy());
+    eprintln!("xtask: $ WEIR_BIN={weir} {script}");
+    match Command::new(script.as_ref())
+        .env("WEIR_BIN", weir.as_ref())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) if s.code() == Some(NO_NFS_FRONT_END) => {
+            let line = "!".repeat(78);
+            eprintln!(
+                "{line}\n\
+                 xtask: NFS CONFORMANCE SUITE SKIPPED: this weir build has no NFS front end\n\
+                 xtask: (its `weir serve` banner or --help says so). tests/nfs/ ran nothing.\n\
+                 {line}"
+            );
+            Ok(())
+        }
+        Ok(s) => {
+            eprintln!("xtask: {script} failed ({s})");
+            let code = s.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0);
+            Err(ExitCode::from(code.unwrap_or(1)))
+        }
+        Err(e) => {
+            eprintln!("xtask: cannot run {script}: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The NFSv3 suite against nfs-ganesha (not part of `test`).
+fn nfs_ganesha(pytest_args: &[&str]) -> ExitCode {
+    let all: Vec<(&str, &str)> = SYSTEM_PACKAGES.iter().chain(GANESHA_PACKAGES).copied().collect();
+    if let Err(code) = system_packages(&all) {
+        return code;
+    }
+    let script = repo_root().join("tests/nfs/run-against-ganesha.sh");
+    match run(&script.to_string_lossy(), pytest_args, &[]) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
 }
 
 /// Run a command; on failure, the exit code to end with.
@@ -86,21 +171,24 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), ExitCod
     }
 }
 
-fn have(command: &str) -> bool {
+/// Whether a shell check succeeds.
+fn have(check: &str) -> bool {
     Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
+        .args(["-c", check])
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }
 
 /// Install what is missing when we are root; otherwise say what to install.
-fn system_packages() -> Result<(), ExitCode> {
-    let missing: Vec<&str> = SYSTEM_PACKAGES
+fn system_packages(packages: &[(&str, &str)]) -> Result<(), ExitCode> {
+    let mut missing: Vec<&str> = packages
         .iter()
-        .filter(|(command, _)| !have(command))
+        .filter(|(check, _)| !have(check))
         .map(|&(_, package)| package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
