@@ -256,3 +256,61 @@ fn cpu_ticks(pid: u32) -> u64 {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for fio whose one job process never exits on its own (as
+    /// one stuck in nfs_umount), and whose parent prints the JSON once that
+    /// job is gone.
+    #[test]
+    fn watchdog_ends_a_hung_job_and_keeps_its_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fio");
+        let json = r#"{"jobs":[{"read":{"total_ios":1000,"io_bytes":4096000,"runtime":1000,
+            "clat_ns":{"mean":20000.0,"percentile":{"99.000000":80000}}}}]}"#;
+        std::fs::write(&fake, format!("#!/bin/sh\nsleep 600 &\nwait\necho '{json}'\n")).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let job = NfsJob {
+            fio: fake,
+            url: "nfs://127.0.0.1/export".into(),
+            rw: "randread",
+            bs: "4k",
+            iodepth: 1,
+            numjobs: 1,
+            files: Files::Shared(vec!["a".into()]),
+            filesize: 1 << 20,
+            seconds: 0,
+            grace: Duration::from_millis(300),
+        };
+        let r = job.run().unwrap();
+        assert_eq!(r.ended_hung, 1);
+        assert_eq!(r.m.ops, 1000);
+        assert_eq!(r.mean_us(), 20.0);
+        assert_eq!(r.p99_us(), 80.0);
+    }
+
+    #[test]
+    fn a_failing_fio_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fio");
+        std::fs::write(&fake, "#!/bin/sh\necho 'fio: bad option' >&2\nexit 1\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let job = NfsJob {
+            fio: fake,
+            url: String::new(),
+            rw: "write",
+            bs: "1M",
+            iodepth: 1,
+            numjobs: 1,
+            files: Files::PerJob("w".into()),
+            filesize: 1 << 20,
+            seconds: 0,
+            grace: Duration::from_secs(5),
+        };
+        let e = job.run().unwrap_err();
+        assert!(e.contains("bad option"), "{e}");
+    }
+}

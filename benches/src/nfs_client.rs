@@ -310,3 +310,31 @@ pub async fn metadata(
     status(r, "RMDIR", dir)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let us = |v: u64| Duration::from_micros(v);
+        let lat: Vec<_> = (1..=100).rev().map(us).collect();
+        assert_eq!(percentile(&lat, 99.0), us(99));
+        assert_eq!(percentile(&lat, 50.0), us(50));
+        assert_eq!(percentile(&lat, 100.0), us(100));
+        assert_eq!(percentile(&[us(7)], 99.0), us(7));
+        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn urls_name_both_ports() {
+        let ep = Endpoint {
+            nfs: "127.0.0.1:20690".parse().unwrap(),
+            mount_port: 20680,
+        };
+        assert_eq!(
+            ep.url(),
+            "nfs://127.0.0.1/export?version=3&nfsport=20690&mountport=20680"
+        );
+    }
+}
