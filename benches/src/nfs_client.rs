@@ -2,7 +2,6 @@
 //! wrote) for what fio's `nfs` engine does not do: warming a server's cache,
 //! making and removing files, and the metadata workload at queue depth 1.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -196,119 +195,124 @@ pub fn percentile(lat: &[Duration], p: f64) -> Duration {
 /// The metadata workload's operations, in the order they run.
 pub const META_OPS: [&str; 5] = ["create", "stat (GETATTR)", "lookup", "readdirplus", "remove"];
 
-/// In a fresh directory `dir` under the export: create `files` empty files,
-/// GETATTR each, LOOKUP each, list the directory with READDIRPLUS, remove
-/// each, one call at a time. Then the directory goes too.
-pub async fn metadata(
-    c: &mut Conn,
-    dir: &str,
-    files: usize,
-) -> Result<BTreeMap<&'static str, OpStats>, String> {
-    let root = c.root_nfs_fh3();
-    let r = c
-        .mkdir(&MKDIR3args {
-            where_: dirop(&root, dir),
-            attributes: sattr3 {
-                mode: Nfs3Option::Some(0o755),
-                ..Default::default()
-            },
-        })
-        .await
-        .map_err(err("MKDIR", dir))?;
-    let d = match status(r, "MKDIR", dir)?.obj {
-        Nfs3Option::Some(fh) => fh,
-        Nfs3Option::None => lookup(c, &root, dir).await?,
-    };
-    let names: Vec<String> = (0..files).map(|i| format!("f{i:06}")).collect();
-    let mut out: BTreeMap<&'static str, OpStats> = BTreeMap::new();
-    let mut handles = Vec::with_capacity(files);
+/// The metadata workload on one server, one call at a time, in steps a
+/// driver can interleave with another server's: in a fresh directory,
+/// create empty files, GETATTR each, LOOKUP each, list the directory with
+/// READDIRPLUS, remove each, remove the directory.
+pub struct Meta {
+    dir: String,
+    fh: nfs_fh3,
+    names: Vec<String>,
+    handles: Vec<nfs_fh3>,
+}
 
-    let mut s = OpStats::default();
-    let t = Instant::now();
-    for n in &names {
-        let t1 = Instant::now();
-        handles.push(create(c, &d, n).await?);
-        s.lat.push(t1.elapsed());
-    }
-    s.wall = t.elapsed();
-    s.items = files as u64;
-    out.insert(META_OPS[0], s);
-
-    let mut s = OpStats::default();
-    let t = Instant::now();
-    for fh in &handles {
-        let t1 = Instant::now();
-        getattr(c, fh).await?;
-        s.lat.push(t1.elapsed());
-    }
-    s.wall = t.elapsed();
-    s.items = files as u64;
-    out.insert(META_OPS[1], s);
-
-    let mut s = OpStats::default();
-    let t = Instant::now();
-    for n in &names {
-        let t1 = Instant::now();
-        lookup(c, &d, n).await?;
-        s.lat.push(t1.elapsed());
-    }
-    s.wall = t.elapsed();
-    s.items = files as u64;
-    out.insert(META_OPS[2], s);
-
-    let mut s = OpStats::default();
-    let t = Instant::now();
-    let (mut cookie, mut verf) = (0u64, cookieverf3::default());
-    loop {
-        let t1 = Instant::now();
+impl Meta {
+    /// Make the directory `dir` under the export for `files` files.
+    pub async fn start(c: &mut Conn, dir: &str, files: usize) -> Result<Meta, String> {
+        let root = c.root_nfs_fh3();
         let r = c
-            .readdirplus(&READDIRPLUS3args {
-                dir: d.clone(),
-                cookie,
-                cookieverf: verf,
-                dircount: 8192,
-                maxcount: 65536,
+            .mkdir(&MKDIR3args {
+                where_: dirop(&root, dir),
+                attributes: sattr3 {
+                    mode: Nfs3Option::Some(0o755),
+                    ..Default::default()
+                },
             })
             .await
-            .map_err(err("READDIRPLUS", dir))?;
-        let ok = status(r, "READDIRPLUS", dir)?;
-        s.lat.push(t1.elapsed());
-        verf = ok.cookieverf;
-        let entries = ok.reply.entries.0;
-        s.items += entries.iter().filter(|e| e.name.0.first() != Some(&b'.')).count() as u64;
-        match entries.last() {
-            Some(e) if !ok.reply.eof => cookie = e.cookie,
-            _ => break,
-        }
-    }
-    s.wall = t.elapsed();
-    if s.items != files as u64 {
-        return Err(format!(
-            "READDIRPLUS of {dir} listed {} of {files} files",
-            s.items
-        ));
-    }
-    out.insert(META_OPS[3], s);
-
-    let mut s = OpStats::default();
-    let t = Instant::now();
-    for n in &names {
-        let t1 = Instant::now();
-        remove(c, &d, n).await?;
-        s.lat.push(t1.elapsed());
-    }
-    s.wall = t.elapsed();
-    s.items = files as u64;
-    out.insert(META_OPS[4], s);
-
-    let r = c
-        .rmdir(&RMDIR3args {
-            object: dirop(&root, dir),
+            .map_err(err("MKDIR", dir))?;
+        let fh = match status(r, "MKDIR", dir)?.obj {
+            Nfs3Option::Some(fh) => fh,
+            Nfs3Option::None => lookup(c, &root, dir).await?,
+        };
+        Ok(Meta {
+            dir: dir.into(),
+            fh,
+            names: (0..files).map(|i| format!("f{i:06}")).collect(),
+            handles: Vec::with_capacity(files),
         })
-        .await
-        .map_err(err("RMDIR", dir))?;
-    status(r, "RMDIR", dir)?;
-    Ok(out)
+    }
+
+    /// Run `op` (one of [`META_OPS`]) on files `range`; readdirplus lists
+    /// the whole directory and ignores `range`.
+    pub async fn step(
+        &mut self,
+        c: &mut Conn,
+        op: &str,
+        range: std::ops::Range<usize>,
+    ) -> Result<OpStats, String> {
+        if op == META_OPS[3] {
+            return self.readdirplus(c).await;
+        }
+        let mut s = OpStats::default();
+        let t = Instant::now();
+        for i in range {
+            let n = &self.names[i];
+            let t1 = Instant::now();
+            match op {
+                "create" => {
+                    let fh = create(c, &self.fh, n).await?;
+                    s.lat.push(t1.elapsed());
+                    self.handles.push(fh);
+                    continue;
+                }
+                "stat (GETATTR)" => getattr(c, &self.handles[i]).await?,
+                "lookup" => drop(lookup(c, &self.fh, n).await?),
+                "remove" => remove(c, &self.fh, n).await?,
+                _ => return Err(format!("no metadata operation {op}")),
+            }
+            s.lat.push(t1.elapsed());
+        }
+        s.wall = t.elapsed();
+        s.items = s.lat.len() as u64;
+        Ok(s)
+    }
+
+    async fn readdirplus(&self, c: &mut Conn) -> Result<OpStats, String> {
+        let dir = &self.dir;
+        let mut s = OpStats::default();
+        let t = Instant::now();
+        let (mut cookie, mut verf) = (0u64, cookieverf3::default());
+        loop {
+            let t1 = Instant::now();
+            let r = c
+                .readdirplus(&READDIRPLUS3args {
+                    dir: self.fh.clone(),
+                    cookie,
+                    cookieverf: verf,
+                    dircount: 8192,
+                    maxcount: 65536,
+                })
+                .await
+                .map_err(err("READDIRPLUS", dir))?;
+            let ok = status(r, "READDIRPLUS", dir)?;
+            s.lat.push(t1.elapsed());
+            verf = ok.cookieverf;
+            let entries = ok.reply.entries.0;
+            s.items += entries.iter().filter(|e| e.name.0.first() != Some(&b'.')).count() as u64;
+            match entries.last() {
+                Some(e) if !ok.reply.eof => cookie = e.cookie,
+                _ => break,
+            }
+        }
+        s.wall = t.elapsed();
+        if s.items != self.handles.len() as u64 {
+            let n = self.handles.len();
+            return Err(format!("READDIRPLUS of {dir} listed {} of {n} files", s.items));
+        }
+        Ok(s)
+    }
+
+    /// Remove the (by now empty) directory.
+    pub async fn finish(self, c: &mut Conn) -> Result<(), String> {
+        let root = c.root_nfs_fh3();
+        let r = c
+            .rmdir(&RMDIR3args {
+                object: dirop(&root, &self.dir),
+            })
+            .await
+            .map_err(err("RMDIR", &self.dir))?;
+        status(r, "RMDIR", &self.dir).map(drop)
+    }
 }
 
 #[cfg(test)]

@@ -47,9 +47,12 @@ struct Args {
     /// Files of the metadata workload (each round, per contender).
     #[arg(long, default_value_t = 10_000)]
     meta_files: usize,
-    /// Rounds of the metadata workload, alternating contenders.
-    #[arg(long, default_value_t = 2)]
+    /// Rounds of the metadata workload (a fresh directory each).
+    #[arg(long, default_value_t = 1)]
     meta_rounds: usize,
+    /// Files per metadata slice: servers alternate after each.
+    #[arg(long, default_value_t = 500)]
+    meta_chunk: usize,
     /// ganesha's NFS port.
     #[arg(long, default_value_t = 20690)]
     ganesha_port: u16,
@@ -83,7 +86,7 @@ struct Args {
     fio_nfs: Option<PathBuf>,
     /// Seconds a fio job process may sit idle after its run time before it
     /// counts as hung in nfs_umount and is ended.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 5)]
     umount_grace: u64,
 }
 
@@ -431,28 +434,46 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
 
+    // Metadata: each operation in chunks of files, the servers alternating
+    // chunk by chunk (readdirplus: whole listings, `--rounds` of them).
     let mut meta: Vec<BTreeMap<&'static str, OpStats>> = vec![BTreeMap::new(); contenders.len()];
     for round in 0..args.meta_rounds {
-        for k in 0..contenders.len() {
-            let i = if round % 2 == 0 {
-                k
-            } else {
-                contenders.len() - 1 - k
-            };
-            let c = contenders[i];
+        let t = Instant::now();
+        let mut runs = Vec::new();
+        for (i, c) in contenders.iter().enumerate() {
             let dir = format!("meta-{}-{round}", c.label);
-            let t = Instant::now();
-            let m = rt.block_on(nfs_client::metadata(&mut conns[i], &dir, args.meta_files))?;
-            eprintln!(
-                "round {round} {:<8} metadata, {} files: {:.1} s",
-                c.label,
-                args.meta_files,
-                t.elapsed().as_secs_f64()
-            );
-            for (op, s) in m {
-                meta[i].entry(op).or_default().add(&s);
+            runs.push(rt.block_on(nfs_client::Meta::start(&mut conns[i], &dir, args.meta_files))?);
+        }
+        let chunk = args.meta_chunk.max(1);
+        for op in META_OPS {
+            let slices: Vec<_> = if op == "readdirplus" {
+                (0..args.rounds as usize).map(|_| 0..0).collect()
+            } else {
+                (0..args.meta_files)
+                    .step_by(chunk)
+                    .map(|a| a..(a + chunk).min(args.meta_files))
+                    .collect()
+            };
+            for (n, range) in slices.into_iter().enumerate() {
+                for k in 0..contenders.len() {
+                    let i = if (n + round) % 2 == 0 {
+                        k
+                    } else {
+                        contenders.len() - 1 - k
+                    };
+                    let s = rt.block_on(runs[i].step(&mut conns[i], op, range.clone()))?;
+                    meta[i].entry(op).or_default().add(&s);
+                }
             }
         }
+        for (i, run) in runs.into_iter().enumerate() {
+            rt.block_on(run.finish(&mut conns[i]))?;
+        }
+        eprintln!(
+            "metadata round {round}: {} files per server in {:.1} s",
+            args.meta_files,
+            t.elapsed().as_secs_f64()
+        );
     }
     drop(conns);
 
