@@ -78,8 +78,8 @@ struct Args {
     /// Loopback port for iperf3.
     #[arg(long, default_value_t = 20681)]
     iperf_port: u16,
-    /// Seconds of the iperf3 run.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of each iperf3 run (one per round).
+    #[arg(long, default_value_t = 3)]
     iperf_seconds: u64,
     /// fio built with the nfs engine [default: built once into ~/.cache/weir-bench].
     #[arg(long)]
@@ -333,11 +333,6 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let contenders: Vec<&Contender> = weir.iter().chain([&g]).collect();
 
-    let iperf = iperf::loopback(args.iperf_port, args.iperf_seconds, 1);
-    if let Err(e) = &iperf {
-        eprintln!("iperf3: {e}");
-    }
-
     // One client connection per contender for setup: warm, make and remove files.
     let rt = nfs_client::runtime();
     let mut conns = Vec::new();
@@ -358,7 +353,19 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     let mut sums: Vec<Vec<Sum>> = vec![vec![Sum::default(); contenders.len()]; WORKLOADS.len()];
+    // iperf3 runs once per round, beside the servers' slices: its mean is
+    // the loopback ceiling of this run.
+    let mut iperf: Result<f64, String> = Ok(0.0);
     for round in 0..args.rounds {
+        if let Ok(sum) = &mut iperf {
+            match iperf::loopback(args.iperf_port, args.iperf_seconds, 1) {
+                Ok(b) => *sum += b / args.rounds as f64,
+                Err(e) => {
+                    eprintln!("iperf3: {e}");
+                    iperf = Err(e);
+                }
+            }
+        }
         for (w, wl) in WORKLOADS.iter().enumerate() {
             for k in 0..contenders.len() {
                 // Alternate which contender goes first.
@@ -588,7 +595,8 @@ fn run(args: &Args) -> Result<(), String> {
     );
     match &iperf {
         Ok(b) => println!(
-            "iperf3 over loopback, 1 stream, {} s: {:.0} MB/s ({:.1} Gbit/s)",
+            "iperf3 over loopback, 1 stream, mean of {} runs of {} s: {:.0} MB/s ({:.1} Gbit/s)",
+            args.rounds,
             args.iperf_seconds,
             b / 1e6,
             b * 8.0 / 1e9
