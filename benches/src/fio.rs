@@ -1,4 +1,5 @@
-//! Running fio (io_uring, O_DIRECT) on files and reading its JSON output.
+//! Running fio (io_uring, O_DIRECT) on files and reading its JSON output
+//! (the JSON readers serve `fio_nfs` too).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -80,21 +81,28 @@ impl FioRead {
         if !out.status.success() {
             return Err(format!("fio failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        // fio may print notes before the JSON document.
-        let text = String::from_utf8_lossy(&out.stdout);
-        let start = text.find('{').ok_or("no JSON in fio output")?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text[start..]).map_err(|e| format!("fio JSON: {e}"))?;
-        let read = &v["jobs"][0]["read"];
-        let field = |name: &str| {
-            read[name]
-                .as_u64()
-                .ok_or(format!("fio JSON lacks jobs[0].read.{name}"))
-        };
-        Ok(Measured {
-            ops: field("total_ios")?,
-            bytes: field("io_bytes")?,
-            elapsed: Duration::from_millis(field("runtime")?.max(1)),
-        })
+        let v = parse_json(&String::from_utf8_lossy(&out.stdout))?;
+        measured(&v["jobs"][0], "read")
     }
+}
+
+/// fio's JSON document (`--output-format=json`); fio may print notes before it.
+pub fn parse_json(stdout: &str) -> Result<serde_json::Value, String> {
+    let start = stdout.find('{').ok_or("no JSON in fio output")?;
+    serde_json::from_str(&stdout[start..]).map_err(|e| format!("fio JSON: {e}"))
+}
+
+/// Operations, bytes and runtime of one direction (`"read"` or `"write"`)
+/// of one job (or of the group, with `--group_reporting`).
+pub fn measured(job: &serde_json::Value, dir: &str) -> Result<Measured, String> {
+    let field = |name: &str| {
+        job[dir][name]
+            .as_u64()
+            .ok_or(format!("fio JSON lacks jobs[0].{dir}.{name}"))
+    };
+    Ok(Measured {
+        ops: field("total_ios")?,
+        bytes: field("io_bytes")?,
+        elapsed: Duration::from_millis(field("runtime")?.max(1)),
+    })
 }

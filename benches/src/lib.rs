@@ -1,7 +1,34 @@
 //! Benchmark drivers' shared parts: running reference tools and printing
 //! side-by-side tables. Timings live here, never in pass/fail tests.
 
+use std::path::Path;
+
 pub mod fio;
+pub mod fio_nfs;
+pub mod ganesha;
+pub mod iperf;
+pub mod nfs_client;
+pub mod process;
+
+/// Fill `path` with `size` bytes (whole MiB) of pseudo-random data, unless
+/// a file of that size is already there.
+pub fn make_file(path: &Path, size: u64) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
+        return;
+    }
+    let mut data = vec![0u8; 1 << 20];
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut seed = 0x1234_5678_u64;
+    for _ in 0..size >> 20 {
+        for chunk in data.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        std::io::Write::write_all(&mut f, &data).unwrap();
+    }
+}
 
 /// A markdown table whose rows compare Weir with a reference.
 pub struct Table {
@@ -30,6 +57,12 @@ impl Table {
     pub fn ratio_row(&mut self, what: &str, ratio: f64, note: String) {
         self.rows
             .push(vec![what.into(), note, "-".into(), format!("{ratio:.3}")]);
+    }
+
+    /// A row of preformatted cells, one per header column.
+    pub fn cells(&mut self, cells: Vec<String>) {
+        assert_eq!(cells.len(), self.header.len(), "one cell per column");
+        self.rows.push(cells);
     }
 
     pub fn print(&self) {

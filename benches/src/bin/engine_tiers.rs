@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::fio::{self, FioRead, Measured};
-use benches::Table;
+use benches::{make_file, Table};
 use cache_engine::filer::counting::CountingFiler;
 use cache_engine::filer::local::LocalFiler;
 use cache_engine::types::Credentials;
@@ -51,24 +51,6 @@ fn engine_config(dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfi
         filer_timeout: Duration::from_secs(30),
         queue_depth: 1024,
         state_dir: dir.join("state"),
-    }
-}
-
-fn make_file(path: &Path, size: u64) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
-        return;
-    }
-    let mut data = vec![0u8; 1 << 20];
-    let mut f = std::fs::File::create(path).unwrap();
-    let mut seed = 0x1234_5678_u64;
-    for _ in 0..size >> 20 {
-        for chunk in data.chunks_mut(8) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-        }
-        std::io::Write::write_all(&mut f, &data).unwrap();
     }
 }
 
