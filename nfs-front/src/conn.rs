@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use compio::buf::BufResult;
+use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::{TcpListener, TcpStream};
 use futures::channel::mpsc;
@@ -104,8 +104,10 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         }
         let mut buf = std::mem::take(records.buffer());
         buf.reserve(records.wanted().clamp(64 << 10, srv.cfg.max_record + 4));
-        let BufResult(res, buf) = rd.read(buf).await;
-        *records.buffer() = buf;
+        // compio fills a buffer from its start: read into the part after what is held.
+        let held = buf.len();
+        let BufResult(res, slice) = rd.read(buf.slice(held..)).await;
+        *records.buffer() = slice.into_inner();
         match res {
             Ok(0) | Err(_) => break,
             Ok(_) => {}

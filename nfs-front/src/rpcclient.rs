@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use compio::buf::BufResult;
+use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use nfs_proto::portmap::{self, Mapping};
@@ -51,8 +51,9 @@ async fn call_once(at: SocketAddr, prog: u32, vers: u32, proc_: u32, args: Bytes
             }
             let mut buf = std::mem::take(rr.buffer());
             buf.reserve(4096);
-            let BufResult(n, buf) = s.read(buf).await;
-            *rr.buffer() = buf;
+            let held = buf.len();
+            let BufResult(n, slice) = s.read(buf.slice(held..)).await;
+            *rr.buffer() = slice.into_inner();
             if n? == 0 {
                 return Err(err(format!("{at}: connection closed")));
             }
