@@ -199,8 +199,10 @@ pub fn local_groups(uid: u32, gid: u32) -> Option<Vec<u32>> {
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
+    /// (uid, gid) -> when looked up, and the groups found.
+    type Cache = HashMap<(u32, u32), (Instant, Option<Vec<u32>>)>;
     thread_local! {
-        static CACHE: RefCell<HashMap<(u32, u32), (Instant, Option<Vec<u32>>)>> = RefCell::new(HashMap::new());
+        static CACHE: RefCell<Cache> = RefCell::new(HashMap::new());
     }
     let now = Instant::now();
     if let Some(hit) = CACHE.with(|c| {

@@ -103,6 +103,15 @@ impl NfsServer {
             });
         }
         let shards = engine.shard_count();
+        // SO_REUSEPORT would let a second server share a taken port: probe without it first.
+        if cfg.listen.port() != 0 {
+            drop(
+                std::net::TcpListener::bind(cfg.listen).map_err(|source| StartError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?,
+            );
+        }
         let first = conn::reuseport_listener(cfg.listen).map_err(|source| StartError::Listen {
             addr: cfg.listen,
             source,

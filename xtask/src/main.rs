@@ -17,12 +17,19 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test   install missing system packages (when root), then run
-         cargo fmt --check, cargo clippy -D warnings and the test suite";
+         cargo fmt --check, cargo clippy -D warnings and the test suite
+  fuzz [SECONDS]
+         run each nfs-proto fuzz target for SECONDS (default 20); needs
+         cargo-fuzz (cargo install cargo-fuzz), skipped without it";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["test"] => test(),
+        ["fuzz", rest @ ..] => match run("nfs-proto/fuzz/run.sh", rest, &[]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
