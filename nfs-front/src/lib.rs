@@ -197,6 +197,12 @@ impl NfsServer {
 
 impl Drop for NfsServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Waking a shard thread from a panicking one aborts the process
+            // (compio guards its remote wake-ups): leave the listeners be.
+            std::mem::forget(self.stop.take());
+            return;
+        }
         self.stop();
     }
 }

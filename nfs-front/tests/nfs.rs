@@ -578,3 +578,108 @@ fn commit_verifier_changes_after_restart() {
     let after = commit(&mut c, &f);
     assert_ne!(before, after, "the write verifier must change at restart");
 }
+
+#[test]
+fn portmapper_answers_getport_over_tcp_and_udp() {
+    use nfs_proto::portmap::{self, Mapping, PmapList};
+    use nfs_proto::xdr::Xdr;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pmap_port = free.local_addr().unwrap().port();
+    drop(free);
+    let fx = start(|cfg| {
+        cfg.portmapper = true;
+        cfg.portmapper_port = pmap_port;
+    });
+    let at = fx.server.portmapper_addr().unwrap();
+    assert_eq!(at.port(), pmap_port);
+    let ask = |prog, vers, prot| Mapping {
+        prog,
+        vers,
+        prot,
+        port: 0,
+    };
+    let mut c = Client::connect(at);
+    let nfs_port = fx.addr().port() as u32;
+    for (prog, vers, want) in [
+        (PROGRAM, 3, nfs_port),
+        (nfs_proto::mount::PROGRAM, 3, nfs_port),
+        (nfs_proto::nlm::PROGRAM, 4, nfs_port),
+        (PROGRAM, 2, 0),
+        (123456, 1, 0),
+    ] {
+        let (h, d) = c.call_raw(
+            portmap::PROGRAM,
+            2,
+            3,
+            &ask(prog, vers, portmap::IPPROTO_TCP).to_bytes(),
+        );
+        assert_eq!(h.stat, ReplyStat::Success);
+        assert_eq!(u32::from_bytes(d.rest()).unwrap(), want, "{prog} v{vers}");
+    }
+    let (_, d) = c.call_raw(portmap::PROGRAM, 2, 4, &[]);
+    assert!(PmapList::from_bytes(d.rest()).unwrap().0.len() >= 4);
+    let (h, _) = c.call_raw(portmap::PROGRAM, 3, 3, &[]);
+    assert_eq!(h.stat, ReplyStat::ProgMismatch { low: 2, high: 2 });
+    // UDP: the same call without a record mark.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let call = nfs_proto::rpc::CallHeader {
+        xid: 99,
+        prog: portmap::PROGRAM,
+        vers: 2,
+        proc_: 3,
+        cred: nfs_proto::rpc::OpaqueAuth::none(),
+        verf: nfs_proto::rpc::OpaqueAuth::none(),
+    };
+    let msg = nfs_proto::rpc::encode_call(&call, &ask(PROGRAM, 3, portmap::IPPROTO_TCP));
+    udp.send_to(&msg, at).unwrap();
+    let mut buf = [0u8; 512];
+    let n = udp.recv(&mut buf).unwrap();
+    let (h, d) = nfs_proto::rpc::decode_reply(bytes::Bytes::copy_from_slice(&buf[..n])).unwrap();
+    assert_eq!((h.xid, h.stat), (99, ReplyStat::Success));
+    assert_eq!(u32::from_bytes(d.rest()).unwrap(), nfs_port);
+    // MOUNT EXPORT lists the export.
+    let mut m = fx.client();
+    let (_, d) = m.call_raw(nfs_proto::mount::PROGRAM, 3, 5, &[]);
+    let ex = nfs_proto::mount::Exports::from_bytes(d.rest()).unwrap();
+    assert_eq!(ex.0[0].dir.as_bytes(), b"/export");
+}
+
+#[test]
+fn a_thousand_connections_and_clients_that_leave_mid_reply() {
+    let fx = start(|_| {});
+    std::fs::write(fx.origin().join("big"), vec![1u8; 8 << 20]).unwrap();
+    let mut conns: Vec<Client> = (0..1000).map(|_| fx.client()).collect();
+    for c in conns.iter_mut() {
+        c.send(PROGRAM, 3, 0, &[]);
+    }
+    for c in conns.iter_mut() {
+        assert_eq!(c.reply().0.stat, ReplyStat::Success);
+    }
+    drop(conns);
+    let mut c = fx.client();
+    let root = c.root("/export");
+    let Nfs3Res::Lookup(NfsResult::Ok(l)) = c.nfs(Nfs3Args::Lookup(at(&root, b"big"))) else {
+        panic!()
+    };
+    for _ in 0..20 {
+        let mut quitter = fx.client();
+        for i in 0..8u64 {
+            let mut e = Encoder::new();
+            Nfs3Args::Read(Read3Args {
+                file: l.object.clone(),
+                offset: i << 20,
+                count: 1 << 20,
+            })
+            .encode(&mut e);
+            quitter.send(PROGRAM, 3, 6, e.as_slice());
+        }
+        drop(quitter);
+    }
+    // The server is still fine.
+    assert!(matches!(
+        c.nfs(Nfs3Args::Getattr(GetAttr3Args { object: l.object })),
+        Nfs3Res::Getattr(NfsResult::Ok(_))
+    ));
+}
