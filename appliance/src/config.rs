@@ -31,13 +31,25 @@ pub struct Config {
     pub exports: Vec<nfs_front::ExportConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Nfs {
     /// Also serve portmapper v2 on port 111 (TCP and UDP).
     pub portmapper: bool,
     /// Take callers' groups from the local user database, not AUTH_SYS.
     pub manage_gids: bool,
+    /// After a restart with lock clients to notify, only reclaims succeed for this long.
+    pub nlm_grace: HumanDuration,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            portmapper: false,
+            manage_gids: false,
+            nlm_grace: HumanDuration(Duration::from_secs(45)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -434,6 +446,8 @@ impl Config {
         nfs.exports = self.exports.clone();
         nfs.portmapper = self.nfs.portmapper;
         nfs.manage_gids = self.nfs.manage_gids;
+        nfs.nlm_grace = self.nfs.nlm_grace.0;
+        nfs.state_dir = Some(server.data_dir.clone());
 
         Ok(Settings {
             nfs,

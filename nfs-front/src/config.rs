@@ -113,11 +113,16 @@ pub struct NfsConfig {
     pub max_record: usize,
     /// Most calls in progress per connection before reading pauses.
     pub max_inflight: usize,
-    /// After a start, only lock reclaims succeed for this long.
+    /// After a start, only lock reclaims succeed for this long (when clients
+    /// held locks before it, or when there is no `state_dir` to tell).
     pub nlm_grace: Duration,
     /// Port of the portmapper on clients, asked where their NLM service is
     /// for GRANTED callbacks (111; tests point it elsewhere).
     pub callback_portmapper_port: u16,
+    /// Where the addresses of clients that took locks are kept, so that
+    /// they are sent SM_NOTIFY at the next start and reclaim their locks
+    /// during the grace period. None: nothing is kept.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl NfsConfig {
@@ -132,6 +137,7 @@ impl NfsConfig {
             max_inflight: 128,
             nlm_grace: Duration::ZERO,
             callback_portmapper_port: nfs_proto::portmap::PORT,
+            state_dir: None,
         }
     }
 }

@@ -60,10 +60,14 @@ pub(crate) struct Server {
     /// Tells this server's lock tables apart from another's on the same thread.
     id: u64,
     started: Instant,
+    /// How long after `started` only lock reclaims succeed.
+    grace: std::time::Duration,
     /// NSM state number: odd while up, new at every start.
     nsm_state: i32,
     /// Who mounted what (MOUNT DUMP); changed only by MNT and UMNT.
     mounts: Mutex<Vec<(String, String)>>,
+    /// Clients that took locks since this start (written to the state dir once each).
+    lockers: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 /// A running NFS front end.
@@ -133,6 +137,15 @@ impl NfsServer {
             None
         };
         static IDS: AtomicU64 = AtomicU64::new(1);
+        let nsm_state = nsm_state(cfg.state_dir.as_deref());
+        let earlier = nlm::take_lock_clients(cfg.state_dir.as_deref());
+        // With a record of lock clients, a grace period is needed only when
+        // some had locks to reclaim; without one, always.
+        let grace = if cfg.state_dir.is_some() && earlier.is_empty() {
+            std::time::Duration::ZERO
+        } else {
+            cfg.nlm_grace
+        };
         let server = Arc::new(Server {
             engine: engine.clone(),
             exports: list,
@@ -140,8 +153,10 @@ impl NfsServer {
             port: addr.port(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
             started: Instant::now(),
-            nsm_state: (rand_state() | 1) as i32,
+            grace,
+            nsm_state,
             mounts: Mutex::new(Vec::new()),
+            lockers: Mutex::new(Default::default()),
         });
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         for (i, l) in listeners.into_iter().enumerate() {
@@ -150,6 +165,13 @@ impl NfsServer {
                 .run_on(i, move || async move {
                     conn::spawn_acceptor(srv, l, stop);
                 })
+                .await
+                .map_err(StartError::Shard)?;
+        }
+        if !earlier.is_empty() {
+            let srv = server.clone();
+            engine
+                .run_on(0, move || async move { nlm::notify_restart(srv, earlier) })
                 .await
                 .map_err(StartError::Shard)?;
         }
@@ -207,13 +229,27 @@ impl Drop for NfsServer {
     }
 }
 
-fn rand_state() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (t.as_secs() as u32)
-        .wrapping_mul(2)
-        .wrapping_add(t.subsec_nanos() & 0xffff)
+/// This start's NSM state number: odd, and larger than the last start's
+/// (kept in the state directory, as statd keeps its own).
+fn nsm_state(dir: Option<&std::path::Path>) -> i32 {
+    let fallback = || {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (t.as_secs() & 0x3fff_ffff) as i32 | 1
+    };
+    let Some(dir) = dir else { return fallback() };
+    let path = dir.join("nsm-state");
+    let last: i32 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(-1);
+    let next = if last >= i32::MAX - 2 { 1 } else { (last + 2) | 1 };
+    let _ = std::fs::create_dir_all(dir);
+    if let Err(e) = std::fs::write(&path, format!("{next}\n")) {
+        tracing::warn!("nsm: cannot keep the state number in {}: {e}", path.display());
+    }
+    next
 }
 
 /// The engine handle of `/a/b` under the core filer's root.

@@ -8,10 +8,13 @@
 //! at its NLM service, found through the client's portmapper. If that
 //! callback fails the lock is released again.
 //!
-//! After Weir starts, for `nlm_grace`, only reclaims succeed. Locks are not
-//! persisted: clients that held locks before a restart reclaim them when
-//! their own NSM learns of it (or find them gone). SHARE and UNSHARE
-//! (DOS share modes) are accepted and not enforced.
+//! After Weir starts, for `nlm_grace`, only reclaims succeed (skipped when
+//! the state directory shows no client held locks before). Locks are not
+//! persisted; the addresses of clients that took locks are (in the state
+//! directory, `nlm-clients`), and at the next start each is sent SM_NOTIFY
+//! at its status monitor, naming this server by its address, so that its
+//! lock manager reclaims during the grace period. SHARE and UNSHARE (DOS
+//! share modes) are accepted and not enforced.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -209,7 +212,7 @@ async fn notify_granted(srv: Arc<Server>, key: Key, w: Waiter) {
 }
 
 fn in_grace(srv: &Server) -> bool {
-    srv.started.elapsed() < srv.cfg.nlm_grace
+    srv.started.elapsed() < srv.grace
 }
 
 /// What a lock operation needs to know about the file.
@@ -337,6 +340,67 @@ async fn test(srv: &Arc<Server>, a: Nlm4TestArgs) -> Nlm4TestRes {
     }
 }
 
+const CLIENTS_FILE: &str = "nlm-clients";
+
+/// Remember that `ip` takes locks, once per start (a small synchronous
+/// append: it happens once per client, not per lock).
+fn remember(srv: &Server, ip: IpAddr) {
+    let Some(dir) = &srv.cfg.state_dir else { return };
+    let new = srv.lockers.lock().unwrap_or_else(|e| e.into_inner()).insert(ip);
+    if new {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(CLIENTS_FILE))
+            .and_then(|mut f| writeln!(f, "{ip}"));
+        if let Err(e) = written {
+            tracing::warn!("nlm: cannot record lock client {ip}: {e}");
+        }
+    }
+}
+
+/// The clients that took locks before this start (the record is cleared).
+pub(crate) fn take_lock_clients(dir: Option<&std::path::Path>) -> Vec<IpAddr> {
+    let Some(dir) = dir else {
+        return Vec::new();
+    };
+    let path = dir.join(CLIENTS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    let mut out: Vec<IpAddr> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Tell the status monitor of each earlier lock client that this server
+/// restarted (best effort, on the current shard thread).
+pub(crate) fn notify_restart(srv: Arc<Server>, clients: Vec<IpAddr>) {
+    let me = srv.cfg.listen.ip();
+    let name = if me.is_unspecified() {
+        std::net::Ipv4Addr::LOCALHOST.to_string()
+    } else {
+        me.to_string()
+    };
+    for ip in clients {
+        let body = nsm::StatChge {
+            mon_name: Opaque::new(name.clone().into_bytes()),
+            state: srv.nsm_state,
+        }
+        .to_bytes();
+        let port = srv.cfg.callback_portmapper_port;
+        compio::runtime::spawn(async move {
+            let proc_ = SmProc::Notify as u32;
+            match crate::rpcclient::call(ip, port, nsm::PROGRAM, nsm::VERSION, proc_, body).await {
+                Ok(_) => tracing::info!(client = %ip, "nsm: told the client this server restarted"),
+                Err(e) => tracing::info!(client = %ip, "nsm: cannot notify the client of the restart: {e}"),
+            }
+        })
+        .detach();
+    }
+}
+
 async fn lock(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4LockArgs, msg: bool) -> Nlm4Res {
     if in_grace(srv) && !a.reclaim {
         return res(a.cookie, Nlm4Stat::DeniedGracePeriod);
@@ -355,6 +419,9 @@ async fn lock(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4LockArgs, msg: bool) -> Nlm4R
         Outcome::Stat(s) => s,
         Outcome::Conflict(_) => Nlm4Stat::Denied,
     };
+    if matches!(stat, Nlm4Stat::Granted | Nlm4Stat::Blocked) {
+        remember(srv, ctx.peer.ip());
+    }
     res(a.cookie, stat)
 }
 

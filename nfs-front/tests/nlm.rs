@@ -48,6 +48,21 @@ fn fake_service(handler: impl Fn(u32, Bytes) -> Bytes + Send + 'static) -> u16 {
     port
 }
 
+/// A client of `fx` and the handle of a new file `f`.
+fn file_f(fx: &Fixture) -> (Client, Vec<u8>) {
+    use nfs_proto::nfs3::{DirOpArgs3, Nfs3Args, Nfs3Res, NfsResult};
+    std::fs::write(fx.origin().join("f"), b"data").unwrap();
+    let mut c = fx.client();
+    let root = c.root("/export");
+    match c.nfs(Nfs3Args::Lookup(DirOpArgs3 {
+        dir: root,
+        name: Opaque::new(&b"f"[..]),
+    })) {
+        Nfs3Res::Lookup(NfsResult::Ok(ok)) => (c, ok.object.0.to_vec()),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn lock(host: &str, svid: i32, fh: &[u8], off: u64, len: u64) -> Nlm4Lock {
     Nlm4Lock {
         caller_name: Opaque::new(host.as_bytes().to_vec()),
@@ -110,8 +125,21 @@ fn unlock(c: &mut Client, l: Nlm4Lock) -> Nlm4Stat {
     r.stat
 }
 
-/// A client's NLM service and portmapper; GRANTED calls arrive on the channel.
+/// A client's NLM service, status monitor and portmapper; GRANTED and
+/// SM_NOTIFY calls arrive on the channels.
 fn callback_services() -> (u16, mpsc::Receiver<Nlm4TestArgs>) {
+    let (port, granted, _) = client_services();
+    (port, granted)
+}
+
+fn client_services() -> (u16, mpsc::Receiver<Nlm4TestArgs>, mpsc::Receiver<StatChge>) {
+    let (ntx, nrx) = mpsc::channel();
+    let ntx = std::sync::Mutex::new(ntx);
+    let nsm_port = fake_service(move |p, args| {
+        assert_eq!(p, nsm::SmProc::Notify as u32);
+        let _ = ntx.lock().unwrap().send(StatChge::from_bytes(args).unwrap());
+        Bytes::new()
+    });
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let nlm_port = fake_service(move |p, args| {
@@ -131,26 +159,20 @@ fn callback_services() -> (u16, mpsc::Receiver<Nlm4TestArgs>) {
     let pmap_port = fake_service(move |p, args| {
         assert_eq!(p, 3, "GETPORT");
         let m = Mapping::from_bytes(args).unwrap();
-        assert_eq!((m.prog, m.vers), (PROGRAM, VERSION));
-        (nlm_port as u32).to_bytes()
+        match (m.prog, m.vers) {
+            (PROGRAM, VERSION) => (nlm_port as u32).to_bytes(),
+            (nsm::PROGRAM, nsm::VERSION) => (nsm_port as u32).to_bytes(),
+            other => panic!("GETPORT {other:?}"),
+        }
     });
-    (pmap_port, rx)
+    (pmap_port, rx, nrx)
 }
 
 #[test]
 fn lock_test_unlock_and_a_blocked_lock_granted_by_callback() {
     let (pmap_port, granted) = callback_services();
     let fx = start(|cfg| cfg.callback_portmapper_port = pmap_port);
-    std::fs::write(fx.origin().join("f"), b"data").unwrap();
-    let mut c = fx.client();
-    let root = c.root("/export");
-    let fh = match c.nfs(nfs_proto::nfs3::Nfs3Args::Lookup(nfs_proto::nfs3::DirOpArgs3 {
-        dir: root,
-        name: Opaque::new(&b"f"[..]),
-    })) {
-        nfs_proto::nfs3::Nfs3Res::Lookup(nfs_proto::nfs3::NfsResult::Ok(ok)) => ok.object.0.to_vec(),
-        other => panic!("{other:?}"),
-    };
+    let (mut c, fh) = file_f(&fx);
     let mut b = fx.client();
 
     assert_eq!(
@@ -271,16 +293,7 @@ fn lock_test_unlock_and_a_blocked_lock_granted_by_callback() {
 #[test]
 fn only_reclaims_succeed_during_the_grace_period() {
     let fx = start(|cfg| cfg.nlm_grace = Duration::from_secs(600));
-    std::fs::write(fx.origin().join("f"), b"data").unwrap();
-    let mut c = fx.client();
-    let root = c.root("/export");
-    let fh = match c.nfs(nfs_proto::nfs3::Nfs3Args::Lookup(nfs_proto::nfs3::DirOpArgs3 {
-        dir: root,
-        name: Opaque::new(&b"f"[..]),
-    })) {
-        nfs_proto::nfs3::Nfs3Res::Lookup(nfs_proto::nfs3::NfsResult::Ok(ok)) => ok.object.0.to_vec(),
-        other => panic!("{other:?}"),
-    };
+    let (mut c, fh) = file_f(&fx);
     assert_eq!(
         do_lock(&mut c, lock("h", 1, &fh, 0, 0), false, false),
         Nlm4Stat::DeniedGracePeriod
@@ -293,4 +306,32 @@ fn only_reclaims_succeed_during_the_grace_period() {
         do_lock(&mut c, lock("h", 1, &fh, 0, 0), false, true),
         Nlm4Stat::Granted
     );
+}
+
+#[test]
+fn lock_clients_are_told_of_a_restart() {
+    let (pmap_port, _granted, notified) = client_services();
+    let tune = move |cfg: &mut nfs_front::NfsConfig, dir: &std::path::Path| {
+        cfg.callback_portmapper_port = pmap_port;
+        cfg.state_dir = Some(dir.join("state"));
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    let fx = start_in(dir, |cfg| tune(cfg, &state));
+    let (mut c, fh) = file_f(&fx);
+    assert_eq!(
+        do_lock(&mut c, lock("h", 1, &fh, 0, 0), false, false),
+        Nlm4Stat::Granted
+    );
+    assert!(notified.recv_timeout(Duration::from_millis(200)).is_err());
+    drop(c);
+    let fx = start_in(fx.stop(), |cfg| tune(cfg, &state));
+    let n = notified
+        .recv_timeout(Duration::from_secs(20))
+        .expect("no SM_NOTIFY after restart");
+    assert_eq!(n.mon_name.as_bytes(), b"127.0.0.1");
+    assert_eq!(n.state, 3, "odd (up), and the second start's");
+    // Told once: the record is cleared.
+    drop(fx);
+    assert!(!state.join("state/nlm-clients").exists());
 }
