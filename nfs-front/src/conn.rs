@@ -73,10 +73,12 @@ pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_ch
 /// Serve one connection until the client goes or breaks the record stream.
 async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
-    let writer = compio::runtime::spawn(write_loop(wr, rx));
-    // Tokens bound the calls in flight: one is taken per call, returned with its reply.
+    // Tokens bound the calls in flight: one is taken per call and returned
+    // once its reply is on the socket, so a client that stops reading stops
+    // being served instead of piling replies up here.
     let (permit_tx, permit_rx) = async_channel::bounded::<()>(srv.cfg.max_inflight.max(1));
+    let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
+    let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
     let mut records = RecordReader::new(srv.cfg.max_record);
     'conn: loop {
         loop {
@@ -87,11 +89,15 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     }
                     let (srv, tx, permit) = (srv.clone(), tx.clone(), permit_rx.clone());
                     compio::runtime::spawn(async move {
-                        if let Some(reply) = crate::dispatch::call(&srv, peer, rec).await {
+                        match crate::dispatch::call(&srv, peer, rec).await {
                             // The connection may be gone: drop the reply quietly.
-                            let _ = tx.unbounded_send(reply);
+                            Some(reply) => {
+                                let _ = tx.unbounded_send(reply);
+                            }
+                            None => {
+                                let _ = permit.try_recv();
+                            }
                         }
-                        let _ = permit.try_recv();
                     })
                     .detach();
                 }
@@ -103,7 +109,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
             }
         }
         let mut buf = std::mem::take(records.buffer());
-        buf.reserve(records.wanted().clamp(64 << 10, srv.cfg.max_record + 4));
+        buf.reserve(records.wanted().clamp(32 << 10, srv.cfg.max_record + 4));
         // compio fills a buffer from its start: read into the part after what is held.
         let held = buf.len();
         let BufResult(res, slice) = rd.read(buf.slice(held..)).await;
@@ -118,18 +124,30 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     let _ = writer.await;
 }
 
-async fn write_loop(mut wr: TcpStream, mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>) {
+async fn write_loop(
+    mut wr: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    permits: async_channel::Receiver<()>,
+) {
     while let Some(mut bufs) = rx.next().await {
+        let mut replies = 1;
         while bufs.len() < MAX_IOVECS {
             match rx.try_recv() {
-                Ok(more) => bufs.extend(more),
+                Ok(more) => {
+                    bufs.extend(more);
+                    replies += 1;
+                }
                 _ => break,
             }
         }
         let BufResult(res, _) = wr.write_vectored_all(bufs).await;
         if res.is_err() {
             // The client went away mid-reply: nothing to tell anyone.
+            permits.close();
             break;
+        }
+        for _ in 0..replies {
+            let _ = permits.try_recv();
         }
     }
 }
