@@ -26,6 +26,30 @@ pub struct Config {
     pub cache: Cache,
     pub core_filer: CoreFiler,
     pub policy: Policy,
+    pub nfs: Nfs,
+    /// NFS exports; none: `/export` is the core filer's root (see weir.example.toml).
+    pub exports: Vec<nfs_front::ExportConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nfs {
+    /// Also serve portmapper v2 on port 111 (TCP and UDP).
+    pub portmapper: bool,
+    /// Take callers' groups from the local user database, not AUTH_SYS.
+    pub manage_gids: bool,
+    /// After a restart with lock clients to notify, only reclaims succeed for this long.
+    pub nlm_grace: HumanDuration,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            portmapper: false,
+            manage_gids: false,
+            nlm_grace: HumanDuration(Duration::from_secs(45)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,11 +220,11 @@ pub struct Settings {
     /// The core filer is the embedded default `<data_dir>/origin` (created when missing).
     pub origin_is_default: bool,
     pub preset: Preset,
-    pub nfs_listen: SocketAddr,
     pub smb_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub log: String,
     pub engine: EngineConfig,
+    pub nfs: nfs_front::NfsConfig,
 }
 
 impl Settings {
@@ -417,12 +441,20 @@ impl Config {
             engine.policy.negative_lookups = b;
         }
 
+        nfs_front::exports::parse(&self.exports).map_err(|e| anyhow!("exports: {e}"))?;
+        let mut nfs = nfs_front::NfsConfig::new(server.nfs_listen);
+        nfs.exports = self.exports.clone();
+        nfs.portmapper = self.nfs.portmapper;
+        nfs.manage_gids = self.nfs.manage_gids;
+        nfs.nlm_grace = self.nfs.nlm_grace.0;
+        nfs.state_dir = Some(server.data_dir.clone());
+
         Ok(Settings {
+            nfs,
             data_dir: server.data_dir.clone(),
             core_filer,
             origin_is_default,
             preset: policy.preset,
-            nfs_listen: server.nfs_listen,
             smb_listen: server.smb_listen,
             metrics_listen: server.metrics_listen,
             log: server.log.clone(),
@@ -567,7 +599,7 @@ mod tests {
         let err = parse("[server\n").unwrap_err();
         assert!(err.starts_with("line 1") && !err.contains('\n'), "{err}");
         let err = parse("[nfs]\nport = 1\n").unwrap_err();
-        assert!(err.contains("unknown field `nfs`"), "{err}");
+        assert!(err.contains("unknown field `port`"), "{err}");
     }
 
     #[test]
@@ -667,7 +699,14 @@ mod tests {
         let mut current = String::new();
         for line in EXAMPLE.lines() {
             let t = line.trim();
+            // Arrays of tables are documented commented out: `# [[exports]]`.
+            let header = t
+                .strip_prefix("# [[")
+                .map(|r| format!("[[{r}"))
+                .unwrap_or(t.to_string());
+            let t = header.as_str();
             if let Some(name) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                let name = name.trim_start_matches('[').trim_end_matches(']');
                 current = name.to_string();
                 out.entry(current.clone()).or_insert_with(Vec::new);
             } else {
@@ -690,18 +729,25 @@ mod tests {
     #[test]
     fn example_config_documents_every_key_and_only_real_keys() {
         let sections = example_sections();
-        for &section in fields_of::<Config>() {
+        let sections_and_rules = fields_of::<Config>().iter().copied().chain(["exports.rules"]);
+        for section in sections_and_rules {
             let fields = match section {
+                "exports.rules" => fields_of::<nfs_front::RuleConfig>(),
                 "server" => fields_of::<Server>(),
                 "cache" => fields_of::<Cache>(),
                 "core_filer" => fields_of::<CoreFiler>(),
                 "policy" => fields_of::<Policy>(),
+                "nfs" => fields_of::<Nfs>(),
+                "exports" => fields_of::<nfs_front::ExportConfig>(),
                 other => panic!("section [{other}] is new: teach this test its struct"),
             };
             let lines = sections
                 .get(section)
                 .unwrap_or_else(|| panic!("weir.example.toml has no [{section}] section"));
-            let documented: Vec<&str> = lines.iter().filter_map(|l| key_of(l)).collect();
+            let mut documented: Vec<&str> = lines.iter().filter_map(|l| key_of(l)).collect();
+            if section == "exports" && sections.contains_key("exports.rules") {
+                documented.push("rules");
+            }
             for key in fields {
                 assert!(
                     documented.contains(key),
@@ -717,7 +763,7 @@ mod tests {
         }
         for name in sections.keys().filter(|s| !s.is_empty()) {
             assert!(
-                fields_of::<Config>().contains(&name.as_str()),
+                fields_of::<Config>().contains(&name.as_str()) || name == "exports.rules",
                 "unknown section [{name}] in the example"
             );
         }

@@ -55,6 +55,24 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let engine = Engine::start(settings.engine.clone(), Arc::new(filer))
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
     let running = Running(engine);
+    let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
+        nfs_front::StartError::Listen { addr, source } => {
+            let why = match source.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "the port is taken (another NFS server or rpcbind?)".to_string()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
+                }
+                _ => source.to_string(),
+            };
+            anyhow!(
+                "NFS front end: cannot listen on {addr}: {why}; choose another address with \
+                 --nfs-listen or [server] nfs_listen"
+            )
+        }
+        other => anyhow!("NFS front end: {other}"),
+    })?;
     let sidecar = running.0.sidecar().clone();
     sidecar.spawn(metrics_http::serve(listener, metrics));
 
@@ -64,7 +82,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
         let term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         (int, term)
     };
-    print_banner(&settings, &origin, &running.0, metrics_addr);
+    print_banner(&settings, &origin, &running.0, metrics_addr, &nfs);
     tracing::info!(shards = running.0.shard_count(), "serving");
 
     let which = sidecar.block_on(async {
@@ -75,6 +93,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     });
     tracing::info!("{which}: shutting down");
     drop((interrupt, terminate));
+    drop(nfs);
     drop(running);
     tracing::info!("stopped");
     Ok(())
@@ -142,7 +161,13 @@ fn host_of(addr: SocketAddr) -> String {
     }
 }
 
-fn print_banner(s: &Settings, origin: &Path, engine: &Engine, metrics: SocketAddr) {
+fn print_banner(
+    s: &Settings,
+    origin: &Path,
+    engine: &Engine,
+    metrics: SocketAddr,
+    nfs: &nfs_front::NfsServer,
+) {
     let e = engine.config();
     let nvme = if e.cache_bytes == 0 {
         "off".to_string()
@@ -154,7 +179,20 @@ fn print_banner(s: &Settings, origin: &Path, engine: &Engine, metrics: SocketAdd
         )
     };
     let p = &e.policy;
-    let (nfs, smb) = (s.nfs_listen, s.smb_listen);
+    let smb = s.smb_listen;
+    let nfs_addr = nfs.local_addr();
+    let export = nfs
+        .export_paths()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "/export".into());
+    let portmapper = match nfs.portmapper_addr() {
+        Some(a) => format!(
+            "\n\x20                 portmapper on {a}: mount -t nfs {}:{export} /mnt",
+            host_of(nfs_addr)
+        ),
+        None => String::new(),
+    };
     let text = format!(
         "Weir {version} is running.\n\
          \x20 core filer     local {origin}\n\
@@ -163,8 +201,9 @@ fn print_banner(s: &Settings, origin: &Path, engine: &Engine, metrics: SocketAdd
          \x20 policy         {preset} (attributes verified after {attr}, directories after {dir}, \
          negative lookups {neg})\n\
          \x20 metrics        http://{metrics}/metrics\n\
-         \x20 NFS front end  not in this build (configured for {nfs}); once it lands, mount with\n\
-         \x20                  mount -t nfs -o vers=3,proto=tcp,port={np},mountport={np} {nh}:/export /mnt\n\
+         \x20 NFS            NFSv3, MOUNT, NLM on {nfs_addr} (exports: {exports}){portmapper}\n\
+         \x20                  mount -t nfs -o vers=3,proto=tcp,port={np},mountport={np},nolock {nh}:{export} /mnt\n\
+         \x20                  nfs://{nh}{export}?version=3&nfsport={np}&mountport={np}\n\
          \x20 SMB front end  not in this build (configured for {smb}); once it lands, mount with\n\
          \x20                  mount -t cifs //{sh}/export /mnt -o port={sp},vers=3.1.1,username=USER\n\
          Stop with Ctrl-C or SIGTERM.",
@@ -185,8 +224,9 @@ fn print_banner(s: &Settings, origin: &Path, engine: &Engine, metrics: SocketAdd
         } else {
             "not cached"
         },
-        np = nfs.port(),
-        nh = host_of(nfs),
+        np = nfs_addr.port(),
+        nh = host_of(nfs_addr),
+        exports = nfs.export_paths().join(", "),
         sp = smb.port(),
         sh = host_of(smb),
     );

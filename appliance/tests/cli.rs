@@ -51,6 +51,8 @@ fn serve_args(data: &Path, metrics: &str) -> Vec<String> {
         data.to_str().unwrap(),
         "--metrics-listen",
         metrics,
+        "--nfs-listen",
+        "127.0.0.1:0",
         "--cache-size",
         "64MiB",
         "--memory",
@@ -388,7 +390,8 @@ fn serve_starts_serves_metrics_and_stops_on_sigterm() {
         all.contains(&format!("local {}", data.join("origin").display())),
         "{all}"
     );
-    assert!(all.contains("NFS front end  not in this build"), "{all}");
+    assert!(all.contains("NFSv3, MOUNT, NLM on 127.0.0.1:"), "{all}");
+    assert!(all.contains("mount -t nfs -o vers=3,proto=tcp,port="), "{all}");
     assert!(all.contains("SMB front end  not in this build"), "{all}");
     assert!(data.join("origin").is_dir(), "default origin not created");
 

@@ -43,13 +43,19 @@ tasks:
                        cargo fmt --check, cargo clippy -D warnings, the test suite
                        and the NFSv3 suite against weir (tests/nfs/run-against-weir.sh)
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
-                       (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)";
+                       (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
+  fuzz [SECONDS]       run each nfs-proto fuzz target for SECONDS (default 20); needs
+                       cargo-fuzz (cargo install cargo-fuzz), skipped without it";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["test"] => test(),
         ["nfs-ganesha", rest @ ..] => nfs_ganesha(rest),
+        ["fuzz", rest @ ..] => match run("nfs-proto/fuzz/run.sh", rest, &[]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
         ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS

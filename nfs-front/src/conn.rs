@@ -1,0 +1,153 @@
+//! Listening and connections, on the shard threads.
+//!
+//! Each connection has a reader (this task: records in, one task per call)
+//! and a writer (one task: replies out, several per vectored write, never
+//! interleaved). A READ reply is its header followed by the engine's own
+//! buffers, so cached data is not copied on the way to the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use compio::buf::{BufResult, IntoInner, IoBuf};
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::{TcpListener, TcpStream};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use nfs_proto::record::RecordReader;
+
+use crate::Server;
+
+/// Most buffers handed to one vectored write (the kernel takes up to 1024).
+const MAX_IOVECS: usize = 512;
+
+/// A TCP listener with SO_REUSEPORT, so every shard can accept on the port.
+pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        // "[::]" serves IPv4 clients too.
+        let _ = s.set_only_v6(false);
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Start accepting on this shard's thread until `stop` closes.
+pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
+    let listener = match TcpListener::from_std(l) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("nfs: cannot use listener on this shard: {e}");
+            return;
+        }
+    };
+    compio::runtime::spawn(async move {
+        loop {
+            let stopped = stop.recv();
+            let accept = listener.accept();
+            futures::pin_mut!(stopped, accept);
+            let accepted = match futures::future::select(stopped, accept).await {
+                futures::future::Either::Left(_) => break,
+                futures::future::Either::Right((a, _)) => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    compio::runtime::spawn(serve(srv.clone(), stream, peer)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!("nfs: accept failed: {e}");
+                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// Serve one connection until the client goes or breaks the record stream.
+async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+    let (mut rd, wr) = stream.into_split();
+    // Tokens bound the calls in flight: one is taken per call and returned
+    // once its reply is on the socket, so a client that stops reading stops
+    // being served instead of piling replies up here.
+    let (permit_tx, permit_rx) = async_channel::bounded::<()>(srv.cfg.max_inflight.max(1));
+    let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
+    let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
+    let mut records = RecordReader::new(srv.cfg.max_record);
+    'conn: loop {
+        loop {
+            match records.next_record() {
+                Ok(Some(rec)) => {
+                    if permit_tx.send(()).await.is_err() {
+                        break 'conn;
+                    }
+                    let (srv, tx, permit) = (srv.clone(), tx.clone(), permit_rx.clone());
+                    compio::runtime::spawn(async move {
+                        match crate::dispatch::call(&srv, peer, rec).await {
+                            // The connection may be gone: drop the reply quietly.
+                            Some(reply) => {
+                                let _ = tx.unbounded_send(reply);
+                            }
+                            None => {
+                                let _ = permit.try_recv();
+                            }
+                        }
+                    })
+                    .detach();
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%peer, "nfs: closing connection: {e}");
+                    break 'conn;
+                }
+            }
+        }
+        let mut buf = std::mem::take(records.buffer());
+        buf.reserve(records.wanted().clamp(32 << 10, srv.cfg.max_record + 4));
+        // compio fills a buffer from its start: read into the part after what is held.
+        let held = buf.len();
+        let BufResult(res, slice) = rd.read(buf.slice(held..)).await;
+        *records.buffer() = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(tx);
+    // Calls still running hold senders; the writer ends once they finish.
+    let _ = writer.await;
+}
+
+async fn write_loop(
+    mut wr: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    permits: async_channel::Receiver<()>,
+) {
+    while let Some(mut bufs) = rx.next().await {
+        let mut replies = 1;
+        while bufs.len() < MAX_IOVECS {
+            match rx.try_recv() {
+                Ok(more) => {
+                    bufs.extend(more);
+                    replies += 1;
+                }
+                _ => break,
+            }
+        }
+        let BufResult(res, _) = wr.write_vectored_all(bufs).await;
+        if res.is_err() {
+            // The client went away mid-reply: nothing to tell anyone.
+            permits.close();
+            break;
+        }
+        for _ in 0..replies {
+            let _ = permits.try_recv();
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! A real engine over a temp dir, the NFS front end on 127.0.0.1:0, and a
+//! blocking RPC client built from nfs-proto's encoders.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_engine::filer::local::LocalFiler;
+use cache_engine::{CachePolicy, Engine, EngineConfig};
+use nfs_front::{NfsConfig, NfsServer};
+use nfs_proto::mount::{self, MountRes3};
+use nfs_proto::nfs3::{self, Nfs3Args, Nfs3Res, NfsFh3};
+use nfs_proto::record::{frame, RecordReader};
+use nfs_proto::rpc::{decode_reply, AuthSysParams, CallHeader, OpaqueAuth, ReplyHeader};
+use nfs_proto::xdr::{Encoder, List, Opaque, Xdr};
+use nfs_proto::Decoder;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub server: NfsServer,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // From a failing test, waking the shards would abort the process
+        // and hide the failure: leave them to the process exit.
+        if !std::thread::panicking() {
+            self.server.stop();
+            self.engine.shutdown();
+        }
+    }
+}
+
+impl Fixture {
+    pub fn origin(&self) -> PathBuf {
+        self.dir.path().join("origin")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Stop the server and the engine, keeping the directory for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr())
+    }
+}
+
+pub fn engine_config(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        pin_threads: false,
+        ram_bytes: 64 << 20,
+        cache_dir: dir.join("cache"),
+        cache_bytes: 0,
+        block_size: 64 << 10,
+        segment_size: 1 << 20,
+        readahead_max: 1 << 20,
+        policy: CachePolicy {
+            attr_verify: Duration::from_secs(3600),
+            dir_verify: Duration::from_secs(3600),
+            negative_lookups: true,
+        },
+        filer_timeout: Duration::from_secs(5),
+        queue_depth: 256,
+        state_dir: dir.join("state"),
+    }
+}
+
+pub fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut NfsConfig)) -> Fixture {
+    let _ = std::fs::create_dir(dir.path().join("origin"));
+    let filer = LocalFiler::open(&dir.path().join("origin")).unwrap();
+    let engine = Engine::start(engine_config(dir.path()), Arc::new(filer)).unwrap();
+    let mut cfg = NfsConfig::new("127.0.0.1:0".parse().unwrap());
+    tune(&mut cfg);
+    let server = NfsServer::start(engine.clone(), cfg).unwrap();
+    Fixture { dir, engine, server }
+}
+
+pub fn start(tune: impl FnOnce(&mut NfsConfig)) -> Fixture {
+    start_in(tempfile::tempdir().unwrap(), tune)
+}
+
+pub struct Client {
+    pub s: TcpStream,
+    xid: u32,
+    rr: RecordReader,
+    pub cred: OpaqueAuth,
+}
+
+pub fn sys(uid: u32, gid: u32) -> OpaqueAuth {
+    OpaqueAuth::sys(&AuthSysParams {
+        stamp: 1,
+        machine_name: Opaque::new(&b"testclient"[..]),
+        uid,
+        gid,
+        gids: List(vec![gid]),
+    })
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client {
+            s,
+            xid: 1,
+            rr: RecordReader::new(8 << 20),
+            cred: sys(0, 0),
+        }
+    }
+
+    /// Send one call without waiting; returns its xid.
+    pub fn send(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> u32 {
+        self.xid += 1;
+        let h = CallHeader {
+            xid: self.xid,
+            prog,
+            vers,
+            proc_,
+            cred: self.cred.clone(),
+            verf: OpaqueAuth::none(),
+        };
+        let mut msg = h.to_bytes().to_vec();
+        msg.extend_from_slice(args);
+        self.s.write_all(&frame(&msg, 1 << 30)).unwrap();
+        self.xid
+    }
+
+    /// The next whole record; None when the server closed the connection.
+    pub fn record(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(r) = self.rr.next_record().unwrap() {
+                return Some(r);
+            }
+            let mut buf = [0u8; 65536];
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.rr.buffer().extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    pub fn reply(&mut self) -> (ReplyHeader, Decoder) {
+        decode_reply(self.record().expect("connection closed")).unwrap()
+    }
+
+    pub fn call_raw(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> (ReplyHeader, Decoder) {
+        let xid = self.send(prog, vers, proc_, args);
+        let (h, d) = self.reply();
+        assert_eq!(h.xid, xid);
+        (h, d)
+    }
+
+    pub fn nfs(&mut self, args: Nfs3Args) -> Nfs3Res {
+        let mut e = Encoder::new();
+        args.encode(&mut e);
+        let p = args.proc_();
+        let (h, mut d) = self.call_raw(nfs3::PROGRAM, 3, p as u32, e.as_slice());
+        assert_eq!(h.stat, nfs_proto::rpc::ReplyStat::Success, "{p:?}");
+        Nfs3Res::decode(p, &mut d).unwrap()
+    }
+
+    pub fn mnt(&mut self, path: &str) -> MountRes3 {
+        let arg = mount::DirPath::new(path.as_bytes().to_vec()).to_bytes();
+        let (h, d) = self.call_raw(mount::PROGRAM, 3, 1, &arg);
+        assert_eq!(h.stat, nfs_proto::rpc::ReplyStat::Success);
+        MountRes3::from_bytes(d.rest()).unwrap()
+    }
+
+    pub fn root(&mut self, path: &str) -> NfsFh3 {
+        match self.mnt(path) {
+            MountRes3::Ok(ok) => {
+                assert_eq!(ok.auth_flavors.0, vec![1]);
+                ok.fhandle
+            }
+            MountRes3::Err(e) => panic!("mount {path}: {e:?}"),
+        }
+    }
+}
