@@ -176,7 +176,7 @@ impl Server {
     pub(crate) fn target(&self, ctx: &Ctx, wire: &NfsFh3) -> Result<Target, NfsStat3> {
         let (export, fh) = exports::open_handle(wire.as_bytes()).map_err(status)?;
         let (export, rule) = match export {
-            Some(i) if i >= self.exports.len() => return Err(NfsStat3::Stale),
+            Some(i) if i >= self.exports.len() => return Err(NfsStat3::BadHandle),
             Some(i) => (Some(i), self.admit(ctx, i).ok_or(NfsStat3::Acces)?),
             // An untagged handle: the first export that admits the caller.
             None => {

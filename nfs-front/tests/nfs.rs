@@ -263,7 +263,7 @@ fn bad_names_and_handles() {
     for (h, want) in [
         (vec![1u8, 2, 3], NfsStat3::BadHandle),
         (forged, NfsStat3::BadHandle),
-        (other_export, NfsStat3::Stale),
+        (other_export, NfsStat3::BadHandle),
     ] {
         match c.nfs(Nfs3Args::Getattr(GetAttr3Args {
             object: Opaque::new(h),

@@ -32,10 +32,6 @@ const GANESHA_PACKAGES: &[(&str, &str)] = &[
     ("test -x /sbin/rpcbind", "rpcbind"),
 ];
 
-/// `tests/nfs/run-against-weir.sh` exits with this when the weir it is given has
-/// no NFS front end at all.
-const NO_NFS_FRONT_END: i32 = 77;
-
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
@@ -121,16 +117,6 @@ fn nfs_against_weir(cargo: &str) -> Result<(), ExitCode> {
         .status()
     {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) if s.code() == Some(NO_NFS_FRONT_END) => {
-            let line = "!".repeat(78);
-            eprintln!(
-                "{line}\n\
-                 xtask: NFS CONFORMANCE SUITE SKIPPED: this weir build has no NFS front end\n\
-                 xtask: (its `weir serve` banner or --help says so). tests/nfs/ ran nothing.\n\
-                 {line}"
-            );
-            Ok(())
-        }
         Ok(s) => {
             eprintln!("xtask: {script} failed ({s})");
             let code = s.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0);
