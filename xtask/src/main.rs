@@ -37,7 +37,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   test                 install missing system packages (when root), then run
                        cargo fmt --check, cargo clippy -D warnings, the test suite
-                       and the NFSv3 suite against weir (tests/nfs/run-against-weir.sh)
+                       the NFSv3 suite against weir (tests/nfs/run-against-weir.sh)
+                       and each nfs-proto fuzz target for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
   fuzz [SECONDS]       run each nfs-proto fuzz target for SECONDS (default 20); needs
@@ -61,6 +62,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: &str = "15";
+
+/// Run every nfs-proto fuzz target briefly, installing cargo-fuzz first if needed.
+fn fuzz_briefly(cargo: &str) -> Result<(), ExitCode> {
+    let have = Command::new(cargo)
+        .args(["fuzz", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(cargo, &["install", "--locked", "cargo-fuzz"], &[])?;
+    }
+    run("nfs-proto/fuzz/run.sh", &[FUZZ_SECONDS], &[])
 }
 
 fn test() -> ExitCode {
@@ -91,6 +109,9 @@ fn test() -> ExitCode {
         }
     }
     if let Err(code) = nfs_against_weir(&cargo) {
+        return code;
+    }
+    if let Err(code) = fuzz_briefly(&cargo) {
         return code;
     }
     eprintln!("xtask: all checks passed");
