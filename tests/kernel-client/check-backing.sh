@@ -19,8 +19,8 @@ result "manifest-present ($dir)" $?
 sha256sum -c --quiet MANIFEST.sha256
 result "contents-match-manifest ($(wc -l <MANIFEST.sha256) files)" $?
 
-find . -mindepth 1 ! -name MANIFEST.sha256 ! -name OWNERS -printf '%y %m %U:%G %s %P\n' \
-    | awk '$1 == "d" { $4 = "-" } { print }' | sort >/tmp/kclient-owners.$$
+find . -mindepth 1 ! -name MANIFEST.sha256 ! -name OWNERS \
+    \( -type d -printf '%y %m %U:%G - %P\n' -o -printf '%y %m %U:%G %s %P\n' \) | sort >/tmp/kclient-owners.$$
 diff OWNERS /tmp/kclient-owners.$$ | head -n 20
 result "owners-modes-sizes-match ($(wc -l <OWNERS) entries)" "${PIPESTATUS[0]}"
 rm -f /tmp/kclient-owners.$$
