@@ -2,8 +2,9 @@
 //! and in CI (`.ci/run`).
 //!
 //! `cargo xtask test` installs the system packages the tests use (as root, with
-//! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings` and the
-//! whole test suite, stopping at the first failure with its exit code. It must
+//! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings`, the
+//! whole test suite and the end-to-end scripts (`SCRIPT_STEPS`), stopping at the
+//! first failure with its exit code. It must
 //! stay small and only orchestrate: checks and tests themselves belong in the
 //! crates.
 
@@ -13,11 +14,16 @@ use std::process::{Command, ExitCode, Stdio};
 /// Commands the tests run, and the Debian package that provides each.
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[("fio", "fio")];
 
+/// End-to-end scripts run after the cargo tests, relative to the workspace root;
+/// each installs what it needs itself.
+const SCRIPT_STEPS: &[&str] = &["tests/kernel-client/run-against-weir.sh"];
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test   install missing system packages (when root), then run
-         cargo fmt --check, cargo clippy -D warnings and the test suite";
+         cargo fmt --check, cargo clippy -D warnings, the test suite and
+         the end-to-end scripts (kernel NFS client in a qemu guest)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +64,12 @@ fn test() -> ExitCode {
     ];
     for step in steps {
         if let Err(code) = run(&cargo, step, &[]) {
+            return code;
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for script in SCRIPT_STEPS {
+        if let Err(code) = run(&root.join(script).to_string_lossy(), &[], &[]) {
             return code;
         }
     }
