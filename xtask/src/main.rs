@@ -3,10 +3,11 @@
 //!
 //! `cargo xtask test` installs the system packages the tests use (as root, with
 //! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings`, the
-//! whole test suite, and the NFSv3 conformance suite with real clients against
-//! `weir serve` (`tests/nfs/`), stopping at the first failure with its exit
-//! code. It must stay small and only orchestrate: checks and tests themselves
-//! belong in the crates and in `tests/`.
+//! whole test suite, the NFSv3 conformance suite with real clients against
+//! `weir serve` (`tests/nfs/`), the end-to-end scripts (`SCRIPT_STEPS`: the
+//! kernel NFS client in a qemu guest) and each fuzz target briefly, stopping at
+//! the first failure with its exit code. It must stay small and only
+//! orchestrate: checks and tests themselves belong in the crates and in `tests/`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -32,12 +33,18 @@ const GANESHA_PACKAGES: &[(&str, &str)] = &[
     ("test -x /sbin/rpcbind", "rpcbind"),
 ];
 
+/// End-to-end scripts run after the cargo tests, relative to the workspace root;
+/// each installs what it needs itself.
+const SCRIPT_STEPS: &[&str] = &["tests/kernel-client/run-against-weir.sh"];
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   test                 install missing system packages (when root), then run
-                       cargo fmt --check, cargo clippy -D warnings, the test suite
-                       the NFSv3 suite against weir (tests/nfs/run-against-weir.sh)
+                       cargo fmt --check, cargo clippy -D warnings, the test suite,
+                       the NFSv3 suite against weir (tests/nfs/run-against-weir.sh),
+                       the kernel NFS client in a qemu guest against weir
+                       (tests/kernel-client/run-against-weir.sh)
                        and each nfs-proto fuzz target for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
@@ -110,6 +117,12 @@ fn test() -> ExitCode {
     }
     if let Err(code) = nfs_against_weir(&cargo) {
         return code;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for script in SCRIPT_STEPS {
+        if let Err(code) = run(&root.join(script).to_string_lossy(), &[], &[]) {
+            return code;
+        }
     }
     if let Err(code) = fuzz_briefly(&cargo) {
         return code;
