@@ -94,15 +94,14 @@ impl ShardSet {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<R>> + 'static,
     {
-        let (tx, rx) = futures::channel::oneshot::channel();
-        // Already on the owning shard: no queue and no wake of another thread.
+        // Already on the owning shard: run it right here, with no queue, no
+        // task and no wake of another thread. The wrapper makes the call's
+        // future `Send` for callers elsewhere; this future is only polled and
+        // dropped on this thread, since a compio task never changes threads.
         if let Some(s) = current(shard) {
-            compio::runtime::spawn(async move {
-                let _ = tx.send(f(s).await);
-            })
-            .detach();
-            return rx.await.map_err(|_| Error::ServerFault)?;
+            return send_wrapper::SendWrapper::new(f(s)).await;
         }
+        let (tx, rx) = futures::channel::oneshot::channel();
         let job: Job = Box::new(move |s| {
             Box::pin(async move {
                 let _ = tx.send(f(s).await);
@@ -135,6 +134,7 @@ fn shard_main(
     ready: mpsc::Sender<std::result::Result<(), StartError>>,
 ) {
     let mut builder = compio::runtime::RuntimeBuilder::new();
+
     if let Some(core) = pin {
         builder.thread_affinity(std::iter::once(core).collect());
     }
