@@ -88,7 +88,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                         break 'conn;
                     }
                     let (srv, tx, permit) = (srv.clone(), tx.clone(), permit_rx.clone());
-                    compio::runtime::spawn(async move {
+                    let mut call = Box::pin(async move {
                         match crate::dispatch::call(&srv, peer, rec).await {
                             // The connection may be gone: drop the reply quietly.
                             Some(reply) => {
@@ -98,8 +98,13 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                                 let _ = permit.try_recv();
                             }
                         }
-                    })
-                    .detach();
+                    });
+                    // Most calls (cached metadata, reads of cached data on this
+                    // shard) finish without waiting: run them here, and give
+                    // only those that must wait a task of their own.
+                    if futures::poll!(call.as_mut()).is_pending() {
+                        compio::runtime::spawn(call).detach();
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
