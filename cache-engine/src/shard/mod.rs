@@ -275,7 +275,8 @@ impl Shard {
         let key = file_key(r);
         let now = Instant::now();
         let mut files = self.files.borrow_mut();
-        let changed = match files.get_mut(&key) {
+        // (snapshot, changed behind the cache, names under it unvouched for)
+        let (snap, changed, drop_names) = match files.get_mut(&key) {
             Some(st) if st.filer_handle == r.filer_handle => {
                 let changed = !ours
                     && (st.attr.size != attr.size
@@ -289,7 +290,7 @@ impl Shard {
                 }
                 st.attr = attr;
                 st.validated = now;
-                changed
+                (Self::snapshot(st), changed, changed)
             }
             _ => {
                 let st = FileState {
@@ -300,24 +301,20 @@ impl Shard {
                     epoch: 0,
                     ra: Readahead::default(),
                 };
+                let snap = Self::snapshot(&st);
                 files.put(key, st);
                 // A state created anew cannot vouch for names cached under it.
-                attr.ftype == FileType::Directory
+                (snap, false, true)
             }
         };
-        let snap = files.get(&key).map(Self::snapshot);
         drop(files);
         if changed {
             self.stats.invalidations.increment(1);
-            if attr.ftype == FileType::Directory {
-                self.drop_dir_caches(key);
-            }
         }
-        snap.unwrap_or(Snapshot {
-            attr,
-            gen: 0,
-            epoch: 0,
-        })
+        if drop_names && attr.ftype == FileType::Directory {
+            self.drop_dir_caches(key);
+        }
+        snap
     }
 
     /// Attributes changed by an operation elsewhere: take them, and if the
