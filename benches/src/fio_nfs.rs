@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fio::{self, Measured};
-use crate::process;
+use testbed::process;
 
 const BUILD_SCRIPT: &str = include_str!("../scripts/build-fio-nfs.sh");
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::process::{self, Guard};
+use testbed::process::{self, Guard};
 
 /// Bytes per second received by an iperf3 client run of `seconds` with
 /// `streams` parallel streams against a one-off server on 127.0.0.1:`port`.

@@ -5,10 +5,8 @@ use std::path::Path;
 
 pub mod fio;
 pub mod fio_nfs;
-pub mod ganesha;
 pub mod iperf;
 pub mod nfs_client;
-pub mod process;
 
 /// Fill `path` with `size` bytes (whole MiB) of pseudo-random data, unless
 /// a file of that size is already there.

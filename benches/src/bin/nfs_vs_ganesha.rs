@@ -20,11 +20,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use benches::fio_nfs::{self, Files, NfsJob, NfsResult};
-use benches::ganesha::Ganesha;
 use benches::nfs_client::{self, Endpoint, OpStats, META_OPS};
-use benches::process::{self, Guard};
 use benches::{iperf, make_file, Table};
 use clap::Parser;
+use testbed::ganesha::Ganesha;
+use testbed::process::{self, Guard};
 
 #[derive(Parser)]
 struct Args {
