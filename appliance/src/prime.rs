@@ -29,6 +29,8 @@ const CHUNK: u64 = 8 << 20;
 /// Entries asked for per directory listing page.
 const PAGE: usize = 1024;
 pub const MAX_PARALLEL: usize = 1024;
+/// Files found and waiting past which reading them goes before listing more.
+const QUEUED_FILES: usize = 10_000;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often the CLI prints a plain progress line when not on a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -161,15 +163,15 @@ pub async fn serve(
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Directories first: they feed the queue of files.
+        // Directories first, as they feed the queue of files, unless that
+        // queue is long enough already (it would hold a whole huge tree).
         while running.len() < parallel {
-            let job = match walk.dirs.pop_front() {
-                Some(d) => list(ctx, d).boxed(),
-                None => match walk.files.pop_front() {
-                    Some(f) => read(ctx, f, &counters).boxed(),
-                    None => break,
-                },
+            let job = if !walk.dirs.is_empty() && walk.files.len() < QUEUED_FILES {
+                walk.dirs.pop_front().map(|d| list(ctx, d).boxed())
+            } else {
+                walk.files.pop_front().map(|f| read(ctx, f, &counters).boxed())
             };
+            let Some(job) = job else { break };
             running.push(job);
         }
         tokio::select! {
