@@ -455,7 +455,10 @@ pub(super) fn blocking_call(
             }
             return Ok(d.rest());
         }
-        let n = s.read(&mut chunk)?;
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if n == 0 {
             return Err(bad("connection closed".into()));
         }

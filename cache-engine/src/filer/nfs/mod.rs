@@ -898,28 +898,25 @@ impl CoreFiler for NfsFiler {
             NfsResult::Err(s, _) => return Err(status_error(s)),
         };
         if let NewNode::File(CreateMode::Exclusive(_)) = node {
-            // The verifier sits in the times: set the real attributes now.
+            // The verifier stays in the times (so a repeat of this create still
+            // matches, as with the local filer); apply the owner and mode.
             let fix = Sattr3 {
-                size: None,
-                atime: match sa.atime {
-                    SetTime3::DontChange => SetTime3::ServerTime,
-                    t => t,
-                },
-                mtime: match sa.mtime {
-                    SetTime3::DontChange => SetTime3::ServerTime,
-                    t => t,
-                },
-                ..sa
+                mode: sa.mode,
+                uid: sa.uid,
+                gid: sa.gid,
+                ..Sattr3::default()
             };
-            let args = [SetAttr3Args {
-                object: obj.clone(),
-                new_attributes: fix,
-                guard: None,
-            }
-            .to_bytes()];
-            let (r, _) = self.call::<WccRes>(&l, cred, NfsProc3::Setattr, &args).await?;
-            if let Some(after) = ok(r)?.after {
-                a = attr(&after);
+            if fix != Sattr3::default() {
+                let args = [SetAttr3Args {
+                    object: obj.clone(),
+                    new_attributes: fix,
+                    guard: None,
+                }
+                .to_bytes()];
+                let (r, _) = self.call::<WccRes>(&l, cred, NfsProc3::Setattr, &args).await?;
+                if let Some(after) = ok(r)?.after {
+                    a = attr(&after);
+                }
             }
         }
         Ok(FilerCreated {
