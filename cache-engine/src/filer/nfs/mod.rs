@@ -309,14 +309,14 @@ impl NfsFiler {
 
     /// The listing of `dir` from `cookie`: one READDIR or READDIRPLUS page
     /// with `.`, `..` and names the engine would refuse left out.
-    async fn list<E: ListEntry>(
+    async fn list<P: ListProc>(
         &self,
         l: &Local,
         cred: &Credentials,
         dir: &FilerHandle,
         mut cookie: u64,
         max: usize,
-    ) -> Result<(Vec<E>, bool)> {
+    ) -> Result<(Vec<P::Entry>, bool)> {
         if max == 0 {
             return Err(Error::TooSmall);
         }
@@ -328,12 +328,16 @@ impl NfsFiler {
         let count = (max.saturating_mul(64) + 512).clamp(1024, self.inner.dtpref.max(4096) as usize) as u32;
         let mut out = Vec::new();
         loop {
-            let (entries, new_verf, eof) = E::fetch(self, l, cred, &dir_up, cookie, verf, count).await?;
+            let args = [P::args(&dir_up, cookie, verf, count)];
+            let (r, _) = self
+                .call::<NfsResult<P::Page, PostOpAttr>>(l, cred, P::PROC, &args)
+                .await?;
+            let (entries, new_verf, eof) = P::page(ok(r)?);
             verf = new_verf;
             if verf != 0 {
                 remember(&l.cookieverfs, *dir, verf);
             }
-            let Some(last) = entries.last().map(E::cookie) else {
+            let Some(last) = entries.last().map(|e| P::name_cookie(e).1) else {
                 if eof {
                     return Ok((out, true));
                 }
@@ -342,7 +346,7 @@ impl NfsFiler {
             };
             let n = entries.len();
             for (i, e) in entries.into_iter().enumerate() {
-                let name = e.name();
+                let (name, _) = P::name_cookie(&e);
                 if name == b"." || name == b".." {
                     continue;
                 }
@@ -432,80 +436,64 @@ fn auth_sys(cred: &Credentials) -> OpaqueAuth {
     })
 }
 
-/// One entry of a READDIR or READDIRPLUS reply.
-trait ListEntry: Sized {
-    fn name(&self) -> &[u8];
-    fn cookie(&self) -> u64;
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch(
-        f: &NfsFiler,
-        l: &Local,
-        cred: &Credentials,
-        dir: &NfsFh3,
-        cookie: u64,
-        verf: u64,
-        count: u32,
-    ) -> Result<(Vec<Self>, u64, bool)>;
+/// READDIR or READDIRPLUS: how to ask for a page and what comes back.
+trait ListProc {
+    const PROC: NfsProc3;
+    type Page: Xdr;
+    type Entry;
+    fn args(dir: &NfsFh3, cookie: u64, verf: u64, count: u32) -> Bytes;
+    /// Entries, cookie verifier, end of directory.
+    fn page(p: Self::Page) -> (Vec<Self::Entry>, u64, bool);
+    fn name_cookie(e: &Self::Entry) -> (&[u8], u64);
 }
 
-impl ListEntry for Entry3 {
-    fn name(&self) -> &[u8] {
-        self.name.as_bytes()
-    }
-    fn cookie(&self) -> u64 {
-        self.cookie
-    }
-    async fn fetch(
-        f: &NfsFiler,
-        l: &Local,
-        cred: &Credentials,
-        dir: &NfsFh3,
-        cookie: u64,
-        verf: u64,
-        count: u32,
-    ) -> Result<(Vec<Self>, u64, bool)> {
-        let args = [Readdir3Args {
-            dir: dir.clone(),
+struct Plain;
+struct Plus;
+
+impl ListProc for Plain {
+    const PROC: NfsProc3 = NfsProc3::Readdir;
+    type Page = Readdir3Ok;
+    type Entry = Entry3;
+    fn args(dir: &NfsFh3, cookie: u64, cookieverf: u64, count: u32) -> Bytes {
+        let dir = dir.clone();
+        Readdir3Args {
+            dir,
             cookie,
-            cookieverf: verf,
+            cookieverf,
             count,
         }
-        .to_bytes()];
-        let (r, _) = f.call::<Readdir3Res>(l, cred, NfsProc3::Readdir, &args).await?;
-        let r = ok(r)?;
-        Ok((r.reply.entries, r.cookieverf, r.reply.eof))
+        .to_bytes()
+    }
+    fn page(p: Readdir3Ok) -> (Vec<Entry3>, u64, bool) {
+        (p.reply.entries, p.cookieverf, p.reply.eof)
+    }
+    fn name_cookie(e: &Entry3) -> (&[u8], u64) {
+        (e.name.as_bytes(), e.cookie)
     }
 }
 
-impl ListEntry for EntryPlus3 {
-    fn name(&self) -> &[u8] {
-        self.name.as_bytes()
-    }
-    fn cookie(&self) -> u64 {
-        self.cookie
-    }
-    async fn fetch(
-        f: &NfsFiler,
-        l: &Local,
-        cred: &Credentials,
-        dir: &NfsFh3,
-        cookie: u64,
-        verf: u64,
-        count: u32,
-    ) -> Result<(Vec<Self>, u64, bool)> {
-        let args = [Readdirplus3Args {
-            dir: dir.clone(),
+impl ListProc for Plus {
+    const PROC: NfsProc3 = NfsProc3::Readdirplus;
+    type Page = Readdirplus3Ok;
+    type Entry = EntryPlus3;
+    fn args(dir: &NfsFh3, cookie: u64, cookieverf: u64, dircount: u32) -> Bytes {
+        let dir = dir.clone();
+        // Room for the attributes and handles too.
+        let maxcount = dircount.saturating_mul(8).min(1 << 20);
+        Readdirplus3Args {
+            dir,
             cookie,
-            cookieverf: verf,
-            dircount: count,
-            maxcount: count.saturating_mul(8).min(1 << 20),
+            cookieverf,
+            dircount,
+            maxcount,
         }
-        .to_bytes()];
-        let (r, _) = f
-            .call::<Readdirplus3Res>(l, cred, NfsProc3::Readdirplus, &args)
-            .await?;
-        let r = ok(r)?;
-        Ok((r.reply.entries, r.cookieverf, r.reply.eof))
+        .to_bytes()
+    }
+    fn page(p: Readdirplus3Ok) -> (Vec<EntryPlus3>, u64, bool) {
+        (p.reply.entries, p.cookieverf, p.reply.eof)
+    }
+    fn name_cookie(e: &EntryPlus3) -> (&[u8], u64) {
+        (e.name.as_bytes(), e.cookie)
     }
 }
 
@@ -1025,7 +1013,7 @@ impl CoreFiler for NfsFiler {
         max: usize,
     ) -> Result<FilerDirPage> {
         let l = self.local();
-        let (entries, eof) = self.list::<Entry3>(&l, cred, dir, cookie, max).await?;
+        let (entries, eof) = self.list::<Plain>(&l, cred, dir, cookie, max).await?;
         Ok(FilerDirPage {
             entries: entries
                 .into_iter()
@@ -1048,7 +1036,7 @@ impl CoreFiler for NfsFiler {
         max: usize,
     ) -> Result<(Vec<FilerDirEntryPlus>, bool)> {
         let l = self.local();
-        let (entries, eof) = self.list::<EntryPlus3>(&l, cred, dir, cookie, max).await?;
+        let (entries, eof) = self.list::<Plus>(&l, cred, dir, cookie, max).await?;
         let complete: Vec<&NfsFh3> = entries
             .iter()
             .filter(|e| e.name_attributes.is_some())
