@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,24 +26,11 @@ struct Nas {
     server: Option<Ganesha>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Nas {
     fn start() -> Nas {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("export")).unwrap();
-        let (nfs_port, mount_port) = loop {
-            let (a, b) = (free_port(), free_port());
-            if a != b {
-                break (a, b);
-            }
-        };
+        let (nfs_port, mount_port) = common::free_ports();
         let mut nas = Nas {
             tmp,
             nfs_port,

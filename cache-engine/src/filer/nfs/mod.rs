@@ -956,6 +956,12 @@ impl CoreFiler for NfsFiler {
                     None => Err(Error::Exist),
                 }
             }
+            // A directory: some servers (ganesha) say BADTYPE where POSIX, and
+            // so the local filer, says EEXIST for a taken name, else EPERM.
+            NfsResult::Err(NfsStat3::BadType, _) => match self.lookup_up(&l, cred, dir_up, name).await {
+                Ok(_) => Err(Error::Exist),
+                Err(_) => Err(Error::Perm),
+            },
             NfsResult::Err(s, _) => Err(status_error(s)),
         }
     }
