@@ -546,6 +546,16 @@ mod tests {
         t.join().unwrap();
     }
 
+    /// The call gets "done", answered to its second transmission.
+    fn done_on_the_second_send(pool: &Pool, server: std::thread::JoinHandle<()>) {
+        run(async {
+            let r = call(pool, b"once").await.unwrap();
+            assert_eq!(&r.results.rest()[..], b"done");
+            assert!(r.retransmitted);
+        });
+        server.join().unwrap();
+    }
+
     #[test]
     fn an_unanswered_call_is_sent_again_with_the_same_xid() {
         let (pool, t) = upstream(1, |l| {
@@ -555,12 +565,7 @@ mod tests {
             assert_eq!(first, again);
             reply(&mut s, xid_of(&again), b"done");
         });
-        run(async {
-            let r = call(&pool, b"once").await.unwrap();
-            assert_eq!(&r.results.rest()[..], b"done");
-            assert!(r.retransmitted);
-        });
-        t.join().unwrap();
+        done_on_the_second_send(&pool, t);
     }
 
     #[test]
@@ -578,12 +583,7 @@ mod tests {
                 }
             }
         });
-        run(async {
-            let r = call(&pool, b"once").await.unwrap();
-            assert_eq!(&r.results.rest()[..], b"done");
-            assert!(r.retransmitted);
-        });
-        t.join().unwrap();
+        done_on_the_second_send(&pool, t);
     }
 
     #[test]
