@@ -324,6 +324,7 @@ impl Pool {
         let mut xid = self.new_xid();
         let mut parts = make(xid);
         let mut sends = 0u32;
+        let mut sticky: Option<Rc<Conn>> = None;
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -336,13 +337,22 @@ impl Pool {
                 );
                 return Err(Error::Jukebox);
             }
-            let Some(conn) = compio::time::timeout_at(deadline, self.conn())
-                .await
-                .ok()
-                .flatten()
-            else {
-                sleep_backoff(&mut backoff, deadline).await;
-                continue;
+            // A retransmission stays on the connection of the first send while
+            // it lives: servers' duplicate request caches key on the client's
+            // address and port as well as the xid.
+            let conn = match sticky.take().filter(|c| c.alive()) {
+                Some(c) => c,
+                None => match compio::time::timeout_at(deadline, self.conn())
+                    .await
+                    .ok()
+                    .flatten()
+                {
+                    Some(c) => c,
+                    None => {
+                        sleep_backoff(&mut backoff, deadline).await;
+                        continue;
+                    }
+                },
             };
             let Some(rx) = conn.send(xid, parts.clone()) else {
                 continue;
@@ -364,7 +374,10 @@ impl Pool {
                     continue;
                 }
                 // No answer in time: send again with the same xid.
-                Err(_) => continue,
+                Err(_) => {
+                    sticky = Some(conn);
+                    continue;
+                }
             };
             let (h, results) = decode_reply(record).map_err(|_| Error::Io)?;
             match h.stat {
@@ -557,8 +570,8 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_call_is_sent_again_with_the_same_xid() {
-        let (pool, t) = upstream(1, |l| {
+    fn an_unanswered_call_is_sent_again_with_the_same_xid_on_the_same_connection() {
+        let (pool, t) = upstream(2, |l| {
             let (mut s, _) = l.accept().unwrap();
             let first = read_record(&mut s).unwrap();
             let again = read_record(&mut s).unwrap();

@@ -325,7 +325,10 @@ impl NfsFiler {
             0 => 0,
             _ => l.cookieverfs.borrow().get(dir).copied().unwrap_or(0),
         };
-        let count = (max.saturating_mul(64) + 512).clamp(1024, self.inner.dtpref.max(4096) as usize) as u32;
+        let count = max
+            .saturating_mul(64)
+            .saturating_add(512)
+            .clamp(1024, self.inner.dtpref.max(4096) as usize) as u32;
         let mut out = Vec::new();
         loop {
             let args = [P::args(&dir_up, cookie, verf, count)];
