@@ -557,6 +557,15 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
     let h = rt.block_on(async {
         let (h, _) = f.lookup(&root(), &f.root(), b"f").await.unwrap();
         assert_eq!(&f.read(&root(), &h, 0, 100).await.unwrap().data[..], b"before");
+        let w = f
+            .write(&root(), &h, 6, Bytes::from_static(b"+"), Stability::Unstable)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.committed,
+            Stability::Unstable,
+            "ganesha answers unstable writes unstably"
+        );
         h
     });
     nas.down();
@@ -571,6 +580,10 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
     nas.up();
     std::fs::write(nas.path("f"), b"after").unwrap();
     rt.block_on(async {
+        // The server restarted (a new write verifier) before the unstable
+        // write was committed: it may be lost, and COMMIT says so once.
+        assert_eq!(f.commit(&root(), &h).await.err(), Some(Error::Io));
+        f.commit(&root(), &h).await.unwrap();
         assert_eq!(&f.read(&root(), &h, 0, 100).await.unwrap().data[..], b"after");
         f.write(&root(), &h, 0, Bytes::from_static(b"AFTER"), Stability::FileSync)
             .await
@@ -675,4 +688,52 @@ fn engine_round_trip_over_nfs() {
         common::pattern(300_000, 9)
     );
     assert!(nas.path("dir").is_dir());
+}
+
+#[test]
+fn engine_over_nfs_rides_out_an_outage() {
+    let mut nas = Nas::start();
+    std::fs::write(nas.path("cached"), b"cached bytes").unwrap();
+    std::fs::write(nas.path("cold"), b"never read").unwrap();
+    let mut cfg = nas.config();
+    cfg.timeout = Duration::from_secs(1);
+    cfg.attempt_timeout = Duration::from_millis(300);
+    let filer = Arc::new(nas.filer_with(&cfg, &nas.state()));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(common::config(dir.path()), filer).unwrap();
+    let c = root();
+    let (cached, cold) = common::block_on(async {
+        let cached = common::walk(&engine, "cached").await.unwrap();
+        let cold = common::walk(&engine, "cold").await.unwrap();
+        engine.read(&c, &cached, 0, 100).await.unwrap();
+        (cached, cold)
+    });
+    nas.down();
+    common::block_on(async {
+        // Cached data is served; what is not cached answers "try again later".
+        let r = engine.read(&c, &cached, 0, 100).await.unwrap();
+        assert_eq!(r.data.concat(), b"cached bytes");
+        let t = Instant::now();
+        assert_eq!(engine.read(&c, &cold, 0, 100).await.err(), Some(Error::Jukebox));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    });
+    nas.up();
+    common::block_on(async {
+        // It recovers by itself once the engine probes the core filer again.
+        let t = Instant::now();
+        loop {
+            match engine.read(&c, &cold, 0, 100).await {
+                Ok(r) => {
+                    assert_eq!(r.data.concat(), b"never read");
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::Jukebox);
+                    assert!(t.elapsed() < Duration::from_secs(30), "no recovery");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    });
+    engine.shutdown();
 }
