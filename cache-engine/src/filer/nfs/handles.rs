@@ -95,7 +95,8 @@ struct Inner {
 impl HandleMap {
     /// Open (or create) the map at `path` and load what it holds.
     pub(super) fn open(path: &Path, inline: bool) -> io::Result<HandleMap> {
-        if let Some(dir) = path.parent() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
             std::fs::create_dir_all(dir)?;
         }
         let mut file = OpenOptions::new()
@@ -126,6 +127,8 @@ impl HandleMap {
                 file.write_all(MAGIC)?;
             }
             file.sync_all()?;
+            // A new map's directory entry must be durable too.
+            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
         }
         Ok(HandleMap {
             path: path.to_path_buf(),
