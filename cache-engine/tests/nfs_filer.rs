@@ -286,7 +286,6 @@ fn every_method_against_ganesha() {
         assert_eq!(s.attr.ftype, FileType::Symlink);
         assert_eq!(std::fs::read_link(nas.path("s")).unwrap(), Path::new("target/x"));
         assert_eq!(f.readlink(&c, &s.handle).await.unwrap(), b"target/x");
-        assert!(f.readlink(&c, &file.handle).await.is_err());
         assert_eq!(
             mk(&f, &r, "s2", NewNode::Symlink(Vec::new())).await.err(),
             Some(Error::Inval)
@@ -446,11 +445,41 @@ fn every_method_against_ganesha() {
         assert_eq!(f.remove(&c, &r, b"g", false).await.err(), Some(Error::NoEnt));
         assert_eq!(f.remove(&c, &r, b"d", true).await.err(), Some(Error::NotEmpty));
         assert_eq!(f.remove(&c, &r, b"f", true).await.err(), Some(Error::NotDir));
-        assert!(f.remove(&c, &r, b"d", false).await.is_err());
         f.remove(&c, &d.handle, b"sub", true).await.unwrap();
         assert!(!nas.path("d/sub").exists());
         // The removed directory's handle is stale now.
         assert_eq!(f.getattr(&c, &sub.handle).await.err(), Some(Error::Stale));
+
+        // Calls on the wrong kind of object answer as the local filer does.
+        let size0 = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        let x = Bytes::from_static(b"x");
+        assert_eq!(f.read(&c, &d.handle, 0, 10).await.err(), Some(Error::IsDir));
+        assert_eq!(f.read(&c, &s.handle, 0, 10).await.err(), Some(Error::Inval));
+        assert_eq!(
+            f.write(&c, &d.handle, 0, x.clone(), Stability::FileSync)
+                .await
+                .err(),
+            Some(Error::IsDir)
+        );
+        assert_eq!(
+            f.write(&c, &p.handle, 0, x, Stability::FileSync).await.err(),
+            Some(Error::Inval)
+        );
+        assert_eq!(f.commit(&c, &d.handle).await.err(), Some(Error::IsDir));
+        assert_eq!(f.setattr(&c, &d.handle, &size0).await.err(), Some(Error::IsDir));
+        assert_eq!(f.setattr(&c, &s.handle, &size0).await.err(), Some(Error::Inval));
+        assert_eq!(f.readlink(&c, &file.handle).await.err(), Some(Error::Inval));
+        assert_eq!(f.readlink(&c, &r).await.err(), Some(Error::Inval));
+        assert_eq!(f.lookup_parent(&c, &file.handle).await.err(), Some(Error::NotDir));
+        assert_eq!(
+            f.readdir_plus(&c, &file.handle, 0, 5).await.err(),
+            Some(Error::NotDir)
+        );
+        assert_eq!(f.remove(&c, &r, b"d", false).await.err(), Some(Error::IsDir));
+        assert_eq!(f.fsstat(&c, &sub.handle).await.err(), Some(Error::Stale));
 
         // FSSTAT
         let st = f.fsstat(&c, &r).await.unwrap();

@@ -782,13 +782,29 @@ impl CoreFiler for NfsFiler {
         let l = self.local();
         let object = self.upstream(&l, fh)?;
         let args = [SetAttr3Args {
-            object,
+            object: object.clone(),
             new_attributes: sattr(attrs)?,
             guard: None,
         }
         .to_bytes()];
         let (r, _) = self.call::<WccRes>(&l, cred, NfsProc3::Setattr, &args).await?;
-        Ok(wcc(&ok(r)?))
+        match r {
+            NfsResult::Ok(w) => Ok(wcc(&w)),
+            // A size for what is not a regular file: some servers (ganesha)
+            // say BADTYPE where POSIX, and so the local filer, says EISDIR or EINVAL.
+            NfsResult::Err(NfsStat3::BadType, w) if attrs.size.is_some() => {
+                let ftype = match w.after {
+                    Some(a) => attr(&a).ftype,
+                    None => self.getattr_up(&l, cred, &object).await?.ftype,
+                };
+                Err(if ftype == FileType::Directory {
+                    Error::IsDir
+                } else {
+                    Error::Inval
+                })
+            }
+            NfsResult::Err(s, _) => Err(status_error(s)),
+        }
     }
 
     async fn create(
