@@ -610,7 +610,7 @@ pub(super) fn blocking_call(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use nfs_proto::rpc::ReplyHeader;
     use std::net::TcpListener;
@@ -618,7 +618,7 @@ mod tests {
     /// Bytes of a call header with AUTH_NONE credentials and verifier.
     const HEADER: usize = 40;
 
-    fn read_record(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    pub(in super::super) fn read_record(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
         let mut mark = [0u8; 4];
         s.read_exact(&mut mark).ok()?;
         let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
@@ -627,11 +627,11 @@ mod tests {
         Some(rec)
     }
 
-    fn xid_of(rec: &[u8]) -> u32 {
+    pub(in super::super) fn xid_of(rec: &[u8]) -> u32 {
         u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]])
     }
 
-    fn reply(s: &mut std::net::TcpStream, xid: u32, results: &[u8]) {
+    pub(in super::super) fn reply(s: &mut std::net::TcpStream, xid: u32, results: &[u8]) {
         let mut e = Encoder::new();
         ReplyHeader::new(xid, ReplyStat::Success).encode(&mut e);
         let mut msg = e.into_inner().to_vec();
@@ -663,7 +663,7 @@ mod tests {
             .await
     }
 
-    fn run<F: std::future::Future>(f: F) -> F::Output {
+    pub(in super::super) fn run<F: std::future::Future>(f: F) -> F::Output {
         compio::runtime::Runtime::new().unwrap().block_on(f)
     }
 
