@@ -11,12 +11,18 @@ pub mod nfs_client;
 /// Fill `path` with `size` bytes (whole MiB) of pseudo-random data, unless
 /// a file of that size is already there.
 pub fn make_file(path: &Path, size: u64) {
+    make_file_seeded(path, size, 0x1234_5678);
+}
+
+/// As [`make_file`], with contents that depend on `seed` (not 0): files made
+/// with different seeds differ, so a read of the wrong one is caught.
+pub fn make_file_seeded(path: &Path, size: u64, seed: u64) {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
         return;
     }
     let mut data = vec![0u8; 1 << 20];
     let mut f = std::fs::File::create(path).unwrap();
-    let mut seed = 0x1234_5678_u64;
+    let mut seed = seed.max(1);
     for _ in 0..size >> 20 {
         for chunk in data.chunks_mut(8) {
             seed ^= seed << 13;

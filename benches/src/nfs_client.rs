@@ -1,155 +1,13 @@
-//! An NFSv3 client (crates.io `nfs3_client`, an implementation nobody here
-//! wrote) for what fio's `nfs` engine does not do: warming a server's cache,
-//! making and removing files, and the metadata workload at queue depth 1.
+//! NFSv3 client helpers for benchmarks: the plain calls live in
+//! [`testbed::nfs_client`] (re-exported here); this adds the metadata
+//! workload at queue depth 1 and its latency statistics.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use nfs3_client::nfs3_types::nfs3::{
-    cookieverf3, createhow3, diropargs3, filename3, nfs_fh3, sattr3, CREATE3args, GETATTR3args, LOOKUP3args,
-    MKDIR3args, Nfs3Option, Nfs3Result, READ3args, READDIRPLUS3args, REMOVE3args, RMDIR3args,
+use testbed::nfs_client::nfs3_types::nfs3::{
+    cookieverf3, nfs_fh3, sattr3, MKDIR3args, Nfs3Option, READDIRPLUS3args, RMDIR3args,
 };
-use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
-use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::tokio::{TokioConnector, TokioIo};
-use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
-
-/// Where an NFSv3 server answers (its export is `/export`).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub nfs: SocketAddr,
-    pub mount_port: u16,
-}
-
-impl Endpoint {
-    /// The export as a libnfs URL; both ports given, so no portmapper is asked.
-    pub fn url(&self) -> String {
-        format!(
-            "nfs://{}/export?version=3&nfsport={}&mountport={}",
-            self.nfs.ip(),
-            self.nfs.port(),
-            self.mount_port
-        )
-    }
-}
-
-pub type Conn = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
-
-/// A single-threaded runtime: the client runs at queue depth 1 anyway.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Mount `/export` as root (AUTH_UNIX 0/0).
-pub async fn connect(ep: &Endpoint) -> Result<Conn, String> {
-    let cred = opaque_auth::auth_unix(&auth_unix {
-        stamp: 0,
-        machinename: Opaque::borrowed(b"weir-bench"),
-        uid: 0,
-        gid: 0,
-        gids: vec![0],
-    });
-    Nfs3ConnectionBuilder::new(TokioConnector, ep.nfs.ip().to_string(), "/export")
-        .mount_port(ep.mount_port)
-        .nfs3_port(ep.nfs.port())
-        .credential(cred)
-        .mount()
-        .await
-        .map_err(|e| format!("mounting {}: {e}", ep.url()))
-}
-
-fn name(n: &str) -> filename3<'_> {
-    filename3(Opaque::borrowed(n.as_bytes()))
-}
-
-fn dirop<'a>(dir: &nfs_fh3, n: &'a str) -> diropargs3<'a> {
-    diropargs3 {
-        dir: dir.clone(),
-        name: name(n),
-    }
-}
-
-fn err<'a, E: std::fmt::Display>(what: &'a str, n: &'a str) -> impl FnOnce(E) -> String + 'a {
-    move |e| format!("{what} {n}: {e}")
-}
-
-fn status<T, E>(r: Nfs3Result<T, E>, what: &str, n: &str) -> Result<T, String> {
-    match r {
-        Nfs3Result::Ok(v) => Ok(v),
-        Nfs3Result::Err((s, _)) => Err(format!("{what} {n}: {s:?}")),
-    }
-}
-
-pub async fn lookup(c: &mut Conn, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, String> {
-    let r = c
-        .lookup(&LOOKUP3args { what: dirop(dir, n) })
-        .await
-        .map_err(err("LOOKUP", n))?;
-    Ok(status(r, "LOOKUP", n)?.object)
-}
-
-/// CREATE (unchecked: an existing file is truncated to `size` 0).
-pub async fn create(c: &mut Conn, dir: &nfs_fh3, n: &str) -> Result<nfs_fh3, String> {
-    let attrs = sattr3 {
-        mode: Nfs3Option::Some(0o644),
-        size: Nfs3Option::Some(0),
-        ..Default::default()
-    };
-    let r = c
-        .create(&CREATE3args {
-            where_: dirop(dir, n),
-            how: createhow3::UNCHECKED(attrs),
-        })
-        .await
-        .map_err(err("CREATE", n))?;
-    match status(r, "CREATE", n)?.obj {
-        Nfs3Option::Some(fh) => Ok(fh),
-        Nfs3Option::None => lookup(c, dir, n).await,
-    }
-}
-
-pub async fn remove(c: &mut Conn, dir: &nfs_fh3, n: &str) -> Result<(), String> {
-    let r = c
-        .remove(&REMOVE3args {
-            object: dirop(dir, n),
-        })
-        .await
-        .map_err(err("REMOVE", n))?;
-    status(r, "REMOVE", n).map(drop)
-}
-
-pub async fn getattr(c: &mut Conn, fh: &nfs_fh3) -> Result<(), String> {
-    let r = c
-        .getattr(&GETATTR3args { object: fh.clone() })
-        .await
-        .map_err(err("GETATTR", ""))?;
-    status(r, "GETATTR", "").map(drop)
-}
-
-/// Read a file from start to end in 1 MiB requests; returns its size.
-pub async fn read_file(c: &mut Conn, n: &str) -> Result<u64, String> {
-    let root = c.root_nfs_fh3();
-    let fh = lookup(c, &root, n).await?;
-    let mut offset = 0u64;
-    loop {
-        let r = c
-            .read(&READ3args {
-                file: fh.clone(),
-                offset,
-                count: 1 << 20,
-            })
-            .await
-            .map_err(err("READ", n))?;
-        let ok = status(r, "READ", n)?;
-        offset += u64::from(ok.count);
-        if ok.eof || ok.count == 0 {
-            return Ok(offset);
-        }
-    }
-}
+pub use testbed::nfs_client::*;
 
 /// Latencies of one kind of operation and the wall time they took.
 #[derive(Debug, Clone, Default)]
@@ -263,7 +121,7 @@ impl Meta {
                     continue;
                 }
                 "NULL (transport floor)" => c.null().await.map_err(err("NULL", ""))?,
-                "stat (GETATTR)" => getattr(c, &self.handles[i]).await?,
+                "stat (GETATTR)" => drop(getattr(c, &self.handles[i]).await?),
                 "lookup" => drop(lookup(c, &self.fh, n).await?),
                 "remove" => remove(c, &self.fh, n).await?,
                 _ => return Err(format!("no metadata operation {op}")),

@@ -1,8 +1,9 @@
 //! What end-to-end tests and benchmarks start around Weir: reference servers
-//! (nfs-ganesha), the child processes behind them, and a WAN delay proxy
-//! between them. It never measures; timings belong to `benches`.
+//! (nfs-ganesha), the child processes behind them, a WAN delay proxy
+//! between them, and NFSv3 clients to drive them. It never measures; timings belong to `benches`.
 
 pub mod ganesha;
+pub mod nfs_client;
 pub mod process;
 pub mod proxy;
 
