@@ -12,30 +12,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Sum of every series of `name` in Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// The port the banner says NFS is served on.
-fn nfs_port(banner: &[String]) -> u16 {
-    let line = banner
-        .iter()
-        .find(|l| l.contains("NFSv3, MOUNT, NLM on "))
-        .unwrap_or_else(|| panic!("no NFS line in {banner:?}"));
-    let addr = line
-        .split(" on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// Deterministic contents of a given size.
 fn contents(n: usize, seed: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()

@@ -1,7 +1,7 @@
 //! Benchmark drivers' shared parts: running reference tools and printing
 //! side-by-side tables. Timings live here, never in pass/fail tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub mod fio;
 pub mod fio_nfs;
@@ -32,6 +32,16 @@ pub fn make_file_seeded(path: &Path, size: u64, seed: u64) {
         }
         std::io::Write::write_all(&mut f, &data).unwrap();
     }
+}
+
+/// The `weir` binary a driver starts by default: the one beside the
+/// driver's own, else `target/release/weir`.
+pub fn default_weir_cmd() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("weir")))
+        .filter(|p| p.exists());
+    beside.unwrap_or_else(|| PathBuf::from("target/release/weir"))
 }
 
 /// A markdown table whose rows compare Weir with a reference.

@@ -121,7 +121,9 @@ impl Meta {
                     continue;
                 }
                 "NULL (transport floor)" => c.null().await.map_err(err("NULL", ""))?,
-                "stat (GETATTR)" => drop(getattr(c, &self.handles[i]).await?),
+                "stat (GETATTR)" => {
+                    getattr(c, &self.handles[i]).await?;
+                }
                 "lookup" => drop(lookup(c, &self.fh, n).await?),
                 "remove" => remove(c, &self.fh, n).await?,
                 _ => return Err(format!("no metadata operation {op}")),

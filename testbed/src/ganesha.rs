@@ -32,6 +32,30 @@ impl Ganesha {
     /// Install (as root) what is missing, then start rpcbind and ganesha
     /// exporting `dir`; `work` holds the config, log and pid file.
     pub fn start(dir: &Path, work: &Path, nfs_port: u16, mount_port: u16) -> Result<Self, String> {
+        Ganesha::start_with(dir, work, nfs_port, mount_port, None)
+    }
+
+    /// As [`Ganesha::start`], but ganesha's own attribute cache is off
+    /// (`Attr_Expiration_Time = 0`), so files changed in `dir` directly,
+    /// behind ganesha's back, show at once, as changes on a NAS's own disk do.
+    /// With the default (60 s) ganesha answers GETATTR with the old size
+    /// and times for up to a minute after such a change.
+    pub fn start_fresh_attrs(
+        dir: &Path,
+        work: &Path,
+        nfs_port: u16,
+        mount_port: u16,
+    ) -> Result<Self, String> {
+        Ganesha::start_with(dir, work, nfs_port, mount_port, Some(0))
+    }
+
+    fn start_with(
+        dir: &Path,
+        work: &Path,
+        nfs_port: u16,
+        mount_port: u16,
+        attr_expiration: Option<u32>,
+    ) -> Result<Self, String> {
         process::ensure_installed(
             &["ganesha.nfsd", "rpcbind", "unshare", FSAL_VFS],
             &["nfs-ganesha", "nfs-ganesha-vfs", "rpcbind"],
@@ -50,7 +74,7 @@ impl Ganesha {
         let conf = work.join("ganesha.conf");
         let log = work.join("ganesha.log");
         let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        std::fs::write(&conf, config(&dir, nfs_port, mount_port))
+        std::fs::write(&conf, config(&dir, nfs_port, mount_port, attr_expiration))
             .map_err(|e| format!("{}: {e}", conf.display()))?;
         let child = Command::new("ganesha.nfsd")
             .arg("-F")
@@ -137,7 +161,10 @@ impl StartLock {
     }
 }
 
-fn config(dir: &Path, nfs_port: u16, mount_port: u16) -> String {
+fn config(dir: &Path, nfs_port: u16, mount_port: u16, attr_expiration: Option<u32>) -> String {
+    let attr_expiration = attr_expiration
+        .map(|s| format!("\n    Attr_Expiration_Time = {s};"))
+        .unwrap_or_default();
     format!(
         r#"NFS_CORE_PARAM {{
     Protocols = 3;
@@ -159,7 +186,7 @@ EXPORT {{
     Transports = TCP;
     Access_Type = RW;
     Squash = None;
-    SecType = sys;
+    SecType = sys;{attr_expiration}
     FSAL {{ Name = VFS; }}
 }}
 "#,

@@ -204,8 +204,7 @@ impl Pipe {
         let w = waiters.clone();
         let reader = tokio::spawn(async move {
             let mut record = Vec::new();
-            loop {
-                let Ok(mark) = rd.read_u32().await else { break };
+            while let Ok(mark) = rd.read_u32().await {
                 let start = record.len();
                 record.resize(start + (mark & 0x7fff_ffff) as usize, 0);
                 if rd.read_exact(&mut record[start..]).await.is_err() {
@@ -215,7 +214,10 @@ impl Pipe {
                     continue; // more fragments of this record follow
                 }
                 let reply = std::mem::take(&mut record);
-                let Some(xid) = reply.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+                let Some(xid) = reply
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                else {
                     break;
                 };
                 let waiter = w.lock().unwrap().as_mut().and_then(|m| m.remove(&xid));
@@ -265,7 +267,9 @@ impl Pipe {
             .write_all(&buf)
             .await
             .map_err(|e| format!("sending a call: {e}"))?;
-        let reply = rx.await.map_err(|_| "connection closed before the reply".to_string())?;
+        let reply = rx
+            .await
+            .map_err(|_| "connection closed before the reply".to_string())?;
         let mut cur = std::io::Cursor::new(reply);
         let (reply, _) = rpc_msg::unpack(&mut cur).map_err(|e| format!("decoding a reply: {e}"))?;
         match reply.body {
@@ -305,5 +309,6 @@ fn rand_xid() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     static N: AtomicU32 = AtomicU32::new(0);
-    (t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16)).wrapping_add(N.fetch_add(1 << 24, Ordering::Relaxed))
+    (t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16))
+        .wrapping_add(N.fetch_add(1 << 24, Ordering::Relaxed))
 }

@@ -128,6 +128,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -185,4 +190,28 @@ pub fn metrics_addr(banner: &[String]) -> String {
     url.trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .to_string()
+}
+
+/// Sum of every series of `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The port the banner says NFS is served on.
+pub fn nfs_port(banner: &[String]) -> u16 {
+    let line = banner
+        .iter()
+        .find(|l| l.contains("NFSv3, MOUNT, NLM on "))
+        .unwrap_or_else(|| panic!("no NFS line in {banner:?}"));
+    let addr = line
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
 }

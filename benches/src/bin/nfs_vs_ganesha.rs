@@ -184,14 +184,6 @@ fn warm_page_cache(dir: &Path, names: &[String]) {
     }
 }
 
-fn default_weir_cmd() -> PathBuf {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.join("weir")))
-        .filter(|p| p.exists());
-    beside.unwrap_or_else(|| PathBuf::from("target/release/weir"))
-}
-
 /// Weir as a contender, if one answers: the server at `--weir-addr`, or
 /// one started here. The guard stops the one started here.
 fn weir(args: &Args, export: &Path, work: &Path) -> (Option<Contender>, Option<Guard>, String) {
@@ -219,7 +211,7 @@ fn weir(args: &Args, export: &Path, work: &Path) -> (Option<Contender>, Option<G
     let cmd = match args.weir_cmd.as_deref() {
         Some("none") => return (None, None, "Weir: not available (--weir-cmd none)".into()),
         Some(c) => PathBuf::from(c),
-        None => default_weir_cmd(),
+        None => benches::default_weir_cmd(),
     };
     if !cmd.exists() {
         let why = format!("{} not found; cargo build --release -p appliance", cmd.display());

@@ -135,7 +135,7 @@ fn run(args: &Args) -> Result<(), String> {
     let export = std::fs::canonicalize(&export).map_err(|e| e.to_string())?;
     let files = Arc::new(make_data_set(args, &export)?);
     let set_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let weir_cmd = args.weir_cmd.clone().unwrap_or_else(default_weir_cmd);
+    let weir_cmd = args.weir_cmd.clone().unwrap_or_else(benches::default_weir_cmd);
     if !weir_cmd.exists() {
         return Err(format!(
             "{} not found; cargo build --release -p appliance",
@@ -369,7 +369,10 @@ async fn walk(c: &mut Conn, files: &[File]) -> Result<Vec<nfs_fh3>, String> {
         let fh = nfs_client::lookup(c, dfh, &f.name).await?;
         let attr = nfs_client::getattr(c, &fh).await?;
         if attr.size != f.size {
-            return Err(format!("{}/{}: size {} instead of {}", f.dir, f.name, attr.size, f.size));
+            return Err(format!(
+                "{}/{}: size {} instead of {}",
+                f.dir, f.name, attr.size, f.size
+            ));
         }
         handles.push(fh);
     }
@@ -448,7 +451,10 @@ async fn read_verified(
             let at = offset + data.len() as u64;
             let (more, eof) = pipe.read(fh, at, count - data.len() as u32).await?;
             if more.is_empty() {
-                return Err(format!("{} bytes short at {at} (eof {eof})", count as usize - data.len()));
+                return Err(format!(
+                    "{} bytes short at {at} (eof {eof})",
+                    count as usize - data.len()
+                ));
             }
             data.extend_from_slice(&more);
         }
@@ -470,10 +476,19 @@ struct Weir {
 }
 
 impl Weir {
-    fn start(args: &Args, cmd: &Path, work: &Path, proxy: &DelayProxy, mount_port: u16) -> Result<Weir, String> {
+    fn start(
+        args: &Args,
+        cmd: &Path,
+        work: &Path,
+        proxy: &DelayProxy,
+        mount_port: u16,
+    ) -> Result<Weir, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], args.weir_port));
         if process::answers(addr) {
-            return Err(format!("port {} is in use: pick another with --weir-port", args.weir_port));
+            return Err(format!(
+                "port {} is in use: pick another with --weir-port",
+                args.weir_port
+            ));
         }
         let data = work.join("weir-data");
         let _ = std::fs::remove_dir_all(&data);
@@ -507,7 +522,12 @@ impl Weir {
             .lines()
             .find(|l| l.trim_start().starts_with("metrics"))
             .and_then(|l| l.split_whitespace().last())
-            .and_then(|u| u.trim_start_matches("http://").trim_end_matches("/metrics").parse().ok())
+            .and_then(|u| {
+                u.trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .parse()
+                    .ok()
+            })
             .ok_or_else(|| format!("no metrics address in {}", log_path.display()))?;
         Ok(Weir {
             ep: Endpoint {
@@ -532,20 +552,18 @@ impl Weir {
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| format!("{addr}: {e}"))?;
     Ok(text)
-}
-
-fn default_weir_cmd() -> PathBuf {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.join("weir")))
-        .filter(|p| p.exists());
-    beside.unwrap_or_else(|| PathBuf::from("target/release/weir"))
 }
 
 fn report(way: &str, rtt_ms: u64, p: &Pass) {
@@ -555,7 +573,9 @@ fn report(way: &str, rtt_ms: u64, p: &Pass) {
         p.read.as_secs_f64(),
         p.mbps(),
         p.upstream >> 20,
-        p.weir_filer.map(|b| format!(", Weir filer reads {} MiB", b >> 20)).unwrap_or_default()
+        p.weir_filer
+            .map(|b| format!(", Weir filer reads {} MiB", b >> 20))
+            .unwrap_or_default()
     );
 }
 
@@ -597,7 +617,8 @@ fn print_table(args: &Args, set_bytes: u64, results: &[(u64, Pass, Pass, Pass)])
                 format!("{speedup:.1}"),
                 verdict,
                 format!("{:.3}", p.upstream as f64 / set),
-                p.weir_filer.map_or("-".into(), |b| format!("{:.3}", b as f64 / set)),
+                p.weir_filer
+                    .map_or("-".into(), |b| format!("{:.3}", b as f64 / set)),
             ]);
         }
         // Cold and warm together: what caching the data set cost upstream.
