@@ -432,6 +432,27 @@ fn an_outage_leaves_cached_data_readable_and_fails_the_rest_cleanly() {
     rig.assert_weir_alive();
 }
 
+/// Past the verify period Weir cannot ask the NAS whether its copy is still
+/// current; with the NAS unreachable it serves what it has.
+#[test]
+fn cached_data_outlives_its_verify_period_in_an_outage() {
+    let data = pattern(1 << 20, 5);
+    let d = data.clone();
+    let rig = Rig::start(Opts::default(), move |e| std::fs::write(e.join("f"), &d).unwrap());
+    let fh = rig.with(async |c| {
+        let fh = nfs::lookup_path(c, "f").await.unwrap();
+        assert!(read_all(c, &fh).await.unwrap() == data);
+        fh
+    });
+    rig.proxy.cut();
+    std::thread::sleep(Duration::from_secs(2));
+    rig.with(async |c| {
+        assert!(read_all(c, &fh).await.unwrap() == data, "by handle");
+        assert_eq!(nfs::getattr(c, &fh).await.unwrap().size, data.len() as u64);
+        assert!(read_path(c, "f").await.unwrap() == data, "by path");
+    });
+}
+
 #[test]
 fn weir_rides_out_a_nas_restart() {
     let a_data = pattern(1 << 20, 3);
