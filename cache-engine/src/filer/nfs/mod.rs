@@ -221,7 +221,9 @@ impl NfsFiler {
             let raw: Vec<&[u8]> = todo.iter().map(|&i| ups[i].as_bytes()).collect();
             map.intern(&raw)?;
             for &i in &todo {
-                remember(&l.digests, handles::digest(ups[i].as_bytes()), ups[i].0.clone());
+                // A copy: a slice would keep the whole reply record alive.
+                let up = Bytes::copy_from_slice(ups[i].as_bytes());
+                remember(&l.digests, handles::digest(&up), up);
             }
         }
         Ok(out)
