@@ -1,15 +1,18 @@
 //! `weir`, the Weir appliance binary: `weir serve` runs the caching NAS daemon
-//! (config, core filer, cache engine, metrics endpoint); `weir config check`
-//! validates a config file.
+//! (config, core filer, cache engine, metrics endpoint, admin socket);
+//! `weir config check` validates a config file; `weir prime` pulls a tree
+//! into a running server's cache.
 //!
 //! It wires parts together and reports problems in plain words. It must not
 //! hold protocol or caching logic (that lives in `cache-engine` and the front
 //! ends), and bad input must end in a one-line error and a non-zero exit,
 //! never a panic.
 
+mod admin;
 mod config;
 mod filer_url;
 mod metrics_http;
+mod prime;
 mod serve;
 mod units;
 
@@ -31,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run the appliance (with no options: a local core filer under ./weir-data/)
     Serve(config::ServeFlags),
+    /// Pull files into a running weir serve's cache ahead of a job
+    Prime(prime::PrimeFlags),
     /// Work with config files
     Config {
         #[command(subcommand)]
@@ -52,6 +57,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(flags) => match serve::run(&flags) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("weir: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Prime(flags) => match prime::run(&flags) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("weir: {e:#}");
                 ExitCode::FAILURE

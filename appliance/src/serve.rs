@@ -1,6 +1,6 @@
 //! `weir serve`: check the configuration and the directories it names, start
-//! the metrics endpoint and the engine, say what is served, and run until
-//! SIGINT or SIGTERM.
+//! the metrics endpoint, the engine and the admin socket, say what is served,
+//! and run until SIGINT or SIGTERM.
 
 use std::fs;
 use std::io::{IsTerminal, Write};
@@ -16,6 +16,7 @@ use cache_engine::Engine;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::{self, AdminSocket};
 use crate::config::{Config, ServeFlags, Settings};
 use crate::filer_url::CoreFilerUrl;
 use crate::metrics_http;
@@ -50,6 +51,8 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
         ),
     };
 
+    // Before anything starts: a second server on this data dir is refused here.
+    let mut admin = AdminSocket::bind(&settings.data_dir)?;
     let listener = metrics_http::bind(settings.metrics_listen)?;
     let metrics_addr = listener.local_addr()?;
     let metrics = metrics_http::install_recorder()?;
@@ -79,6 +82,11 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     })?;
     let sidecar = running.0.sidecar().clone();
     sidecar.spawn(metrics_http::serve(listener, metrics));
+    let ctx = admin::Context {
+        engine: running.0.clone(),
+        exports: nfs.export_roots(),
+    };
+    admin.serve(&sidecar, Arc::new(ctx))?;
 
     let (mut interrupt, mut terminate) = {
         let _ctx = sidecar.enter();
@@ -86,7 +94,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
         let term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         (int, term)
     };
-    print_banner(&settings, &location, &running.0, metrics_addr, &nfs);
+    print_banner(&settings, &location, &running.0, metrics_addr, &nfs, admin.path());
     tracing::info!(shards = running.0.shard_count(), "serving");
 
     let which = sidecar.block_on(async {
@@ -97,6 +105,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     });
     tracing::info!("{which}: shutting down");
     drop((interrupt, terminate));
+    drop(admin);
     drop(nfs);
     drop(running);
     tracing::info!("stopped");
@@ -205,6 +214,7 @@ fn print_banner(
     engine: &Engine,
     metrics: SocketAddr,
     nfs: &nfs_front::NfsServer,
+    admin: &Path,
 ) {
     let e = engine.config();
     let nvme = if e.cache_bytes == 0 {
@@ -239,6 +249,7 @@ fn print_banner(
          \x20 policy         {preset} (attributes verified after {attr}, directories after {dir}, \
          negative lookups {neg})\n\
          \x20 metrics        http://{metrics}/metrics\n\
+         \x20 admin socket   {admin} (weir prime)\n\
          \x20 NFS            NFSv3, MOUNT, NLM on {nfs_addr} (exports: {exports}){portmapper}\n\
          \x20                  mount -t nfs -o vers=3,proto=tcp,port={np},mountport={np},nolock {nh}:{export} /mnt\n\
          \x20                  nfs://{nh}{export}?version=3&nfsport={np}&mountport={np}\n\
@@ -248,6 +259,7 @@ fn print_banner(
         version = env!("CARGO_PKG_VERSION"),
         kind = s.core_filer.kind(),
         data = absolute(&s.data_dir).display(),
+        admin = absolute(admin).display(),
         ram = ByteSize(e.ram_bytes),
         block = ByteSize(e.block_size.into()),
         shards = match engine.shard_count() {

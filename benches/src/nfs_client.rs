@@ -193,11 +193,18 @@ pub fn percentile(lat: &[Duration], p: f64) -> Duration {
 }
 
 /// The metadata workload's operations, in the order they run.
-pub const META_OPS: [&str; 5] = ["create", "stat (GETATTR)", "lookup", "readdirplus", "remove"];
+pub const META_OPS: [&str; 6] = [
+    "NULL (transport floor)",
+    "create",
+    "stat (GETATTR)",
+    "lookup",
+    "readdirplus",
+    "remove",
+];
 
 /// The metadata workload on one server, one call at a time, in steps a
-/// driver can interleave with another server's: in a fresh directory,
-/// create empty files, GETATTR each, LOOKUP each, list the directory with
+/// driver can interleave with another server's: NULL calls (the transport
+/// floor), then in a fresh directory create empty files, GETATTR each, LOOKUP each, list the directory with
 /// READDIRPLUS, remove each, remove the directory.
 pub struct Meta {
     dir: String,
@@ -240,7 +247,7 @@ impl Meta {
         op: &str,
         range: std::ops::Range<usize>,
     ) -> Result<OpStats, String> {
-        if op == META_OPS[3] {
+        if op == META_OPS[4] {
             return self.readdirplus(c).await;
         }
         let mut s = OpStats::default();
@@ -255,6 +262,7 @@ impl Meta {
                     self.handles.push(fh);
                     continue;
                 }
+                "NULL (transport floor)" => c.null().await.map_err(err("NULL", ""))?,
                 "stat (GETATTR)" => getattr(c, &self.handles[i]).await?,
                 "lookup" => drop(lookup(c, &self.fh, n).await?),
                 "remove" => remove(c, &self.fh, n).await?,

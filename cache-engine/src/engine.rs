@@ -12,7 +12,7 @@ use crate::config::EngineConfig;
 use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, HandleKey, Resolved};
 use crate::runtime::{ShardSet, StartError};
-use crate::shard::{Created as ShardCreated, ListEntry, ReadReply, Shard, Shared};
+use crate::shard::{Created as ShardCreated, ListEntry, Prefetched, ReadReply, Shard, Shared};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};
@@ -359,6 +359,23 @@ impl Engine {
                 s.read(&r, &c, offset, count).await
             })
             .await
+        })
+        .await
+    }
+
+    /// Bring bytes `offset..offset+len` of a file into the cache exactly as
+    /// a read would, without returning them (cache pre-warming). Says how
+    /// much was cached already and how much came from the core filer.
+    pub async fn prefetch(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        offset: u64,
+        len: u64,
+    ) -> Result<Prefetched> {
+        let r = self.resolve(fh)?;
+        self.on_owner(r, cred, move |s, r, c| async move {
+            s.prefetch(&r, &c, offset, len).await
         })
         .await
     }

@@ -21,6 +21,6 @@ pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::FileHandle;
 pub use runtime::StartError;
-pub use shard::ReadReply;
+pub use shard::{Prefetched, ReadReply};
 
 pub use error::{Error, Result};

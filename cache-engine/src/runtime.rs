@@ -98,8 +98,10 @@ impl ShardSet {
         // task and no wake of another thread. The wrapper makes the call's
         // future `Send` for callers elsewhere; this future is only polled and
         // dropped on this thread, since a compio task never changes threads.
-        if let Some(s) = current(shard) {
-            return send_wrapper::SendWrapper::new(f(s)).await;
+        // The shard itself is wrapped too: the compiler counts it as held
+        // across the await, which would make this future !Send.
+        if let Some(s) = current(shard).map(send_wrapper::SendWrapper::new) {
+            return send_wrapper::SendWrapper::new(f(s.take())).await;
         }
         let (tx, rx) = futures::channel::oneshot::channel();
         let job: Job = Box::new(move |s| {

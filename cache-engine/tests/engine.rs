@@ -520,3 +520,42 @@ fn cache_size_is_split_between_pinned_shards() {
         std::thread::available_parallelism().unwrap().get()
     );
 }
+
+#[test]
+fn prefetch_fills_the_cache_without_returning_bytes() {
+    let fx = fixture(|_| {});
+    let size = (3 << 20) + 1000;
+    let data = pattern(size, 9);
+    write_origin(&fx, "warm", &data);
+    block_on(async {
+        let fh = walk(&fx.engine, "warm").await.unwrap();
+        // A first piece, then the whole file: only what was missing is fetched.
+        let p = fx.engine.prefetch(&root(), &fh, 0, 100 << 10).await.unwrap();
+        assert_eq!((p.cached, p.fetched, p.attr.size), (0, 100 << 10, size as u64));
+        let p = fx.engine.prefetch(&root(), &fh, 0, 8 << 20).await.unwrap();
+        // The first two 64 KiB blocks came in whole with the first call.
+        assert_eq!(p.cached, 128 << 10);
+        assert_eq!(p.fetched, size as u64 - (128 << 10));
+        assert_eq!(fx.filer.read_bytes.load(Relaxed), size as u64);
+        let reads = fx.filer.reads.load(Relaxed);
+        let p = fx.engine.prefetch(&root(), &fh, 0, 8 << 20).await.unwrap();
+        assert_eq!((p.cached, p.fetched), (size as u64, 0));
+        // Reads are now hits, and return the file's bytes.
+        let mut off = 0;
+        while off < size {
+            let r = fx.engine.read(&root(), &fh, off as u64, 1 << 20).await.unwrap();
+            let end = (off + (1 << 20)).min(size);
+            assert_eq!(&r.to_bytes()[..], &data[off..end]);
+            off = end;
+        }
+        assert_eq!(fx.filer.reads.load(Relaxed), reads);
+        // Past the end, and on a directory.
+        let p = fx.engine.prefetch(&root(), &fh, size as u64, 10).await.unwrap();
+        assert_eq!((p.cached, p.fetched), (0, 0));
+        let root_fh = fx.engine.root();
+        assert_eq!(
+            fx.engine.prefetch(&root(), &root_fh, 0, 10).await.unwrap_err(),
+            Error::IsDir
+        );
+    });
+}

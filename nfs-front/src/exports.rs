@@ -135,6 +135,20 @@ pub fn parse(cfgs: &[ExportConfig]) -> Result<Vec<(String, String, Vec<Rule>)>, 
     Ok(out)
 }
 
+/// Of `exports` (their paths), the one whose path is `path` or its closest
+/// parent, and the rest of `path` below it. `path` is normalized.
+pub fn find<'p, 'e>(exports: impl IntoIterator<Item = &'e str>, path: &'p str) -> Option<(usize, &'p str)> {
+    exports
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let rest = path.strip_prefix(e)?;
+            (e == "/" || rest.is_empty() || rest.starts_with('/')).then_some((i, e.len(), rest))
+        })
+        .max_by_key(|&(_, len, _)| len)
+        .map(|(i, _, rest)| (i, rest))
+}
+
 /// "/a//b/" -> "/a/b"; None unless absolute.
 pub fn normalize(p: &str) -> Option<String> {
     if !p.starts_with('/') {
@@ -302,6 +316,17 @@ mod tests {
         e[1].path = "/b".into();
         e[1].subdir = "/x/../..".into();
         assert!(parse(&e).unwrap_err().contains(".."));
+    }
+
+    #[test]
+    fn paths_find_their_closest_export() {
+        let ex = ["/export", "/export/shots", "/scratch"];
+        assert_eq!(find(ex, "/export"), Some((0, "")));
+        assert_eq!(find(ex, "/export/a/b"), Some((0, "/a/b")));
+        assert_eq!(find(ex, "/export/shots/010"), Some((1, "/010")));
+        assert_eq!(find(ex, "/exportx"), None);
+        assert_eq!(find(ex, "/"), None);
+        assert_eq!(find(["/"], "/a"), Some((0, "a")));
     }
 
     #[test]

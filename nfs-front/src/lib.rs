@@ -211,6 +211,16 @@ impl NfsServer {
         self.server.exports.iter().map(|e| e.path.clone()).collect()
     }
 
+    /// Each export's path and the engine handle of the directory it shows
+    /// (for local tools that resolve export paths, such as `weir prime`).
+    pub fn export_roots(&self) -> Vec<(String, cache_engine::FileHandle)> {
+        self.server
+            .exports
+            .iter()
+            .map(|e| (e.path.clone(), e.root))
+            .collect()
+    }
+
     /// Stop accepting connections (open ones end with the engine).
     pub fn stop(&mut self) {
         self.stop.take();

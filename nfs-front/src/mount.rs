@@ -10,7 +10,7 @@ use nfs_proto::xdr::{List, Opaque};
 use nfs_proto::Decoder;
 
 use crate::dispatch::{args, Body, Ctx};
-use crate::exports::{normalize, wire_handle};
+use crate::exports::{find, normalize, wire_handle};
 use crate::Server;
 
 pub(crate) async fn call(srv: &Arc<Server>, ctx: &Ctx, proc_: u32, d: Decoder) -> Result<Body, ReplyStat> {
@@ -74,23 +74,11 @@ pub(crate) async fn call(srv: &Arc<Server>, ctx: &Ctx, proc_: u32, d: Decoder) -
     })
 }
 
-/// The export whose path is `path` or a parent of it, and the rest.
-fn find<'a>(srv: &Server, path: &'a str) -> Option<(usize, &'a str)> {
-    srv.exports
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let rest = path.strip_prefix(e.path.as_str())?;
-            (e.path == "/" || rest.is_empty() || rest.starts_with('/')).then_some((i, rest))
-        })
-        .max_by_key(|(i, _)| srv.exports[*i].path.len())
-}
-
 async fn mnt(srv: &Server, ctx: &Ctx, raw: &[u8]) -> MountRes3 {
     let Some(path) = std::str::from_utf8(raw).ok().and_then(normalize) else {
         return MountRes3::Err(MountStat3::NoEnt);
     };
-    let Some((i, rest)) = find(srv, &path) else {
+    let Some((i, rest)) = find(srv.exports.iter().map(|e| e.path.as_str()), &path) else {
         return MountRes3::Err(MountStat3::NoEnt);
     };
     let Some(rule) = srv.admit(ctx, i) else {

@@ -1,6 +1,9 @@
 //! What end-to-end tests and benchmarks start around Weir: reference servers
-//! (nfs-ganesha) and the child processes behind them. It never measures;
-//! timings belong to `benches`.
+//! (nfs-ganesha), the child processes behind them, and a WAN delay proxy
+//! between them. It never measures; timings belong to `benches`.
 
 pub mod ganesha;
 pub mod process;
+pub mod proxy;
+
+pub use proxy::{DelayProxy, Link, OneWay};

@@ -31,6 +31,9 @@ struct Args {
     /// Size of the data set read through the NVMe tier.
     #[arg(long, default_value_t = 512)]
     nvme_mib: u64,
+    /// Run only these parts (nvme, ram, coalescing) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn engine_config(dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfig {
@@ -283,12 +286,18 @@ fn coalescing(args: &Args, table: &mut Table) {
     );
 }
 
+/// One part of the benchmark, adding its rows to the table.
+type Part = fn(&Args, &mut Table);
+
 fn main() {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir).unwrap();
     let mut table = Table::new(["workload", "Weir engine", "reference", "ratio"]);
-    nvme(&args, &mut table);
-    ram(&args, &mut table);
-    coalescing(&args, &mut table);
+    let parts: [(&str, Part); 3] = [("nvme", nvme), ("ram", ram), ("coalescing", coalescing)];
+    for (name, part) in parts {
+        if args.only.is_empty() || args.only.iter().any(|o| o == name) {
+            part(&args, &mut table);
+        }
+    }
     table.print();
 }

@@ -75,6 +75,12 @@ struct Args {
     /// RAM tier of the Weir this driver starts (holds the data set: hot cache).
     #[arg(long, default_value = "2GiB")]
     weir_memory: String,
+    /// Shards of the Weir this driver starts [default: one per core].
+    #[arg(long)]
+    weir_shards: Option<usize>,
+    /// Skip the fio workloads (and iperf3): metadata only.
+    #[arg(long)]
+    meta_only: bool,
     /// Loopback port for iperf3.
     #[arg(long, default_value_t = 20681)]
     iperf_port: u16,
@@ -239,6 +245,7 @@ fn weir(args: &Args, export: &Path, work: &Path) -> (Option<Contender>, Option<G
         // Loopback only, and no fixed SMB port (others run servers here).
         .args(["--metrics-listen", "127.0.0.1:0", "--smb-listen", "127.0.0.1:0"])
         .args(["--memory", &args.weir_memory])
+        .args(args.weir_shards.map(|n| format!("--shards={n}")))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -356,7 +363,11 @@ fn run(args: &Args) -> Result<(), String> {
     // iperf3 runs once per round, beside the servers' slices: its mean is
     // the loopback ceiling of this run.
     let mut iperf: Result<f64, String> = Ok(0.0);
-    for round in 0..args.rounds {
+    let fio_rounds = if args.meta_only { 0 } else { args.rounds };
+    if args.meta_only {
+        iperf = Err("skipped (--meta-only)".into());
+    }
+    for round in 0..fio_rounds {
         if let Ok(sum) = &mut iperf {
             match iperf::loopback(args.iperf_port, args.iperf_seconds, 1) {
                 Ok(b) => *sum += b / args.rounds as f64,
@@ -503,7 +514,7 @@ fn run(args: &Args) -> Result<(), String> {
     let f0 = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
     let mb = |v: Option<u64>| v.map_or("n/a".to_string(), |v| format!("{:.1}", v as f64 / 1e6));
     let iperf_mbps = iperf.as_ref().ok().map(|b| b / 1e6);
-    for (w, wl) in WORKLOADS.iter().enumerate() {
+    for (w, wl) in WORKLOADS.iter().enumerate().filter(|_| !args.meta_only) {
         let fig = |s: &Sum| match wl.unit {
             Unit::Iops => s.r.m.iops(),
             Unit::Mbps => s.r.m.mbps(),
@@ -547,6 +558,8 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             "ops/s"
         };
+        // NULL has no target: it shows what any call costs on the wire.
+        let floor = op.starts_with("NULL");
         let ws = wi.map(|i| &meta[i][op]);
         let gs = &meta[gi][op];
         let ratio = ws.map(|s| s.per_sec() / gs.per_sec().max(1e-9));
@@ -555,8 +568,12 @@ fn run(args: &Args) -> Result<(), String> {
             f0(ws.map(OpStats::per_sec)),
             format!("{:.0}", gs.per_sec()),
             ratio.map_or("n/a".into(), |r| format!("{r:.2}")),
-            "≥ 2×".into(),
-            ratio.map_or("n/a".into(), |r| if r >= 2.0 { "yes" } else { "no" }.into()),
+            if floor { "-" } else { "≥ 2×" }.into(),
+            match ratio {
+                _ if floor => "-".into(),
+                Some(r) => if r >= 2.0 { "yes" } else { "no" }.into(),
+                None => "n/a".into(),
+            },
             ws.map_or("n/a".into(), |s| format!("{:.1}", s.mean_us())),
             format!("{:.1}", gs.mean_us()),
             ws.map_or("n/a".into(), |s| format!("{:.1}", s.p99_us())),

@@ -61,6 +61,15 @@ impl ReadReply {
     }
 }
 
+/// What a prefetch found: bytes the cache already held, and bytes it had to
+/// wait for from the core filer (fetched now, or already on their way).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetched {
+    pub cached: u64,
+    pub fetched: u64,
+    pub attr: Attr,
+}
+
 /// Where one block of a read comes from.
 enum Source {
     /// A whole cached block.
@@ -219,6 +228,45 @@ impl Shard {
         fut
     }
 
+    /// The state of a regular file the caller may read.
+    async fn readable(&self, r: &Resolved, cred: &Credentials) -> Result<Snapshot> {
+        let snap = self.state(r, cred).await?;
+        match snap.attr.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Error::IsDir),
+            _ => return Err(Error::Inval),
+        }
+        perm::require_read(cred, &snap.attr)?;
+        Ok(snap)
+    }
+
+    /// One core filer read per run of consecutive `missing` blocks (at most
+    /// `MAX_FETCH` each): (first block, blocks, fetch).
+    fn fetch_missing(
+        self: &Rc<Self>,
+        r: &Resolved,
+        cred: &Credentials,
+        snap: Snapshot,
+        missing: &[u64],
+    ) -> Vec<(u64, u64, Fetch)> {
+        let bs = self.bs();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < missing.len() {
+            let first = missing[i];
+            let mut n = 1;
+            while i + (n as usize) < missing.len()
+                && missing[i + n as usize] == first + n
+                && n * bs < MAX_FETCH
+            {
+                n += 1;
+            }
+            out.push((first, n, self.fetch(r, cred, snap, first, n, false)));
+            i += n as usize;
+        }
+        out
+    }
+
     pub(crate) async fn read(
         self: &Rc<Self>,
         r: &Resolved,
@@ -226,14 +274,8 @@ impl Shard {
         offset: u64,
         count: u32,
     ) -> Result<ReadReply> {
-        let snap = self.state(r, cred).await?;
+        let snap = self.readable(r, cred).await?;
         let attr = snap.attr;
-        match attr.ftype {
-            FileType::Regular => {}
-            FileType::Directory => return Err(Error::IsDir),
-            _ => return Err(Error::Inval),
-        }
-        perm::require_read(cred, &attr)?;
         let size = attr.size;
         if count == 0 || offset >= size {
             return Ok(ReadReply {
@@ -279,22 +321,10 @@ impl Shard {
                 }
             }
         }
-        // One core filer read per run of consecutive missing blocks.
-        let mut i = 0;
-        while i < missing.len() {
-            let first = missing[i];
-            let mut n = 1;
-            while i + (n as usize) < missing.len()
-                && missing[i + n as usize] == first + n
-                && n * bs < MAX_FETCH
-            {
-                n += 1;
-            }
-            let fetch = self.fetch(r, cred, snap, first, n, false);
+        for (first, n, fetch) in self.fetch_missing(r, cred, snap, &missing) {
             for k in 0..n {
                 sources[(first + k - b0) as usize] = Source::Wait(fetch.clone(), k as usize);
             }
-            i += n as usize;
         }
         self.readahead(r, cred, snap, offset, end);
 
@@ -363,6 +393,72 @@ impl Shard {
             eof: got >= size,
             attr,
         })
+    }
+
+    /// Bring `offset..offset+len` of a file into the cache as a read would
+    /// (the same fetches, joined with any in flight, filling both tiers),
+    /// without touching read-ahead or handing bytes back.
+    pub(crate) async fn prefetch(
+        self: &Rc<Self>,
+        r: &Resolved,
+        cred: &Credentials,
+        offset: u64,
+        len: u64,
+    ) -> Result<Prefetched> {
+        let snap = self.readable(r, cred).await?;
+        let attr = snap.attr;
+        let end = offset.saturating_add(len).min(attr.size);
+        let mut out = Prefetched {
+            cached: 0,
+            fetched: 0,
+            attr,
+        };
+        if offset >= end {
+            return Ok(out);
+        }
+        let bs = self.bs();
+        let file = file_key(r);
+        let mut waits: Vec<Fetch> = Vec::new();
+        let mut missing: Vec<u64> = Vec::new();
+        for block in offset / bs..=(end - 1) / bs {
+            let key = BlockKey { file, block };
+            let need = (attr.size - block * bs).min(bs) as usize;
+            let span = end.min((block + 1) * bs) - offset.max(block * bs);
+            let in_ram = self
+                .ram
+                .borrow()
+                .peek(&key)
+                .is_some_and(|b| b.gen == snap.gen && b.data.len() >= need);
+            if in_ram || self.nvme.as_ref().is_some_and(|n| n.contains(key, snap.gen)) {
+                out.cached += span;
+                continue;
+            }
+            out.fetched += span;
+            let joined = self
+                .inflight
+                .borrow()
+                .get(&key)
+                .and_then(|i| (i.gen == snap.gen && i.epoch == snap.epoch).then(|| i.fetch.clone()));
+            match joined {
+                Some(fetch) => {
+                    self.stats.coalesced_misses.increment(1);
+                    waits.push(fetch);
+                }
+                None => {
+                    self.stats.nvme_miss_bytes.increment(need as u64);
+                    missing.push(block);
+                }
+            }
+        }
+        waits.extend(
+            self.fetch_missing(r, cred, snap, &missing)
+                .into_iter()
+                .map(|(_, _, f)| f),
+        );
+        for w in futures::future::join_all(waits).await {
+            w?;
+        }
+        Ok(out)
     }
 
     /// Grow the read-ahead window on sequential access and keep several

@@ -25,7 +25,7 @@ use crate::tier::ram::{S3Fifo, Weigh};
 use crate::types::*;
 use crate::{Error, Result};
 
-pub use data::ReadReply;
+pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
 
 /// What all shards share, read-only.

@@ -1268,7 +1268,7 @@ async fn read_exact_at(
     }
     while buf.len() < len {
         let done = buf.len();
-        let BufResult(res, slice) = file.read_at(buf.slice(done..len), pos + done as u64).await;
+        let BufResult(res, slice) = submit_now(file.read_at(buf.slice(done..len), pos + done as u64)).await;
         buf = slice.into_inner();
         match res {
             Ok(0) => {
@@ -1289,6 +1289,24 @@ async fn read_exact_at(
         }
     }
     Ok(buf)
+}
+
+/// Await an I/O op whose request goes to the kernel at once, not with the
+/// runtime's next batch. Reads arrive a few at a time; left to the batch,
+/// they complete together and go out together, and the device queue swings
+/// between full and empty instead of staying full.
+async fn submit_now<F: Future>(op: F) -> F::Output {
+    let mut op = std::pin::pin!(op);
+    if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
+        return out;
+    }
+    compio::runtime::Runtime::with_current(|rt| {
+        // `flush` consumes a pending wake-up; hand it back.
+        if rt.flush() {
+            rt.waker().wake();
+        }
+    });
+    op.await
 }
 
 /// Write all of `buf` at `pos`. Continues after short writes.
