@@ -186,7 +186,8 @@ pub struct ServeFlags {
     /// Serve the local directory DIR (same as --core-filer file://DIR)
     #[arg(long, value_name = "DIR", conflicts_with = "core_filer")]
     pub origin: Option<PathBuf>,
-    /// [core_filer] url: file:///dir (nfs://, s3://, gcs:// are not in this build yet)
+    /// [core_filer] url: file:///dir or nfs://host[:port]/export[?mountport=N&connections=N]
+    /// (s3://, gcs:// are not in this build yet)
     #[arg(long, value_name = "URL")]
     pub core_filer: Option<String>,
     /// [cache] dir: where the NVMe tier keeps its cache files
@@ -359,7 +360,7 @@ impl Config {
         if !core_filer.available() {
             bail!(
                 "core_filer.url = {:?}: the `{}` core filer is not available in this build yet \
-                 (only file:// works today)",
+                 (only file:// and nfs:// work today)",
                 self.core_filer.url.as_deref().unwrap_or_default(),
                 core_filer.kind()
             );
@@ -536,11 +537,12 @@ mod tests {
 
     #[test]
     fn future_core_filer_kinds_are_checked_then_refused() {
-        for url in [
-            "nfs://nas:2049/export",
-            "s3://bucket/prefix",
-            "gcs://bucket/prefix",
-        ] {
+        let s = parse("[core_filer]\nurl = \"nfs://nas:2049/export?mountport=20048\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(s.core_filer.kind(), "nfs");
+        for url in ["s3://bucket/prefix", "gcs://bucket/prefix"] {
             let cfg = parse(&format!("[core_filer]\nurl = \"{url}\"")).unwrap();
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains("not available in this build yet"), "{url}: {err}");

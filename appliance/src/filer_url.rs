@@ -1,8 +1,10 @@
 //! Core filer URLs: which back end Weir caches, and where it is.
 //!
-//! `file://PATH` (a local directory) works today. `nfs://host[:port]/path`,
-//! `s3://bucket/prefix` and `gcs://bucket/prefix` are parsed and checked so a
-//! config written for them is ready, but this build cannot serve them yet.
+//! `file://PATH` (a local directory) and
+//! `nfs://host[:port]/export[?mountport=N&connections=N]` (an NFSv3 NAS) work
+//! today. `s3://bucket/prefix` and `gcs://bucket/prefix` are parsed and
+//! checked so a config written for them is ready, but this build cannot serve
+//! them yet.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,6 +19,10 @@ pub enum CoreFilerUrl {
         host: String,
         port: u16,
         path: String,
+        /// MOUNT service port (`?mountport=N`); `None` asks the portmapper.
+        mount_port: Option<u16>,
+        /// TCP connections per shard (`?connections=N`); `None` is the default.
+        connections: Option<usize>,
     },
     S3 {
         bucket: String,
@@ -29,6 +35,8 @@ pub enum CoreFilerUrl {
 }
 
 pub const NFS_DEFAULT_PORT: u16 = 2049;
+/// Most TCP connections per shard an `nfs://` URL may ask for.
+const MAX_CONNECTIONS: u64 = 64;
 
 impl CoreFilerUrl {
     /// The core filer kind as the docs and metrics name it.
@@ -43,7 +51,7 @@ impl CoreFilerUrl {
 
     /// Whether this build has an implementation of the kind.
     pub fn available(&self) -> bool {
-        matches!(self, CoreFilerUrl::Local(_))
+        matches!(self, CoreFilerUrl::Local(_) | CoreFilerUrl::Nfs { .. })
     }
 }
 
@@ -65,6 +73,7 @@ impl FromStr for CoreFilerUrl {
                 Ok(CoreFilerUrl::Local(PathBuf::from(rest)))
             }
             "nfs" => {
+                let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
                 let (authority, path) = match rest.find('/') {
                     Some(i) => rest.split_at(i),
                     None => return Err(bad("no export path (nfs://host/export)")),
@@ -73,10 +82,34 @@ impl FromStr for CoreFilerUrl {
                 if path.contains('\0') {
                     return Err(bad("export path contains NUL"));
                 }
+                let (mut mount_port, mut connections) = (None, None);
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let number = |max: u64| {
+                        value
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|&n| n > 0 && n <= max)
+                            .ok_or_else(|| {
+                                bad(&format!("`{key}={value}`: expected a number from 1 to {max}"))
+                            })
+                    };
+                    match key {
+                        "mountport" => mount_port = Some(number(u16::MAX.into())? as u16),
+                        "connections" => connections = Some(number(MAX_CONNECTIONS)? as usize),
+                        other => {
+                            return Err(bad(&format!(
+                                "unknown option `{other}` (known: mountport, connections)"
+                            )))
+                        }
+                    }
+                }
                 Ok(CoreFilerUrl::Nfs {
                     host,
                     port: port.unwrap_or(NFS_DEFAULT_PORT),
                     path: path.to_string(),
+                    mount_port,
+                    connections,
                 })
             }
             kind @ ("s3" | "gcs") => {
@@ -157,10 +190,30 @@ impl fmt::Display for CoreFilerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreFilerUrl::Local(p) => write!(f, "file://{}", p.display()),
-            CoreFilerUrl::Nfs { host, port, path } if host.contains(':') => {
-                write!(f, "nfs://[{host}]:{port}{path}")
+            CoreFilerUrl::Nfs {
+                host,
+                port,
+                path,
+                mount_port,
+                connections,
+            } => {
+                if host.contains(':') {
+                    write!(f, "nfs://[{host}]:{port}{path}")?;
+                } else {
+                    write!(f, "nfs://{host}:{port}{path}")?;
+                }
+                let mut sep = '?';
+                for (key, value) in [
+                    ("mountport", mount_port.map(usize::from)),
+                    ("connections", *connections),
+                ] {
+                    if let Some(v) = value {
+                        write!(f, "{sep}{key}={v}")?;
+                        sep = '&';
+                    }
+                }
+                Ok(())
             }
-            CoreFilerUrl::Nfs { host, port, path } => write!(f, "nfs://{host}:{port}{path}"),
             CoreFilerUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             CoreFilerUrl::Gcs { bucket, prefix } => write!(f, "gcs://{bucket}/{prefix}"),
         }
@@ -191,6 +244,8 @@ mod tests {
             host: host.into(),
             port,
             path: path.into(),
+            mount_port: None,
+            connections: None,
         };
         assert_eq!(p("nfs://nas/export"), Ok(nfs("nas", 2049, "/export")));
         assert_eq!(p("nfs://10.0.0.5:20490/a/b"), Ok(nfs("10.0.0.5", 20490, "/a/b")));
@@ -202,9 +257,34 @@ mod tests {
             "nfs://nas:0/x",
             "nfs://nas:99999/x",
             "nfs://[zz]/x",
+            "nfs://nas/x?mountport=0",
+            "nfs://nas/x?mountport=70000",
+            "nfs://nas/x?connections=0",
+            "nfs://nas/x?connections=1000",
+            "nfs://nas/x?version=3",
         ] {
             assert!(p(bad).is_err(), "{bad}");
         }
+        let with = p("nfs://127.0.0.1:2050/export?mountport=20048&connections=4").unwrap();
+        assert_eq!(
+            with,
+            CoreFilerUrl::Nfs {
+                host: "127.0.0.1".into(),
+                port: 2050,
+                path: "/export".into(),
+                mount_port: Some(20048),
+                connections: Some(4),
+            }
+        );
+        assert_eq!(
+            with.to_string(),
+            "nfs://127.0.0.1:2050/export?mountport=20048&connections=4"
+        );
+        assert_eq!(p(&with.to_string()), Ok(with));
+        assert_eq!(
+            p("nfs://nas/x?connections=3").unwrap().to_string(),
+            "nfs://nas:2049/x?connections=3"
+        );
         assert_eq!(
             p("nfs://[fd00::1]:2050/x").unwrap().to_string(),
             "nfs://[fd00::1]:2050/x"
@@ -245,9 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn only_local_is_available() {
+    fn local_and_nfs_are_available() {
         assert!(p("file:///x").unwrap().available());
-        for url in ["nfs://nas/x", "s3://bucket/x", "gcs://bucket/x"] {
+        assert!(p("nfs://nas/x").unwrap().available());
+        for url in ["s3://bucket/x", "gcs://bucket/x"] {
             assert!(!p(url).unwrap().available(), "{url}");
         }
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use cache_engine::filer::local::LocalFiler;
+use cache_engine::filer::nfs::{NfsConfig, NfsFiler};
+use cache_engine::filer::CoreFiler;
 use cache_engine::Engine;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -37,14 +39,17 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     if settings.engine.cache_bytes > 0 {
         ensure_writable_dir("cache dir", "cache.dir", &settings.engine.cache_dir)?;
     }
-    let origin = match &settings.core_filer {
-        CoreFilerUrl::Local(dir) => dir.clone(),
+    let location = match &settings.core_filer {
+        CoreFilerUrl::Local(dir) => {
+            check_origin(dir, settings.origin_is_default)?;
+            absolute(dir).display().to_string()
+        }
+        nfs @ CoreFilerUrl::Nfs { .. } => nfs.to_string(),
         other => bail!(
             "the `{}` core filer is not available in this build yet",
             other.kind()
         ),
     };
-    check_origin(&origin, settings.origin_is_default)?;
 
     // Before anything starts: a second server on this data dir is refused here.
     let mut admin = AdminSocket::bind(&settings.data_dir)?;
@@ -53,9 +58,8 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let metrics = metrics_http::install_recorder()?;
     ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
-    let filer = LocalFiler::open(&origin)
-        .with_context(|| format!("cannot open the local core filer at {}", origin.display()))?;
-    let engine = Engine::start(settings.engine.clone(), Arc::new(filer))
+    let filer = open_filer(&settings)?;
+    let engine = Engine::start(settings.engine.clone(), filer)
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
     let running = Running(engine);
     let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
@@ -90,7 +94,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
         let term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         (int, term)
     };
-    print_banner(&settings, &origin, &running.0, metrics_addr, &nfs, admin.path());
+    print_banner(&settings, &location, &running.0, metrics_addr, &nfs, admin.path());
     tracing::info!(shards = running.0.shard_count(), "serving");
 
     let which = sidecar.block_on(async {
@@ -144,6 +148,40 @@ fn ensure_writable_dir(what: &str, key: &str, dir: &Path) -> anyhow::Result<()> 
     written.with_context(|| format!("{what} {} ({key}) is not writable", dir.display()))
 }
 
+/// The core filer the settings name.
+fn open_filer(settings: &Settings) -> anyhow::Result<Arc<dyn CoreFiler>> {
+    Ok(match &settings.core_filer {
+        CoreFilerUrl::Local(dir) => Arc::new(
+            LocalFiler::open(dir)
+                .with_context(|| format!("cannot open the local core filer at {}", dir.display()))?,
+        ),
+        url @ CoreFilerUrl::Nfs {
+            host,
+            port,
+            path,
+            mount_port,
+            connections,
+        } => {
+            let mut cfg = NfsConfig::new(host.clone(), *port, path.clone());
+            cfg.mount_port = *mount_port;
+            if let Some(n) = connections {
+                cfg.connections = *n;
+            }
+            // Give up (and say "unreachable") a little before the engine's own bound.
+            cfg.timeout = settings.engine.filer_timeout.mul_f64(0.8);
+            cfg.attempt_timeout = cfg.attempt_timeout.min(cfg.timeout);
+            Arc::new(
+                NfsFiler::connect(&cfg, &settings.engine.state_dir)
+                    .with_context(|| format!("cannot mount the nfs core filer {url}"))?,
+            )
+        }
+        other => bail!(
+            "the `{}` core filer is not available in this build yet",
+            other.kind()
+        ),
+    })
+}
+
 /// The embedded default origin is created; one the operator named must exist.
 fn check_origin(origin: &Path, is_default: bool) -> anyhow::Result<()> {
     if is_default {
@@ -172,7 +210,7 @@ fn host_of(addr: SocketAddr) -> String {
 
 fn print_banner(
     s: &Settings,
-    origin: &Path,
+    location: &str,
     engine: &Engine,
     metrics: SocketAddr,
     nfs: &nfs_front::NfsServer,
@@ -205,7 +243,7 @@ fn print_banner(
     };
     let text = format!(
         "Weir {version} is running.\n\
-         \x20 core filer     local {origin}\n\
+         \x20 core filer     {kind} {location}\n\
          \x20 data dir       {data}\n\
          \x20 cache          RAM {ram}, NVMe {nvme}, block {block}, {shards}\n\
          \x20 policy         {preset} (attributes verified after {attr}, directories after {dir}, \
@@ -219,7 +257,7 @@ fn print_banner(
          \x20                  mount -t cifs //{sh}/export /mnt -o port={sp},vers=3.1.1,username=USER\n\
          Stop with Ctrl-C or SIGTERM.",
         version = env!("CARGO_PKG_VERSION"),
-        origin = absolute(origin).display(),
+        kind = s.core_filer.kind(),
         data = absolute(&s.data_dir).display(),
         admin = absolute(admin).display(),
         ram = ByteSize(e.ram_bytes),

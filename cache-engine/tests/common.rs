@@ -91,3 +91,36 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
         .collect()
 }
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two different free ports.
+pub fn free_ports() -> (u16, u16) {
+    loop {
+        let (a, b) = (free_port(), free_port());
+        if a != b {
+            return (a, b);
+        }
+    }
+}
+
+/// nfs-ganesha exporting `dir` (work files under `work`), and the `nfs`
+/// core filer config that reaches it.
+pub fn ganesha(
+    dir: &Path,
+    work: &Path,
+    ports: (u16, u16),
+) -> (testbed::ganesha::Ganesha, cache_engine::filer::nfs::NfsConfig) {
+    let g = testbed::ganesha::Ganesha::start(dir, work, ports.0, ports.1)
+        .unwrap_or_else(|e| panic!("ganesha: {e}"));
+    let mut cfg = cache_engine::filer::nfs::NfsConfig::new("127.0.0.1", ports.0, "/export");
+    cfg.mount_port = Some(ports.1);
+    (g, cfg)
+}

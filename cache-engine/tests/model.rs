@@ -446,12 +446,32 @@ fn tree(root: &Path) -> Vec<(String, FileType, u32, Vec<u8>)> {
 }
 
 fn run(ops: &[Op], tune: impl FnOnce(&mut cache_engine::EngineConfig)) -> Result<(), TestCaseError> {
+    run_on(ops, tune, false)
+}
+
+/// Run `ops` through an engine over the `local` core filer, or (`nfs`) over
+/// the `nfs` core filer with nfs-ganesha exporting the same directory.
+fn run_on(
+    ops: &[Op],
+    tune: impl FnOnce(&mut cache_engine::EngineConfig),
+    nfs: bool,
+) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("origin");
     let model = dir.path().join("model");
     std::fs::create_dir(&origin).unwrap();
     std::fs::create_dir(&model).unwrap();
-    let (engine, _) = start(dir.path(), Duration::ZERO, tune);
+    let mut _upstream = None;
+    let engine = if nfs {
+        let (g, nfs_cfg) = ganesha(&origin, &dir.path().join("ganesha"), free_ports());
+        _upstream = Some(g);
+        let mut cfg = config(dir.path());
+        tune(&mut cfg);
+        let filer = cache_engine::filer::nfs::NfsFiler::connect(&nfs_cfg, &cfg.state_dir).unwrap();
+        cache_engine::Engine::start(cfg, std::sync::Arc::new(filer)).unwrap()
+    } else {
+        start(dir.path(), Duration::ZERO, tune).0
+    };
     let result = block_on(async {
         for (step, op) in ops.iter().enumerate() {
             let got = through_engine(&engine, &origin, op).await;
@@ -491,6 +511,16 @@ proptest! {
             c.policy.attr_verify = VERIFY;
             c.policy.dir_verify = VERIFY;
         })?;
+    }
+}
+
+proptest! {
+    // Each case starts its own nfs-ganesha: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_over_nfs_matches_a_plain_directory(ops in proptest::collection::vec(op(false), 1..40)) {
+        run_on(&ops, |_| {}, true)?;
     }
 }
 

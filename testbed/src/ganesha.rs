@@ -24,8 +24,8 @@ pub struct Ganesha {
     pub mount_port: u16,
     pub log: PathBuf,
     server: Guard,
-    // Dropped after the server, which deregisters from it on exit.
-    _rpcbind: Option<Guard>,
+    // Stopped after the server, which deregisters from it on exit.
+    rpcbind: Option<Guard>,
 }
 
 impl Ganesha {
@@ -36,6 +36,7 @@ impl Ganesha {
             &["ganesha.nfsd", "rpcbind", "unshare", FSAL_VFS],
             &["nfs-ganesha", "nfs-ganesha-vfs", "rpcbind"],
         )?;
+        let _lock = StartLock::take()?;
         let nfs = SocketAddr::from(([127, 0, 0, 1], nfs_port));
         for port in [nfs_port, mount_port] {
             if process::answers(SocketAddr::from(([127, 0, 0, 1], port))) {
@@ -88,7 +89,7 @@ impl Ganesha {
             mount_port,
             log,
             server,
-            _rpcbind: rpcbind,
+            rpcbind,
         })
     }
 
@@ -99,7 +100,40 @@ impl Ganesha {
 
 impl Drop for Ganesha {
     fn drop(&mut self) {
+        let _lock = StartLock::take();
         self.server.stop(Duration::from_secs(10));
+        drop(self.rpcbind.take());
+    }
+}
+
+/// Serialises ganesha starts and stops across processes (tests run in
+/// parallel): instances registering with one rpcbind at the same moment make
+/// each other fail with "Cannot register NFS V3 on TCP", and an rpcbind must
+/// not go away while another instance registers with it.
+struct StartLock {
+    _file: std::fs::File,
+}
+
+impl StartLock {
+    fn take() -> Result<Self, String> {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join("weir-ganesha-start.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        loop {
+            // SAFETY: flock(2) on a descriptor this function owns; released when it closes.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(StartLock { _file: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("{}: {e}", path.display()));
+            }
+        }
     }
 }
 

@@ -21,10 +21,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // the venv the suite's Python packages go in (~/.cache/weir-tests).
     ("command -v nfs-cp", "libnfs-utils"),
     ("/usr/bin/python3 -c 'import venv, ensurepip'", "python3-venv"),
-];
-
-/// What `cargo xtask nfs-ganesha` needs besides SYSTEM_PACKAGES.
-const GANESHA_PACKAGES: &[(&str, &str)] = &[
+    // cache-engine's nfs core filer tests (and `cargo xtask nfs-ganesha`):
+    // nfs-ganesha with FSAL_VFS as the upstream NAS, and the rpcbind it needs.
     ("command -v ganesha.nfsd", "nfs-ganesha"),
     (
         "dpkg-query -W -f='${Status}' nfs-ganesha-vfs | grep -q 'ok installed'",
@@ -165,8 +163,7 @@ fn nfs_against_weir(cargo: &str) -> Result<(), ExitCode> {
 
 /// The NFSv3 suite against nfs-ganesha (not part of `test`).
 fn nfs_ganesha(pytest_args: &[&str]) -> ExitCode {
-    let all: Vec<(&str, &str)> = SYSTEM_PACKAGES.iter().chain(GANESHA_PACKAGES).copied().collect();
-    if let Err(code) = system_packages(&all) {
+    if let Err(code) = system_packages(SYSTEM_PACKAGES) {
         return code;
     }
     let script = repo_root().join("tests/nfs/run-against-ganesha.sh");

@@ -8,6 +8,7 @@
 
 pub mod counting;
 pub mod local;
+pub mod nfs;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -188,10 +188,11 @@ impl Shard {
 
     /// Call the core filer with a bounded wait. A timeout or transport error
     /// marks it unreachable for a moment, during which calls fail at once and
-    /// cached data keeps being served.
+    /// cached data keeps being served. While it is unreachable calls fail with
+    /// `Jukebox` ("try again later"), which NFS clients retry by themselves.
     pub(crate) async fn filer_call<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.filer_down() {
-            return Err(Error::Io);
+            return Err(Error::Jukebox);
         }
         self.stats.filer_ops.increment(1);
         let started = Instant::now();
@@ -201,13 +202,13 @@ impl Shard {
         };
         self.stats.filer_latency.record(started.elapsed().as_secs_f64());
         match out {
-            Err(Error::Jukebox) | Err(Error::Io) => {
+            Err(e @ (Error::Jukebox | Error::Io)) => {
                 self.stats.filer_errors.increment(1);
-                if matches!(out, Err(Error::Jukebox)) {
+                if e == Error::Jukebox {
                     tracing::warn!(shard = self.id, "core filer did not answer in time");
                     self.filer_down_until.set(Some(Instant::now() + PROBE_INTERVAL));
                 }
-                Err(Error::Io)
+                Err(e)
             }
             other => {
                 self.filer_down_until.set(None);
