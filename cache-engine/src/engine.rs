@@ -11,6 +11,8 @@ use bytes::Bytes;
 use crate::config::EngineConfig;
 use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, HandleKey, Resolved};
+use crate::junction::{self, Junction, JunctionSpec, Junctions, Mount};
+use crate::perm;
 use crate::runtime::{ShardSet, StartError};
 use crate::shard::{Created as ShardCreated, ListEntry, Prefetched, ReadReply, Shard, Shared};
 use crate::stats::{Op, OpLatency};
@@ -24,6 +26,8 @@ struct Inner {
     shared: Arc<Shared>,
     shards: ShardSet,
     root: FileHandle,
+    /// Set once at start, when every junction's directory is found.
+    junctions: std::sync::OnceLock<Junctions>,
     latency: OpLatency,
     sidecar: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     sidecar_handle: tokio::runtime::Handle,
@@ -75,17 +79,68 @@ pub struct RenameReply {
     pub to_wcc: Wcc,
 }
 
+/// A mount's root directory: its core filer's root, or the directory
+/// `subdir` names under it. Asks the core filer (on shard 0).
+async fn mount_root(
+    shards: &ShardSet,
+    mount: u8,
+    subdir: &str,
+) -> std::result::Result<(FilerHandle, u64), String> {
+    let comps: Vec<Vec<u8>> = junction::components(subdir)?
+        .into_iter()
+        .map(|c| c.as_bytes().to_vec())
+        .collect();
+    let subdir = subdir.to_string();
+    shards
+        .call(0, move |s| async move {
+            let f = s.shared.filers[mount as usize].clone();
+            let cred = Credentials::root();
+            let mut fh = f.root();
+            let mut attr = s.filer_call(f.getattr(&cred, &fh)).await?;
+            for c in &comps {
+                (fh, attr) = s.filer_call(f.lookup(&cred, &fh, c)).await?;
+            }
+            if attr.ftype != FileType::Directory {
+                return Err(Error::NotDir);
+            }
+            Ok((fh, attr.fileid))
+        })
+        .await
+        .map_err(|e| match subdir.trim_matches('/') {
+            "" => format!("root is not reachable: {e}"),
+            _ => format!("{subdir}: {e}"),
+        })
+}
+
 impl Engine {
     /// Start the shards over `filer` (the core filer at index 0).
-    pub fn start(
+    pub fn start(cfg: EngineConfig, filer: Arc<dyn CoreFiler>) -> std::result::Result<Engine, StartError> {
+        let mount = Mount {
+            filer,
+            subdir: "/".into(),
+            policy: cfg.policy.clone(),
+        };
+        Self::start_namespace(cfg, vec![mount], Vec::new())
+    }
+
+    /// Start the shards over a namespace: `mounts[0]` is its root, and each
+    /// other mount appears at the path its junction names.
+    pub fn start_namespace(
         mut cfg: EngineConfig,
-        filer: Arc<dyn CoreFiler>,
+        mounts: Vec<Mount>,
+        junctions: Vec<JunctionSpec>,
     ) -> std::result::Result<Engine, StartError> {
         // Count cores here: a pinned shard thread sees only its own.
         cfg.shards = cfg.shard_count();
         let setup = |what: &str, path: &std::path::Path, e: std::io::Error| {
             StartError::Setup(format!("{what} {}: {e}", path.display()))
         };
+        if mounts.is_empty() || mounts.len() > u8::MAX as usize {
+            return Err(StartError::Setup(format!(
+                "{} core filer mounts: between 1 and 255 are possible",
+                mounts.len()
+            )));
+        }
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| setup("cannot create state directory", &cfg.state_dir, e))?;
         if cfg.cache_bytes > 0 {
@@ -104,38 +159,117 @@ impl Engine {
         let shared = Arc::new(Shared {
             cfg,
             key,
-            filers: vec![filer],
+            filers: mounts.iter().map(|m| m.filer.clone()).collect(),
+            policies: mounts.iter().map(|m| m.policy.clone()).collect(),
             write_verifier: rand::random(),
         });
         let shards = ShardSet::start(shared.clone())?;
-        // The root's file id decides its handle: ask the core filer once.
-        let root_fh = shared.filers[0].root();
-        let probe = futures::executor::block_on(shards.call(0, move |s| async move {
-            let f = s.shared.filers[0].clone();
-            s.filer_call(f.getattr(&Credentials::root(), &root_fh)).await
-        }));
-        let root_attr = match probe {
-            Ok(a) => a,
-            Err(e) => {
-                shards.stop();
-                return Err(StartError::Setup(format!(
-                    "core filer {}: root is not reachable: {e}",
-                    shared.filers[0].name()
-                )));
+        let mut roots = Vec::with_capacity(mounts.len());
+        for (i, m) in mounts.iter().enumerate() {
+            match futures::executor::block_on(mount_root(&shards, i as u8, &m.subdir)) {
+                Ok((fh, fileid)) => roots.push(shared.key.make(i as u8, fileid, &fh)),
+                Err(why) => {
+                    shards.stop();
+                    return Err(StartError::Setup(format!("core filer {}: {why}", m.filer.name())));
+                }
             }
-        };
-        let root = shared.key.make(0, root_attr.fileid, &root_fh);
+        }
         let sidecar_handle = sidecar.handle().clone();
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 shared,
                 shards,
-                root,
+                root: roots[0],
+                junctions: std::sync::OnceLock::new(),
                 latency: OpLatency::new(),
                 sidecar: std::sync::Mutex::new(Some(sidecar)),
                 sidecar_handle,
             }),
-        })
+        };
+        match futures::executor::block_on(engine.join(&roots, junctions)) {
+            Ok(table) => {
+                let _ = engine.inner.junctions.set(table);
+                Ok(engine)
+            }
+            Err(why) => {
+                engine.shutdown();
+                Err(StartError::Setup(why))
+            }
+        }
+    }
+
+    /// Find each junction's directory, shallowest first, and build the table.
+    async fn join(
+        &self,
+        roots: &[FileHandle],
+        mut specs: Vec<JunctionSpec>,
+    ) -> std::result::Result<Junctions, String> {
+        let mut table = Junctions::default();
+        specs.sort_by_key(|j| j.path.matches('/').count());
+        let mut joined = vec![false; roots.len()];
+        joined[0] = true;
+        let root = Credentials::root();
+        for spec in specs {
+            let bad = |why: String| format!("junction {}: {why}", spec.path);
+            let comps = junction::components(&spec.path).map_err(bad)?;
+            let Some((name, parents)) = comps.split_last() else {
+                return Err(bad(
+                    "the namespace root is mount 0's; a junction needs a path below it".into(),
+                ));
+            };
+            if spec.mount == 0 || spec.mount >= roots.len() {
+                return Err(bad(format!("no mount {}", spec.mount)));
+            }
+            let mut dir = self.inner.root;
+            for (k, comp) in parents.iter().enumerate() {
+                let d = self.resolve(&dir).map_err(|e| bad(e.to_string()))?;
+                if let Some(j) = table.at(&d, comp.as_bytes()) {
+                    dir = j.root;
+                    continue;
+                }
+                let at = format!("/{}", parents[..=k].join("/"));
+                let (h, attr, _) = self
+                    .lookup(&root, &dir, comp.as_bytes())
+                    .await
+                    .map_err(|e| bad(format!("{at}: {e}")))?;
+                if attr.ftype != FileType::Directory {
+                    return Err(bad(format!("{at} is not a directory")));
+                }
+                dir = h;
+            }
+            let parent = self.resolve(&dir).map_err(|e| bad(e.to_string()))?;
+            let target = roots[spec.mount];
+            let root_fileid = self.resolve(&target).map_err(|e| bad(e.to_string()))?.fileid;
+            let j = Junction {
+                parent: dir,
+                name: name.as_bytes().to_vec(),
+                root: target,
+                root_fileid,
+            };
+            table
+                .add(&parent, spec.mount as u8, j)
+                .map_err(|_| bad("another junction is already there, or the mount has one already".into()))?;
+            joined[spec.mount] = true;
+        }
+        if let Some(m) = joined.iter().position(|j| !j) {
+            return Err(format!(
+                "mount {m} has no junction: nothing in the namespace leads to it"
+            ));
+        }
+        Ok(table)
+    }
+
+    fn junctions(&self) -> Option<&Junctions> {
+        self.inner.junctions.get().filter(|j| !j.is_empty())
+    }
+
+    /// Refuse to remove, replace or create `name` in `dir` when a junction
+    /// stands there.
+    fn not_a_junction(&self, dir: &Resolved, name: &[u8], err: Error) -> Result<()> {
+        match self.junctions().and_then(|t| t.at(dir, name)) {
+            Some(_) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Stop the shards (after flushing what they buffer) and the sidecar.
@@ -312,6 +446,13 @@ impl Engine {
                 if name == b"." || *dir == self.inner.root {
                     return Ok((*dir, dir_attr, dir_attr));
                 }
+                // A mount's root: its parent is the junction's directory.
+                if let Some(j) = self.junctions().and_then(|t| t.above(dir, &d)) {
+                    perm::require(cred, &dir_attr, perm::X)?;
+                    let parent = j.parent;
+                    let attr = self.attr_on(self.resolve(&parent)?, cred, None).await?;
+                    return Ok((parent, attr, dir_attr));
+                }
                 let (p, seed) = self
                     .inner
                     .shards
@@ -319,6 +460,13 @@ impl Engine {
                     .await?;
                 let attr = self.attr_on(p, cred, Some((seed, Instant::now()))).await?;
                 return Ok((self.handle(&p), attr, dir_attr));
+            }
+            if let Some(j) = self.junctions().and_then(|t| t.at(&d, name)) {
+                let root = j.root;
+                let dir_attr = self.attr_on(d, cred, None).await?;
+                perm::require(cred, &dir_attr, perm::X)?;
+                let attr = self.attr_on(self.resolve(&root)?, cred, None).await?;
+                return Ok((root, attr, dir_attr));
             }
             let name_owned = name.to_vec();
             let (child, seed, dir_attr) = self
@@ -427,6 +575,7 @@ impl Engine {
     ) -> Result<Created> {
         self.timed(Op::Create, async {
             let d = self.resolve(dir)?;
+            self.not_a_junction(&d, name, Error::Exist)?;
             let (c, n, s2) = (cred.clone(), name.to_vec(), *set);
             let out = self
                 .inner
@@ -552,6 +701,7 @@ impl Engine {
             if f.filer != d.filer {
                 return Err(Error::XDev);
             }
+            self.not_a_junction(&d, name, Error::Exist)?;
             // The file must still exist before its link is made.
             self.attr_on(f, cred, None).await?;
             let (c, n) = (cred.clone(), name.to_vec());
@@ -572,6 +722,7 @@ impl Engine {
     async fn unlink(&self, cred: &Credentials, dir: &FileHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
         self.timed(Op::Remove, async {
             let d = self.resolve(dir)?;
+            self.not_a_junction(&d, name, Error::Access)?;
             let (c, n) = (cred.clone(), name.to_vec());
             let (wcc, victim) = self
                 .inner
@@ -607,6 +758,8 @@ impl Engine {
             if f.filer != t.filer {
                 return Err(Error::XDev);
             }
+            self.not_a_junction(&f, from_name, Error::Access)?;
+            self.not_a_junction(&t, to_name, Error::Access)?;
             let to_attr = self.attr_on(t, cred, None).await?;
             let (c, fname, tname) = (cred.clone(), from_name.to_vec(), to_name.to_vec());
             let out = self
@@ -683,19 +836,59 @@ impl Engine {
             if cookie != 0 && verifier != 0 && verifier != expected {
                 return Err(Error::BadCookie);
             }
-            let c = cred.clone();
-            let (entries, eof, dir_attr) = self
-                .inner
-                .shards
-                .call(self.shard_of(&d), move |s| async move {
-                    s.readdir(&d, &c, cookie, max.max(1)).await
-                })
-                .await?;
-            let entries = if plus {
-                self.with_attrs(cred, &d, entries).await
+            let here: Vec<&Junction> = self
+                .junctions()
+                .map(|t| t.in_dir(&d).collect())
+                .unwrap_or_default();
+            // Junctions are listed after the directory's own entries.
+            let (mut entries, eof, dir_attr) = if here.is_empty() || cookie < junction::COOKIE_BASE {
+                let mut from = cookie;
+                let (entries, eof, dir_attr) = loop {
+                    let c = cred.clone();
+                    let (mut page, eof, dir_attr) = self
+                        .inner
+                        .shards
+                        .call(self.shard_of(&d), move |s| async move {
+                            s.readdir(&d, &c, from, max.max(1)).await
+                        })
+                        .await?;
+                    let last = page.last().map(|e| e.cookie);
+                    // What a junction hides is not listed; a page left empty
+                    // by that must not end the listing early.
+                    page.retain(|e| !here.iter().any(|j| j.name == e.name));
+                    match last {
+                        Some(last) if page.is_empty() && !eof => from = last,
+                        _ => break (page, eof, dir_attr),
+                    }
+                };
+                let entries = if plus {
+                    self.with_attrs(cred, &d, entries).await
+                } else {
+                    self.plain(entries)
+                };
+                (entries, eof, dir_attr)
             } else {
-                self.plain(entries)
+                (Vec::new(), true, self.attr_on(d, cred, None).await?)
             };
+            if eof && !here.is_empty() {
+                let after = cookie.saturating_sub(junction::COOKIE_BASE) as usize;
+                for (k, j) in here.iter().enumerate().skip(after) {
+                    let object = match plus {
+                        true => match self.resolve(&j.root) {
+                            Ok(r) => self.attr_on(r, cred, None).await.ok().map(|a| (j.root, a)),
+                            Err(_) => None,
+                        },
+                        false => None,
+                    };
+                    entries.push(DirEntry {
+                        name: j.name.clone(),
+                        fileid: j.root_fileid,
+                        cookie: junction::COOKIE_BASE + k as u64 + 1,
+                        ftype: Some(FileType::Directory),
+                        object,
+                    });
+                }
+            }
             Ok(DirListing {
                 entries,
                 eof,

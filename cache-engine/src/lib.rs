@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod filer;
 pub mod handle;
+pub mod junction;
 pub mod perm;
 mod runtime;
 mod shard;
@@ -20,6 +21,7 @@ pub mod types;
 pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::FileHandle;
+pub use junction::{JunctionSpec, Mount};
 pub use runtime::StartError;
 pub use shard::{Prefetched, ReadReply};
 

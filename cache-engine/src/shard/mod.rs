@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::config::EngineConfig;
+use crate::config::{CachePolicy, EngineConfig};
 use crate::filer::CoreFiler;
 use crate::handle::{HandleKey, Resolved};
 use crate::stats::ShardStats;
@@ -33,6 +33,8 @@ pub struct Shared {
     pub cfg: EngineConfig,
     pub key: HandleKey,
     pub filers: Vec<Arc<dyn CoreFiler>>,
+    /// Cache policy of each mount, by filer index.
+    pub policies: Vec<CachePolicy>,
     /// Changes at every start, so clients know to resend uncommitted writes.
     pub write_verifier: u64,
 }
@@ -215,11 +217,19 @@ impl Shard {
         }
     }
 
-    fn fresh(&self, st: &FileState, now: Instant) -> bool {
+    /// The cache policy of the mount `r` belongs to.
+    pub(crate) fn policy(&self, r: &Resolved) -> &CachePolicy {
+        self.shared
+            .policies
+            .get(r.filer as usize)
+            .unwrap_or(&self.cfg().policy)
+    }
+
+    fn fresh(&self, r: &Resolved, st: &FileState, now: Instant) -> bool {
         let period = if st.attr.ftype == FileType::Directory {
-            self.cfg().policy.dir_verify
+            self.policy(r).dir_verify
         } else {
-            self.cfg().policy.attr_verify
+            self.policy(r).attr_verify
         };
         now.duration_since(st.validated) < period
     }
@@ -240,7 +250,7 @@ impl Shard {
             let mut files = self.files.borrow_mut();
             match files.get(&file_key(r)) {
                 Some(st) if st.filer_handle == r.filer_handle => {
-                    if self.fresh(st, now) || self.filer_down() {
+                    if self.fresh(r, st, now) || self.filer_down() {
                         return Ok(Self::snapshot(st));
                     }
                     true
@@ -375,7 +385,7 @@ impl Shard {
     ) -> Result<Attr> {
         let now = Instant::now();
         if let Some(st) = self.files.borrow_mut().get(&file_key(r)) {
-            if st.filer_handle == r.filer_handle && self.fresh(st, now) {
+            if st.filer_handle == r.filer_handle && self.fresh(r, st, now) {
                 return Ok(st.attr);
             }
         }

@@ -78,7 +78,7 @@ impl Shard {
     fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
         let mut names = self.names.borrow_mut();
         let map = names.get_or_insert_mut(file_key(dir), HashMap::new);
-        if child.is_none() && !self.cfg().policy.negative_lookups {
+        if child.is_none() && !self.policy(dir).negative_lookups {
             map.remove(name);
             return;
         }
@@ -108,7 +108,7 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
         check_name(name)?;
-        let period = self.cfg().policy.dir_verify;
+        let period = self.policy(dir).dir_verify;
         let cached = self
             .names
             .borrow_mut()
@@ -431,7 +431,7 @@ impl Shard {
     /// `None` for a directory too large to cache.
     async fn listing(&self, dir: &Resolved, cred: &Credentials) -> Result<Option<Rc<Listing>>> {
         let key = file_key(dir);
-        let period = self.cfg().policy.dir_verify;
+        let period = self.policy(dir).dir_verify;
         if let Some(l) = self.listings.borrow_mut().get(&key) {
             if l.validated.elapsed() < period || self.filer_down() {
                 return Ok(Some(l.clone()));

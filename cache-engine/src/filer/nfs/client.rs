@@ -326,9 +326,18 @@ enum Slot {
     Up(Rc<Conn>),
 }
 
+/// What the client counts, for the metrics endpoint.
+struct Counters {
+    connects: metrics::Counter,
+    retransmits: metrics::Counter,
+    jukebox: metrics::Counter,
+    given_up: metrics::Counter,
+}
+
 /// One shard's connections to the upstream.
 pub(super) struct Pool {
     cfg: ClientConfig,
+    counters: Rc<Counters>,
     slots: RefCell<Vec<Slot>>,
     next: Cell<usize>,
     xid: Cell<u32>,
@@ -338,8 +347,15 @@ pub(super) struct Pool {
 impl Pool {
     pub(super) fn new(cfg: ClientConfig) -> Rc<Pool> {
         let n = cfg.connections.max(1);
+        let counters = Rc::new(Counters {
+            connects: metrics::counter!("weir_nfs_upstream_connects_total"),
+            retransmits: metrics::counter!("weir_nfs_upstream_retransmits_total"),
+            jukebox: metrics::counter!("weir_nfs_upstream_jukebox_total"),
+            given_up: metrics::counter!("weir_nfs_upstream_timeouts_total"),
+        });
         Rc::new_cyclic(|me| Pool {
             cfg,
+            counters,
             slots: RefCell::new((0..n).map(|_| Slot::Empty).collect()),
             next: Cell::new(0),
             xid: Cell::new(rand::random()),
@@ -399,8 +415,12 @@ impl Pool {
         .shared();
         let me = self.me.clone();
         let f = fut.clone();
+        let counters = self.counters.clone();
         compio::runtime::spawn(async move {
             let got = f.await;
+            if got.is_some() {
+                counters.connects.increment(1);
+            }
             if let Some(pool) = me.upgrade() {
                 let mut slots = pool.slots.borrow_mut();
                 if let Some(slot) = slots.get_mut(i) {
@@ -457,6 +477,7 @@ impl Pool {
         loop {
             let now = Instant::now();
             if now >= deadline {
+                self.counters.given_up.increment(1);
                 tracing::debug!(
                     prog,
                     proc_,
@@ -487,6 +508,9 @@ impl Pool {
                 continue;
             };
             sends += 1;
+            if sends > 1 {
+                self.counters.retransmits.increment(1);
+            }
             let guard = Pending { conn: &conn, xid };
             let wait = self
                 .cfg
@@ -523,6 +547,7 @@ impl Pool {
                 && results.rest().get(..4) == Some(&NFS3ERR_JUKEBOX.to_be_bytes()[..])
             {
                 // The server is busy (e.g. fetching from tape): ask again later, as a new call.
+                self.counters.jukebox.increment(1);
                 sleep_backoff(&mut backoff, deadline).await;
                 xid = self.new_xid();
                 parts = make(xid);

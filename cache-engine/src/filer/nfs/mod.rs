@@ -125,7 +125,7 @@ impl NfsFiler {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}: no address", cfg.host)))?;
         let mount_port = match cfg.mount_port {
             Some(p) => p,
-            None => portmap_getport(addr, mount::PROGRAM, mount::VERSION)?,
+            None => mount_port_of(SocketAddr::new(addr.ip(), portmap::PORT))?,
         };
         let root_up = mnt(SocketAddr::new(addr.ip(), mount_port), &cfg.export)?;
         let (rtmax, wtmax, dtpref) = fsinfo(addr, &root_up)?;
@@ -221,7 +221,9 @@ impl NfsFiler {
             let raw: Vec<&[u8]> = todo.iter().map(|&i| ups[i].as_bytes()).collect();
             map.intern(&raw)?;
             for &i in &todo {
-                remember(&l.digests, handles::digest(ups[i].as_bytes()), ups[i].0.clone());
+                // A copy: a slice would keep the whole reply record alive.
+                let up = Bytes::copy_from_slice(ups[i].as_bytes());
+                remember(&l.digests, handles::digest(&up), up);
             }
         }
         Ok(out)
@@ -1114,15 +1116,14 @@ impl CoreFiler for NfsFiler {
     }
 }
 
-/// Ask the portmapper on `addr`'s host for a program's TCP port.
-fn portmap_getport(addr: SocketAddr, prog: u32, vers: u32) -> io::Result<u16> {
+/// Ask the portmapper at `pm` for the TCP port of MOUNT v3.
+fn mount_port_of(pm: SocketAddr) -> io::Result<u16> {
     let args = portmap::Mapping {
-        prog,
-        vers,
+        prog: mount::PROGRAM,
+        vers: mount::VERSION,
         prot: portmap::IPPROTO_TCP,
         port: 0,
     };
-    let pm = SocketAddr::new(addr.ip(), portmap::PORT);
     let res = client::blocking_call(
         pm,
         portmap::PROGRAM,
@@ -1278,6 +1279,29 @@ mod tests {
             mtime: t,
             ctime: t,
         }
+    }
+
+    #[test]
+    fn the_mount_port_comes_from_the_portmapper() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pm = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            for port in [20048u32, 0] {
+                let (mut s, _) = l.accept().unwrap();
+                let rec = read_record(&mut s).unwrap();
+                assert_eq!(proc_of(&rec), portmap::PmapProc::Getport as u32);
+                let asked = portmap::Mapping::from_bytes(Bytes::copy_from_slice(&rec[40..])).unwrap();
+                assert_eq!(
+                    (asked.prog, asked.vers, asked.prot),
+                    (mount::PROGRAM, 3, portmap::IPPROTO_TCP)
+                );
+                reply(&mut s, xid_of(&rec), &port.to_bytes());
+            }
+        });
+        assert_eq!(mount_port_of(pm).unwrap(), 20048);
+        let e = mount_port_of(pm).unwrap_err().to_string();
+        assert!(e.contains("not registered"), "{e}");
+        t.join().unwrap();
     }
 
     #[test]
