@@ -15,40 +15,21 @@ root=$(cd "$here/../.." && pwd)
 port=${WEIR_NFS_PORT:-20590}
 log() { echo "run-against-weir: $*" >&2; }
 
-if nc -z 127.0.0.1 "$port" 2>/dev/null; then log "port $port is already in use"; exit 2; fi
+. "$here/lib.sh"
+ensure_ports_free "$port"
 # Build the guest first, so the server is not kept waiting by a cold build.
 "$here/build-guest.sh" >/dev/null
-
-log "building weir"
-(cd "$root" && "${CARGO:-cargo}" build --quiet --bin weir)
-weir=${CARGO_TARGET_DIR:-$root/target}/debug/weir
-[[ $weir == /* ]] || weir=$root/$weir
+weir=$(build_weir "$root")
 
 work=$(mktemp -d /tmp/kclient-weir.XXXXXX)
-mkdir -p "$work/data" "$work/origin"
-"$weir" serve --data-dir "$work/data" --origin "$work/origin" \
-    --nfs-listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --smb-listen 127.0.0.1:0 \
-    >"$work/weir.log" 2>&1 &
-server=$!
+mkdir -p "$work/origin"
+weir_pid=
 stop_server() {
-    if kill -0 "$server" 2>/dev/null; then
-        kill "$server"
-        wait "$server" 2>/dev/null || true
-    fi
+    stop_pid "$weir_pid"
     rm -rf "$work/data/cache" # preallocated cache files; logs stay for a failed run
 }
 trap stop_server EXIT
-
-for _ in $(seq 300); do
-    nc -z 127.0.0.1 "$port" 2>/dev/null && break
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
-done
-if ! nc -z 127.0.0.1 "$port" 2>/dev/null; then
-    log "FAIL: weir is not serving NFS on 127.0.0.1:$port after 30 s; log in $work/weir.log:"
-    tail -n 20 "$work/weir.log" >&2
-    exit 1
-fi
+start_weir "$weir" "$work" "$port" --origin "$work/origin" || exit 1
 log "weir serving $work/origin on 127.0.0.1:$port; work dir $work"
 
 status=0

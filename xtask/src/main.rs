@@ -33,7 +33,11 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
 
 /// End-to-end scripts run after the cargo tests, relative to the workspace root;
 /// each installs what it needs itself.
-const SCRIPT_STEPS: &[&str] = &["tests/kernel-client/run-against-weir.sh"];
+const SCRIPT_STEPS: &[&str] = &[
+    "tests/kernel-client/run-against-weir.sh",
+    // Weir caching nfs-ganesha (the `nfs` core filer), compared with ganesha alone.
+    "tests/kernel-client/run-through-weir-to-ganesha.sh",
+];
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -42,7 +46,9 @@ tasks:
                        cargo fmt --check, cargo clippy -D warnings, the test suite,
                        the NFSv3 suite against weir (tests/nfs/run-against-weir.sh),
                        the kernel NFS client in a qemu guest against weir
-                       (tests/kernel-client/run-against-weir.sh)
+                       (tests/kernel-client/run-against-weir.sh) and through weir
+                       caching nfs-ganesha, compared with ganesha alone
+                       (tests/kernel-client/run-through-weir-to-ganesha.sh)
                        and each nfs-proto fuzz target for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
