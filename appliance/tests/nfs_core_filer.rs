@@ -332,7 +332,9 @@ async fn read_whole_pipelined(pipe: &Pipe, fh: &nfs_fh3, want: &[u8], client: us
     let order: Vec<usize> = (0..chunks).map(|i| (i + client * 3) % chunks).collect();
     for group in order.chunks(4) {
         let reads = group.iter().map(|&i| async move {
-            let (data, _) = bounded(pipe.read(fh, (i * MIB) as u64, MIB as u32)).await.unwrap();
+            let (data, _) = bounded(pipe.read(fh, (i * MIB) as u64, MIB as u32))
+                .await
+                .unwrap();
             (i, data)
         });
         for (i, data) in futures::future::join_all(reads).await {
