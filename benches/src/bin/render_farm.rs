@@ -337,36 +337,24 @@ async fn farm(args: &Args, ep: &Endpoint, files: &Arc<Vec<File>>) -> Result<Pass
 async fn walk(c: &mut Conn, files: &[File]) -> Result<Vec<nfs_fh3>, String> {
     let root = c.root_nfs_fh3();
     let top = readdirplus(c, &root).await?;
-    let mut listed = HashMap::new();
     let mut dirs: Vec<&str> = files.iter().map(|f| f.dir.as_str()).collect();
-    dirs.dedup();
     dirs.sort_unstable();
     dirs.dedup();
+    let mut dir_fh = HashMap::new();
     for d in dirs {
         if !top.iter().any(|n| n == d) {
             return Err(format!("READDIRPLUS of the root does not list {d}"));
         }
         let fh = nfs_client::lookup(c, &root, d).await?;
-        for name in readdirplus(c, &fh).await? {
-            listed.insert(format!("{d}/{name}"), ());
+        let listed = readdirplus(c, &fh).await?;
+        if let Some(f) = files.iter().find(|f| f.dir == d && !listed.contains(&f.name)) {
+            return Err(format!("READDIRPLUS of {d} does not list {}", f.name));
         }
-        for f in files.iter().filter(|f| f.dir == d) {
-            if !listed.contains_key(&format!("{d}/{}", f.name)) {
-                return Err(format!("READDIRPLUS of {d} does not list {}", f.name));
-            }
-        }
+        dir_fh.insert(d.to_string(), fh);
     }
     let mut handles = Vec::with_capacity(files.len());
-    let mut dir_fh = HashMap::new();
     for f in files {
-        let dfh = match dir_fh.get(&f.dir) {
-            Some(h) => h,
-            None => {
-                let h = nfs_client::lookup(c, &root, &f.dir).await?;
-                dir_fh.entry(f.dir.clone()).or_insert(h)
-            }
-        };
-        let fh = nfs_client::lookup(c, dfh, &f.name).await?;
+        let fh = nfs_client::lookup(c, &dir_fh[&f.dir], &f.name).await?;
         let attr = nfs_client::getattr(c, &fh).await?;
         if attr.size != f.size {
             return Err(format!(
