@@ -8,33 +8,8 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
-
-/// Sum of every series of `name` in Prometheus text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// The port the banner says NFS is served on.
-fn nfs_port(banner: &[String]) -> u16 {
-    let line = banner
-        .iter()
-        .find(|l| l.contains("NFSv3, MOUNT, NLM on "))
-        .unwrap_or_else(|| panic!("no NFS line in {banner:?}"));
-    let addr = line
-        .split(" on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
 
 /// Deterministic contents of a given size.
 fn contents(n: usize, seed: usize) -> Vec<u8> {
@@ -60,13 +35,6 @@ fn make_tree(origin: &Path) -> Vec<String> {
     std::fs::write(origin.join("d0/big"), contents(3 << 19, 7)).unwrap();
     files.push("d0/big".into());
     files
-}
-
-fn nfs_cat(port: u16, rel: &str) -> Vec<u8> {
-    let url = format!("nfs://127.0.0.1/export/{rel}?version=3&nfsport={port}&mountport={port}");
-    let out = Command::new("nfs-cat").arg(&url).output().expect("run nfs-cat");
-    assert!(out.status.success(), "nfs-cat {url}: {}", text(&out.stderr));
-    out.stdout
 }
 
 fn prime(data: &Path, args: &[&str], cwd: &Path) -> std::process::Output {

@@ -186,3 +186,35 @@ pub fn metrics_addr(banner: &[String]) -> String {
         .trim_end_matches("/metrics")
         .to_string()
 }
+
+/// Sum of every series of `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The port the banner says NFS is served on.
+pub fn nfs_port(banner: &[String]) -> u16 {
+    let line = banner
+        .iter()
+        .find(|l| l.contains("NFSv3, MOUNT, NLM on "))
+        .unwrap_or_else(|| panic!("no NFS line in {banner:?}"));
+    let addr = line
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A file of the default export, read with libnfs-utils' `nfs-cat`.
+pub fn nfs_cat(port: u16, rel: &str) -> Vec<u8> {
+    let url = format!("nfs://127.0.0.1/export/{rel}?version=3&nfsport={port}&mountport={port}");
+    let out = Command::new("nfs-cat").arg(&url).output().expect("run nfs-cat");
+    assert!(out.status.success(), "nfs-cat {url}: {}", text(&out.stderr));
+    out.stdout
+}
