@@ -29,6 +29,50 @@ pub struct Config {
     pub nfs: Nfs,
     /// NFS exports; none: `/export` is the core filer's root (see weir.example.toml).
     pub exports: Vec<nfs_front::ExportConfig>,
+    /// Further core filers, by name, for junctions.
+    pub core_filers: std::collections::BTreeMap<String, NamedFiler>,
+    /// Where further core filers (or their directories) join the namespace.
+    pub junctions: Vec<Junction>,
+}
+
+/// A core filer other than the namespace root, named for junctions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedFiler {
+    pub url: String,
+}
+
+/// A core filer directory joined into the namespace at `path`, with its own
+/// cache policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Junction {
+    /// Absolute path in the namespace, e.g. "/projects".
+    pub path: String,
+    /// Name of a [core_filers.NAME] table.
+    pub core_filer: String,
+    /// Directory of that core filer; its root when unset.
+    #[serde(default)]
+    pub subdir: Option<String>,
+    /// Preset; the [policy] of the namespace root when unset.
+    #[serde(default)]
+    pub policy: Option<Preset>,
+    #[serde(default)]
+    pub attr_verify: Option<HumanDuration>,
+    #[serde(default)]
+    pub dir_verify: Option<HumanDuration>,
+    #[serde(default)]
+    pub negative_lookups: Option<bool>,
+}
+
+/// One mount of the namespace as `weir serve` opens it.
+#[derive(Debug, Clone)]
+pub struct MountSettings {
+    /// The [core_filers] name, or "" for the namespace root.
+    pub name: String,
+    pub url: CoreFilerUrl,
+    pub subdir: String,
+    pub policy: CachePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +270,10 @@ pub struct Settings {
     pub log: String,
     pub engine: EngineConfig,
     pub nfs: nfs_front::NfsConfig,
+    /// Mounts other than the root, in junction order.
+    pub mounts: Vec<MountSettings>,
+    /// Where each of `mounts` joins the namespace (mount i + 1).
+    pub junctions: Vec<cache_engine::JunctionSpec>,
 }
 
 impl Settings {
@@ -243,9 +291,14 @@ impl Settings {
             format!("NVMe {} in {}", ByteSize(e.cache_bytes), e.cache_dir.display())
         };
         format!(
-            "core filer {} {}, RAM {}, {nvme}, {shards}, policy {}, metrics on {}",
+            "core filer {} {}{}, RAM {}, {nvme}, {shards}, policy {}, metrics on {}",
             self.core_filer.kind(),
             self.core_filer_location(),
+            match self.junctions.len() {
+                0 => String::new(),
+                1 => " + 1 junction".into(),
+                n => format!(" + {n} junctions"),
+            },
             ByteSize(e.ram_bytes),
             self.preset.name(),
             self.metrics_listen,
@@ -442,6 +495,8 @@ impl Config {
             engine.policy.negative_lookups = b;
         }
 
+        let (mounts, junctions) = self.junctions(&engine.policy)?;
+
         nfs_front::exports::parse(&self.exports).map_err(|e| anyhow!("exports: {e}"))?;
         let mut nfs = nfs_front::NfsConfig::new(server.nfs_listen);
         nfs.exports = self.exports.clone();
@@ -460,7 +515,82 @@ impl Config {
             metrics_listen: server.metrics_listen,
             log: server.log.clone(),
             engine,
+            mounts,
+            junctions,
         })
+    }
+
+    /// Check the junctions and the core filers they name; `root` is the
+    /// namespace root's policy, which a junction without a preset starts from.
+    fn junctions(
+        &self,
+        root: &CachePolicy,
+    ) -> anyhow::Result<(Vec<MountSettings>, Vec<cache_engine::JunctionSpec>)> {
+        let mut urls = std::collections::BTreeMap::new();
+        for (name, f) in &self.core_filers {
+            let url: CoreFilerUrl = f
+                .url
+                .parse()
+                .map_err(|e| anyhow!("core_filers.{name}.url: {e}"))?;
+            if !url.available() {
+                bail!(
+                    "core_filers.{name}.url: the `{}` core filer is not available in this build yet",
+                    url.kind()
+                );
+            }
+            urls.insert(name.as_str(), url);
+        }
+        let (mut mounts, mut specs) = (Vec::new(), Vec::new());
+        let mut paths = std::collections::BTreeSet::new();
+        for (i, j) in self.junctions.iter().enumerate() {
+            let at = |why: String| anyhow!("junctions[{i}] (path {:?}): {why}", j.path);
+            let comps = cache_engine::junction::components(&j.path).map_err(at)?;
+            if comps.is_empty() {
+                return Err(at(
+                    "the root is [core_filer]'s; a junction needs a path below it".into()
+                ));
+            }
+            let path = format!("/{}", comps.join("/"));
+            if !paths.insert(path.clone()) {
+                return Err(at("another junction has the same path".into()));
+            }
+            let url = urls.get(j.core_filer.as_str()).ok_or_else(|| {
+                at(format!(
+                    "core_filer = {:?}: no [core_filers.{}] table",
+                    j.core_filer, j.core_filer
+                ))
+            })?;
+            let subdir = j.subdir.as_deref().unwrap_or("/");
+            let subdir = cache_engine::junction::components(subdir)
+                .map_err(|e| at(format!("subdir: {e}")))?
+                .join("/");
+            if j.policy == Some(Preset::ReadWrite) {
+                return Err(at(
+                    "policy = \"read-write\": write-behind is not available in this build yet".into(),
+                ));
+            }
+            let mut policy = j.policy.map_or_else(|| root.clone(), Preset::policy);
+            if let Some(d) = j.attr_verify {
+                policy.attr_verify = d.0;
+            }
+            if let Some(d) = j.dir_verify {
+                policy.dir_verify = d.0;
+            }
+            if let Some(b) = j.negative_lookups {
+                policy.negative_lookups = b;
+            }
+            mounts.push(MountSettings {
+                name: j.core_filer.clone(),
+                url: url.clone(),
+                subdir: format!("/{subdir}"),
+                policy,
+            });
+            specs.push(cache_engine::JunctionSpec {
+                path,
+                mount: mounts.len(),
+            });
+        }
+        Ok((mounts, specs))
     }
 }
 
@@ -472,6 +602,76 @@ mod tests {
 
     fn flags() -> ServeFlags {
         ServeFlags::default()
+    }
+
+    #[test]
+    fn junctions_join_named_core_filers_with_their_own_policies() {
+        let s = parse(
+            r#"
+[policy]
+attr_verify = "10s"
+[core_filers.nas2]
+url = "file:///srv/nas2"
+[[junctions]]
+path = "/projects/"
+core_filer = "nas2"
+subdir = "/vol/shots/"
+policy = "clients-bypassing"
+negative_lookups = true
+[[junctions]]
+path = "/lib"
+core_filer = "nas2"
+"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(s.mounts.len(), 2);
+        assert_eq!(s.mounts[0].subdir, "/vol/shots");
+        assert_eq!(s.mounts[0].policy.attr_verify, Duration::from_secs(3));
+        assert!(s.mounts[0].policy.negative_lookups);
+        assert_eq!(s.mounts[1].subdir, "/");
+        assert_eq!(
+            s.mounts[1].policy.attr_verify,
+            Duration::from_secs(10),
+            "the root's policy"
+        );
+        assert_eq!(s.junctions[0].path, "/projects");
+        assert_eq!(s.junctions[1].mount, 2);
+        assert!(s.summary().contains("+ 2 junctions"), "{}", s.summary());
+    }
+
+    #[test]
+    fn broken_junctions_are_refused_with_the_reason() {
+        let filer = "[core_filers.n]\nurl = \"file:///x\"\n";
+        let cases = [
+            ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"", "no [core_filers.n]"),
+            ("[[junctions]]\npath = \"a\"\ncore_filer = \"n\"", "not an absolute path"),
+            ("[[junctions]]\npath = \"/\"\ncore_filer = \"n\"", "below it"),
+            ("[[junctions]]\npath = \"/a/../b\"\ncore_filer = \"n\"", "plain names"),
+            ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\nsubdir = \"x\"", "subdir"),
+            ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\n[[junctions]]\npath = \"/a/\"\ncore_filer = \"n\"", "same path"),
+            ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\npolicy = \"read-write\"", "write-behind"),
+            ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\nspeed = 1", "unknown field"),
+            ("[[junctions]]\npath = \"/a\"", "core_filer"),
+        ];
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let text = if i == 0 {
+                text.to_string()
+            } else {
+                format!("{filer}{text}")
+            };
+            let err = match parse(&text) {
+                Ok(c) => c.validate().map(|_| ()).unwrap_err().to_string(),
+                Err(e) => e,
+            };
+            assert!(err.contains(want), "{text}: {err:?} lacks {want:?}");
+        }
+        let err = parse("[core_filers.n]\nurl = \"s3://b/p\"")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("core_filers.n.url"), "{err}");
     }
 
     #[test]
@@ -705,6 +905,10 @@ mod tests {
             let header = t
                 .strip_prefix("# [[")
                 .map(|r| format!("[[{r}"))
+                .or_else(|| {
+                    t.strip_prefix("# [core_filers.")
+                        .map(|_| "[core_filers]".to_string())
+                })
                 .unwrap_or(t.to_string());
             let t = header.as_str();
             if let Some(name) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
@@ -741,6 +945,8 @@ mod tests {
                 "policy" => fields_of::<Policy>(),
                 "nfs" => fields_of::<Nfs>(),
                 "exports" => fields_of::<nfs_front::ExportConfig>(),
+                "core_filers" => fields_of::<NamedFiler>(),
+                "junctions" => fields_of::<Junction>(),
                 other => panic!("section [{other}] is new: teach this test its struct"),
             };
             let lines = sections

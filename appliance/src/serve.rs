@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use cache_engine::filer::local::LocalFiler;
 use cache_engine::filer::nfs::{NfsConfig, NfsFiler};
 use cache_engine::filer::CoreFiler;
-use cache_engine::Engine;
+use cache_engine::{Engine, Mount};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -58,8 +58,8 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let metrics = metrics_http::install_recorder()?;
     ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
-    let filer = open_filer(&settings)?;
-    let engine = Engine::start(settings.engine.clone(), filer)
+    let mounts = open_mounts(&settings)?;
+    let engine = Engine::start_namespace(settings.engine.clone(), mounts, settings.junctions.clone())
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
     let running = Running(engine);
     let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
@@ -149,8 +149,51 @@ fn ensure_writable_dir(what: &str, key: &str, dir: &Path) -> anyhow::Result<()> 
 }
 
 /// The core filer the settings name.
-fn open_filer(settings: &Settings) -> anyhow::Result<Arc<dyn CoreFiler>> {
-    Ok(match &settings.core_filer {
+/// The namespace: the root core filer, then one mount per junction. Junctions
+/// on one named core filer share its connections. In a local root, missing
+/// directories that junctions hang in are made.
+fn open_mounts(settings: &Settings) -> anyhow::Result<Vec<Mount>> {
+    let root = open_filer(settings, &settings.core_filer)?;
+    if let CoreFilerUrl::Local(dir) = &settings.core_filer {
+        for j in &settings.junctions {
+            let parent = Path::new(j.path.trim_start_matches('/'))
+                .parent()
+                .unwrap_or(Path::new(""));
+            fs::create_dir_all(dir.join(parent)).with_context(|| {
+                format!(
+                    "junction {}: cannot create its directory in {}",
+                    j.path,
+                    dir.display()
+                )
+            })?;
+        }
+    }
+    let mut out = vec![Mount {
+        filer: root,
+        subdir: "/".into(),
+        policy: settings.engine.policy.clone(),
+    }];
+    let mut opened: std::collections::BTreeMap<&str, Arc<dyn CoreFiler>> = Default::default();
+    for m in &settings.mounts {
+        let filer = match opened.get(m.name.as_str()) {
+            Some(f) => f.clone(),
+            None => {
+                let f = open_filer(settings, &m.url).with_context(|| format!("core_filers.{}", m.name))?;
+                opened.insert(&m.name, f.clone());
+                f
+            }
+        };
+        out.push(Mount {
+            filer,
+            subdir: m.subdir.clone(),
+            policy: m.policy.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn open_filer(settings: &Settings, url: &CoreFilerUrl) -> anyhow::Result<Arc<dyn CoreFiler>> {
+    Ok(match url {
         CoreFilerUrl::Local(dir) => Arc::new(
             LocalFiler::open(dir)
                 .with_context(|| format!("cannot open the local core filer at {}", dir.display()))?,
@@ -244,6 +287,7 @@ fn print_banner(
     let text = format!(
         "Weir {version} is running.\n\
          \x20 core filer     {kind} {location}\n\
+         {junctions}\
          \x20 data dir       {data}\n\
          \x20 cache          RAM {ram}, NVMe {nvme}, block {block}, {shards}\n\
          \x20 policy         {preset} (attributes verified after {attr}, directories after {dir}, \
@@ -258,6 +302,21 @@ fn print_banner(
          Stop with Ctrl-C or SIGTERM.",
         version = env!("CARGO_PKG_VERSION"),
         kind = s.core_filer.kind(),
+        junctions = s
+            .junctions
+            .iter()
+            .zip(&s.mounts)
+            .map(|(j, m)| {
+                format!(
+                    "\x20 junction       {} -> {} ({}) {}, attributes verified after {}\n",
+                    j.path,
+                    m.name,
+                    m.url.kind(),
+                    m.subdir,
+                    humantime::format_duration(m.policy.attr_verify)
+                )
+            })
+            .collect::<String>(),
         data = absolute(&s.data_dir).display(),
         admin = absolute(admin).display(),
         ram = ByteSize(e.ram_bytes),

@@ -8,7 +8,6 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
@@ -36,13 +35,6 @@ fn make_tree(origin: &Path) -> Vec<String> {
     std::fs::write(origin.join("d0/big"), contents(3 << 19, 7)).unwrap();
     files.push("d0/big".into());
     files
-}
-
-fn nfs_cat(port: u16, rel: &str) -> Vec<u8> {
-    let url = format!("nfs://127.0.0.1/export/{rel}?version=3&nfsport={port}&mountport={port}");
-    let out = Command::new("nfs-cat").arg(&url).output().expect("run nfs-cat");
-    assert!(out.status.success(), "nfs-cat {url}: {}", text(&out.stderr));
-    out.stdout
 }
 
 fn prime(data: &Path, args: &[&str], cwd: &Path) -> std::process::Output {

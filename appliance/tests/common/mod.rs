@@ -215,3 +215,11 @@ pub fn nfs_port(banner: &[String]) -> u16 {
         .unwrap();
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
+
+/// A file of the default export, read with libnfs-utils' `nfs-cat`.
+pub fn nfs_cat(port: u16, rel: &str) -> Vec<u8> {
+    let url = format!("nfs://127.0.0.1/export/{rel}?version=3&nfsport={port}&mountport={port}");
+    let out = Command::new("nfs-cat").arg(&url).output().expect("run nfs-cat");
+    assert!(out.status.success(), "nfs-cat {url}: {}", text(&out.stderr));
+    out.stdout
+}
