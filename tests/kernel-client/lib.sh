@@ -128,3 +128,15 @@ start_weir() {
         return 1
     fi
 }
+
+# finish STATUS WORK: say PASS (and remove WORK unless KCLIENT_KEEP is set) or
+# FAIL (keeping WORK for its logs), and exit with STATUS.
+finish() {
+    if (($1 == 0)); then
+        log "PASS"
+        [[ -n ${KCLIENT_KEEP:-} ]] || rm -rf "$2"
+    else
+        log "FAIL (status $1); logs in $2"
+    fi
+    exit "$1"
+}

@@ -41,10 +41,4 @@ trap - EXIT
 if ((status == 0)); then
     "$here/check-backing.sh" "$work/origin/${WORK_DIR:-kclient}" || status=1
 fi
-if ((status == 0)); then
-    log "PASS"
-    [[ -n ${KCLIENT_KEEP:-} ]] || rm -rf "$work"
-else
-    log "FAIL (status $status); logs in $work"
-fi
-exit "$status"
+finish "$status" "$work"

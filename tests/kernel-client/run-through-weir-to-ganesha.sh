@@ -81,10 +81,4 @@ $( ((through == 0)) && echo PASS || echo "FAIL ($through)"); checks worse throug
 fi
 stop_servers
 trap - EXIT
-if ((status == 0)); then
-    log "PASS"
-    [[ -n ${KCLIENT_KEEP:-} ]] || rm -rf "$work"
-else
-    log "FAIL (status $status); logs in $work"
-fi
-exit "$status"
+finish "$status" "$work"
