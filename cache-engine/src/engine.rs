@@ -161,7 +161,7 @@ impl Engine {
             key,
             filers: mounts.iter().map(|m| m.filer.clone()).collect(),
             policies: mounts.iter().map(|m| m.policy.clone()).collect(),
-            write_verifier: rand::random(),
+            write_verifier: rand::random::<u64>().into(),
         });
         let shards = ShardSet::start(shared.clone())?;
         let mut roots = Vec::with_capacity(mounts.len());
@@ -328,7 +328,10 @@ impl Engine {
 
     /// Changes at every start: a client that sees it change resends its unstable writes.
     pub fn write_verifier(&self) -> u64 {
-        self.inner.shared.write_verifier
+        self.inner
+            .shared
+            .write_verifier
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn resolve(&self, fh: &FileHandle) -> Result<Resolved> {
@@ -557,10 +560,21 @@ impl Engine {
     pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Wcc, u64)> {
         self.timed(Op::Commit, async {
             let r = self.resolve(fh)?;
-            let wcc = self
+            match self
                 .on_owner(r, cred, move |s, r, c| async move { s.commit(&r, &c).await })
-                .await?;
-            Ok((wcc, self.write_verifier()))
+                .await
+            {
+                Ok(wcc) => Ok((wcc, self.write_verifier())),
+                // A verifier no client has seen makes every client resend
+                // its uncommitted writes, which the core filer may have lost.
+                Err(Error::WritesLost) => {
+                    let v = &self.inner.shared.write_verifier;
+                    v.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+                    let after = self.attr_on(r, cred, None).await.ok();
+                    Ok((Wcc { before: None, after }, self.write_verifier()))
+                }
+                Err(e) => Err(e),
+            }
         })
         .await
     }

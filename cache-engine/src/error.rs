@@ -11,6 +11,11 @@ pub enum Error {
     NoEnt,
     #[error("I/O error")]
     Io,
+    /// The core filer restarted and may have lost unstable writes made
+    /// before it: a COMMIT answers with a new write verifier so that
+    /// clients write them again.
+    #[error("unstable writes lost by the core filer")]
+    WritesLost,
     #[error("permission denied")]
     Access,
     #[error("file exists")]

@@ -611,7 +611,7 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
     rt.block_on(async {
         // The server restarted (a new write verifier) before the unstable
         // write was committed: it may be lost, and COMMIT says so once.
-        assert_eq!(f.commit(&root(), &h).await.err(), Some(Error::Io));
+        assert_eq!(f.commit(&root(), &h).await.err(), Some(Error::WritesLost));
         f.commit(&root(), &h).await.unwrap();
         assert_eq!(&f.read(&root(), &h, 0, 100).await.unwrap().data[..], b"after");
         f.write(&root(), &h, 0, Bytes::from_static(b"AFTER"), Stability::FileSync)

@@ -24,7 +24,7 @@ pub(crate) fn status(e: Error) -> NfsStat3 {
     match e {
         Error::Perm => NfsStat3::Perm,
         Error::NoEnt => NfsStat3::NoEnt,
-        Error::Io => NfsStat3::Io,
+        Error::Io | Error::WritesLost => NfsStat3::Io,
         Error::Access => NfsStat3::Acces,
         Error::Exist => NfsStat3::Exist,
         Error::XDev => NfsStat3::XDev,

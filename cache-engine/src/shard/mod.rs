@@ -36,7 +36,7 @@ pub struct Shared {
     /// Cache policy of each mount, by filer index.
     pub policies: Vec<CachePolicy>,
     /// Changes at every start, so clients know to resend uncommitted writes.
-    pub write_verifier: u64,
+    pub write_verifier: std::sync::atomic::AtomicU64,
 }
 
 /// Cache key of a file: its file id, with the filer index in the top byte.

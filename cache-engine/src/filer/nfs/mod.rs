@@ -774,7 +774,7 @@ impl CoreFiler for NfsFiler {
                 tracing::warn!(
                     "NFS upstream: write verifier changed before COMMIT; unstable writes may be lost"
                 );
-                return Err(Error::Io);
+                return Err(Error::WritesLost);
             }
         }
         Ok(wcc(&c.file_wcc))
