@@ -461,7 +461,7 @@ impl Engine {
                     .shards
                     .call(shard, move |s| async move { s.lookup_parent(&d, &c).await })
                     .await?;
-                let attr = self.attr_on(p, cred, Some((seed, Instant::now()))).await?;
+                let attr = self.attr_on(p, cred, seed).await?;
                 return Ok((self.handle(&p), attr, dir_attr));
             }
             if let Some(j) = self.junctions().and_then(|t| t.at(&d, name)) {

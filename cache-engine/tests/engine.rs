@@ -559,3 +559,30 @@ fn prefetch_fills_the_cache_without_returning_bytes() {
         );
     });
 }
+
+#[test]
+fn parents_are_cached_and_follow_a_moved_directory() {
+    let fx = fixture(|_| {});
+    for d in ["a/sub", "b"] {
+        std::fs::create_dir_all(fx.origin().join(d)).unwrap();
+    }
+    block_on(async {
+        let (a, b, sub) = (
+            walk(&fx.engine, "a").await.unwrap(),
+            walk(&fx.engine, "b").await.unwrap(),
+            walk(&fx.engine, "a/sub").await.unwrap(),
+        );
+        assert_eq!(fx.engine.lookup(&root(), &sub, b"..").await.unwrap().0, a);
+        let before = fx.filer.lookups.load(Relaxed);
+        for _ in 0..5 {
+            assert_eq!(fx.engine.lookup(&root(), &sub, b"..").await.unwrap().0, a);
+        }
+        assert_eq!(
+            fx.filer.lookups.load(Relaxed),
+            before,
+            "`..` answered from the cache"
+        );
+        fx.engine.rename(&root(), &a, b"sub", &b, b"sub").await.unwrap();
+        assert_eq!(fx.engine.lookup(&root(), &sub, b"..").await.unwrap().0, b);
+    });
+}

@@ -346,10 +346,14 @@ impl Shard {
         }
     }
 
-    /// Make the next access revalidate the file's attributes.
+    /// Make the next access revalidate the file's attributes and, for a
+    /// directory that may have moved, its parent.
     pub(crate) fn expire(&self, r: &Resolved) {
         if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
             st.validated = Instant::now() - Duration::from_secs(86400 * 365);
+        }
+        if let Some(names) = self.names.borrow_mut().get_mut(&file_key(r)) {
+            names.remove(&b".."[..]);
         }
     }
 

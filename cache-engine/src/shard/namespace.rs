@@ -135,14 +135,33 @@ impl Shard {
         }
     }
 
-    pub(crate) async fn lookup_parent(&self, dir: &Resolved, cred: &Credentials) -> Result<(Resolved, Attr)> {
+    /// The parent of directory `dir`, and its attributes if just read from
+    /// the core filer. Cached with the names (`..` is never a real name), for
+    /// the directory verify period, as clients ask it at every listing.
+    pub(crate) async fn lookup_parent(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+    ) -> Result<(Resolved, Option<(Attr, Instant)>)> {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
+        let period = self.policy(dir).dir_verify;
+        let cached = self
+            .names
+            .borrow_mut()
+            .get(&file_key(dir))
+            .and_then(|m| m.get(&b".."[..]))
+            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child));
+        if let Some(Some((fh, fileid))) = cached {
+            return Ok((self.child(dir, fh, fileid), None));
+        }
         let filer = self.filer(dir)?.clone();
+        let at = Instant::now();
         let (fh, attr) = self
             .filer_call(filer.lookup_parent(cred, &dir.filer_handle))
             .await?;
-        Ok((self.child(dir, fh, attr.fileid), attr))
+        self.cache_name(dir, b"..", Some((fh, attr.fileid)));
+        Ok((self.child(dir, fh, attr.fileid), Some((attr, at))))
     }
 
     /// Create in `dir`. For an unchecked create of a name that exists,
