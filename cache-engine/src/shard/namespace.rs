@@ -94,6 +94,17 @@ impl Shard {
         );
     }
 
+    /// What the names cache says of `name` in `dir` while it is trusted:
+    /// `Some(None)` for a cached "no such name".
+    fn cached_name(&self, dir: &Resolved, name: &[u8]) -> Option<Option<(FilerHandle, u64)>> {
+        let period = self.policy(dir).dir_verify;
+        self.names
+            .borrow_mut()
+            .get(&file_key(dir))
+            .and_then(|m| m.get(name))
+            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child))
+    }
+
     fn drop_listing(&self, dir: &Resolved) {
         self.listings.borrow_mut().pop(&file_key(dir));
     }
@@ -108,14 +119,7 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
         check_name(name)?;
-        let period = self.policy(dir).dir_verify;
-        let cached = self
-            .names
-            .borrow_mut()
-            .get(&file_key(dir))
-            .and_then(|m| m.get(name))
-            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child));
-        match cached {
+        match self.cached_name(dir, name) {
             Some(Some((fh, fileid))) => return Ok((self.child(dir, fh, fileid), None, dattr)),
             Some(None) => return Err(Error::NoEnt),
             None => {}
@@ -145,14 +149,7 @@ impl Shard {
     ) -> Result<(Resolved, Option<(Attr, Instant)>)> {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
-        let period = self.policy(dir).dir_verify;
-        let cached = self
-            .names
-            .borrow_mut()
-            .get(&file_key(dir))
-            .and_then(|m| m.get(&b".."[..]))
-            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child));
-        if let Some(Some((fh, fileid))) = cached {
+        if let Some(Some((fh, fileid))) = self.cached_name(dir, b"..") {
             return Ok((self.child(dir, fh, fileid), None));
         }
         let filer = self.filer(dir)?.clone();
