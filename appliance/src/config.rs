@@ -134,6 +134,8 @@ pub struct Cache {
     /// 0: one shard per core.
     pub shards: usize,
     pub pin_threads: bool,
+    /// How long a shard keeps polling for work before its thread sleeps.
+    pub poll_before_sleep: HumanDuration,
     /// Largest read-ahead window per file; 0 turns read-ahead off.
     pub readahead_max: ByteSize,
 }
@@ -149,6 +151,7 @@ impl Default for Cache {
             segment_size: ByteSize(engine.segment_size.into()),
             shards: 0,
             pin_threads: engine.pin_threads,
+            poll_before_sleep: HumanDuration(engine.spin),
             readahead_max: ByteSize(engine.readahead_max.into()),
         }
     }
@@ -445,12 +448,19 @@ impl Config {
                 cache.block_size
             );
         }
+        if cache.poll_before_sleep.0 > Duration::from_millis(10) {
+            bail!(
+                "cache.poll_before_sleep = {}: at most 10ms",
+                cache.poll_before_sleep
+            );
+        }
         if cache.shards > 1024 {
             bail!("cache.shards = {}: at most 1024", cache.shards);
         }
         let mut engine = EngineConfig {
             shards: cache.shards,
             pin_threads: cache.pin_threads,
+            spin: cache.poll_before_sleep.0,
             ram_bytes: cache.memory.0,
             cache_dir: cache.dir.clone().unwrap_or_else(|| server.data_dir.join("cache")),
             cache_bytes: cache.size.0,

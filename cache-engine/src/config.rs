@@ -49,6 +49,9 @@ pub struct EngineConfig {
     pub queue_depth: usize,
     /// Where the engine keeps state that must survive restarts (the handle key).
     pub state_dir: PathBuf,
+    /// How long a shard keeps polling for more work after the last piece
+    /// before its thread sleeps; zero sleeps at once.
+    pub spin: Duration,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             filer_timeout: Duration::from_secs(30),
             queue_depth: 1024,
             state_dir: PathBuf::from("weir-data"),
+            spin: Duration::from_micros(200),
         }
     }
 }

@@ -22,7 +22,7 @@ pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::FileHandle;
 pub use junction::{JunctionSpec, Mount};
-pub use runtime::StartError;
+pub use runtime::{note_work, StartError};
 pub use shard::{Prefetched, ReadReply};
 
 pub use error::{Error, Result};

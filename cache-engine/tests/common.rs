@@ -39,6 +39,7 @@ pub fn config(dir: &Path) -> EngineConfig {
         },
         filer_timeout: Duration::from_secs(5),
         queue_depth: 256,
+        spin: EngineConfig::default().spin,
         state_dir: dir.join("state"),
     }
 }

@@ -84,6 +84,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         loop {
             match records.next_record() {
                 Ok(Some(rec)) => {
+                    cache_engine::note_work();
                     if permit_tx.send(()).await.is_err() {
                         break 'conn;
                     }

@@ -34,9 +34,13 @@ struct Args {
     /// Run only these parts (nvme, ram, coalescing) [default: all].
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// How long shards poll for work before sleeping (µs) [default: the engine's].
+    #[arg(long)]
+    poll_before_sleep_us: Option<u64>,
 }
 
-fn engine_config(dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfig {
+fn engine_config(args: &Args, dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfig {
+    let spin = args.poll_before_sleep_us.map(Duration::from_micros);
     EngineConfig {
         shards,
         pin_threads: true,
@@ -53,6 +57,7 @@ fn engine_config(dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfi
         },
         filer_timeout: Duration::from_secs(30),
         queue_depth: 1024,
+        spin: spin.unwrap_or(EngineConfig::default().spin),
         state_dir: dir.join("state"),
     }
 }
@@ -120,7 +125,7 @@ fn nvme(args: &Args, table: &mut Table) {
     make_file(&dir.join("origin/data"), size);
     // One shard owns the file, as every file has one owner: compare it with
     // one fio job on that shard's cache file. The RAM tier is too small to matter.
-    let cfg = engine_config(&dir, 1, 1 << 20, 2 * size);
+    let cfg = engine_config(args, &dir, 1, 1 << 20, 2 * size);
     let (engine, _) = start(&dir, cfg, Duration::ZERO);
     let fh = futures::executor::block_on(async {
         let fh = open(&engine, "data").await;
@@ -207,7 +212,7 @@ fn ram(args: &Args, table: &mut Table) {
     std::fs::create_dir_all(dir.join("origin")).unwrap();
     let size: u64 = 256 << 20;
     make_file(&dir.join("origin/data"), size);
-    let (engine, _) = start(&dir, engine_config(&dir, 1, 1 << 30, 0), Duration::ZERO);
+    let (engine, _) = start(&dir, engine_config(args, &dir, 1, 1 << 30, 0), Duration::ZERO);
     let seconds = Duration::from_secs(args.seconds);
     let mut sink = vec![0u8; 1 << 20];
     // The reader runs on the shard's own core and copies each hit once, as
@@ -264,7 +269,11 @@ fn coalescing(args: &Args, table: &mut Table) {
     let size: u64 = 256 << 20;
     make_file(&dir.join("origin/data"), size);
     // A core filer read costs 2 ms more than local disk, as over a LAN hop.
-    let (engine, filer) = start(&dir, engine_config(&dir, 2, 1 << 30, 0), Duration::from_millis(2));
+    let (engine, filer) = start(
+        &dir,
+        engine_config(args, &dir, 2, 1 << 30, 0),
+        Duration::from_millis(2),
+    );
     let t = Instant::now();
     futures::executor::block_on(async {
         let fh = open(&engine, "data").await;

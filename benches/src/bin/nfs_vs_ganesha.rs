@@ -78,6 +78,9 @@ struct Args {
     /// Shards of the Weir this driver starts [default: one per core].
     #[arg(long)]
     weir_shards: Option<usize>,
+    /// A config file for the Weir this driver starts (its flags still apply).
+    #[arg(long, value_name = "FILE")]
+    weir_config: Option<PathBuf>,
     /// Skip the fio workloads (and iperf3): metadata only.
     #[arg(long)]
     meta_only: bool,
@@ -228,6 +231,11 @@ fn weir(args: &Args, export: &Path, work: &Path) -> (Option<Contender>, Option<G
     let log = std::fs::File::create(work.join("weir.log")).unwrap();
     let child = Command::new(&cmd)
         .arg("serve")
+        .args(
+            args.weir_config
+                .iter()
+                .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+        )
         .arg("--origin")
         .arg(export)
         .arg("--data-dir")

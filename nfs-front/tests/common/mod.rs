@@ -72,6 +72,7 @@ pub fn engine_config(dir: &Path) -> EngineConfig {
         },
         filer_timeout: Duration::from_secs(5),
         queue_depth: 256,
+        spin: EngineConfig::default().spin,
         state_dir: dir.join("state"),
     }
 }
