@@ -331,3 +331,36 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn anonymous_logon_is_reported_not_decided() {
+    // An AUTHENTICATE with empty user, domain and responses.
+    let mut anon = b"NTLMSSP\0".to_vec();
+    anon.extend_from_slice(&3u32.to_le_bytes());
+    for _ in 0..6 {
+        anon.extend_from_slice(&[0, 0, 0, 0, 72, 0, 0, 0]);
+    }
+    anon.extend_from_slice(&0x0000_0801u32.to_le_bytes());
+    anon.extend_from_slice(&[0; 8]);
+    let mut a = acceptor(users("render", "S3cret-pass"));
+    assert!(matches!(a.step(&h(SPNEGO_INIT)), Step::Continue(_)));
+    let t = spnego::neg_token_resp(&NegTokenResp {
+        response_token: Some(&anon),
+        ..Default::default()
+    });
+    match a.step(&t) {
+        Step::Done {
+            identity,
+            session_key,
+            out_token,
+        } => {
+            assert_eq!(identity, Identity::Anonymous);
+            assert!(session_key.is_empty());
+            let resp = spnego::parse_neg_token_resp(&out_token).unwrap();
+            assert_eq!(resp.neg_state, Some(NegState::AcceptCompleted));
+            assert_eq!(resp.mech_list_mic, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.ntlm_security().is_none());
+}

@@ -92,25 +92,20 @@ fn smb30_keys_match_smbprotocol() {
 #[test]
 fn smb311_keys_match_smbprotocol() {
     let pre = session_preauth();
-    for cipher in [Cipher::Aes128Ccm, Cipher::Aes128Gcm] {
-        let keys = SessionKeys::derive(Dialect::Smb311, Some(cipher), &h(SESSION_KEY), pre.value());
+    // AES-256 sealing keys come from the full session key with L = 256;
+    // signing and application keys always from its first 16 bytes.
+    let cases = [
+        (Cipher::Aes128Ccm, SESSION_KEY, K311_C2S, K311_S2C),
+        (Cipher::Aes128Gcm, SESSION_KEY, K311_C2S, K311_S2C),
+        (Cipher::Aes256Ccm, FULL_KEY_32, K311_256_C2S, K311_256_S2C),
+        (Cipher::Aes256Gcm, FULL_KEY_32, K311_256_C2S, K311_256_S2C),
+    ];
+    for (cipher, key, c2s, s2c) in cases {
+        let keys = SessionKeys::derive(Dialect::Smb311, Some(cipher), &h(key), pre.value());
         assert_eq!(hex::encode(keys.signing), K311_SIGN);
         assert_eq!(hex::encode(keys.application), K311_APP);
-        assert_eq!(hex::encode(keys.decryption.unwrap().as_bytes()), K311_C2S);
-        assert_eq!(hex::encode(keys.encryption.unwrap().as_bytes()), K311_S2C);
-    }
-}
-
-#[test]
-fn smb311_aes256_keys_use_the_full_session_key() {
-    let pre = session_preauth();
-    for cipher in [Cipher::Aes256Ccm, Cipher::Aes256Gcm] {
-        let keys = SessionKeys::derive(Dialect::Smb311, Some(cipher), &h(FULL_KEY_32), pre.value());
-        // Signing and application keys still come from the first 16 bytes.
-        assert_eq!(hex::encode(keys.signing), K311_SIGN);
-        assert_eq!(hex::encode(keys.application), K311_APP);
-        assert_eq!(hex::encode(keys.decryption.unwrap().as_bytes()), K311_256_C2S);
-        assert_eq!(hex::encode(keys.encryption.unwrap().as_bytes()), K311_256_S2C);
+        assert_eq!(hex::encode(keys.decryption.unwrap().as_bytes()), c2s);
+        assert_eq!(hex::encode(keys.encryption.unwrap().as_bytes()), s2c);
     }
 }
 
