@@ -325,7 +325,9 @@ fn blob_av_flags(blob: &[u8]) -> Result<u32, AuthFailure> {
 
 /// NTLM session security (MS-NLMP 3.4) with extended session security:
 /// the keys and the per-direction RC4 state and sequence numbers. Used for
-/// SPNEGO's mechListMIC.
+/// SPNEGO's mechListMIC. The pre-ESS (CRC32) signature scheme is not
+/// implemented, so a client without EXTENDED_SESSIONSECURITY that sends a
+/// mechListMIC fails it.
 pub struct SessionSecurity {
     pub flags: u32,
     pub client_signing_key: [u8; 16],
