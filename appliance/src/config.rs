@@ -33,6 +33,51 @@ pub struct Config {
     pub core_filers: std::collections::BTreeMap<String, NamedFiler>,
     /// Where further core filers (or their directories) join the namespace.
     pub junctions: Vec<Junction>,
+    pub smb: Smb,
+    /// SMB shares; none: `export` is the core filer's root (see weir.example.toml).
+    pub shares: Vec<smb_front::config::ShareConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smb {
+    /// "optional" or "required" (Samba's `server signing = mandatory`).
+    pub signing: smb_front::config::Signing,
+    /// "off", "optional" or "required" (Samba's `smb encrypt`); per share too.
+    pub encryption: smb_front::config::Encryption,
+    /// Let unknown users and anonymous logons in as guest_uid/guest_gid.
+    pub guest: bool,
+    pub guest_uid: u32,
+    pub guest_gid: u32,
+    /// NetBIOS domain the server names itself in.
+    pub workgroup: String,
+    /// Users kept by `weir smbpasswd`; `<data_dir>/smb-users.toml` when unset.
+    pub users_file: Option<PathBuf>,
+    /// Users written into this file: NAME = { nt_hash, uid, gid, groups }.
+    pub users: std::collections::BTreeMap<String, smb_front::config::UserConfig>,
+}
+
+impl Default for Smb {
+    fn default() -> Self {
+        Smb {
+            signing: Default::default(),
+            encryption: Default::default(),
+            guest: false,
+            guest_uid: 65534,
+            guest_gid: 65534,
+            workgroup: "WORKGROUP".into(),
+            users_file: None,
+            users: Default::default(),
+        }
+    }
+}
+
+impl Smb {
+    pub fn users_file(&self, data_dir: &Path) -> PathBuf {
+        self.users_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("smb-users.toml"))
+    }
 }
 
 /// A core filer other than the namespace root, named for junctions.
@@ -273,6 +318,7 @@ pub struct Settings {
     pub log: String,
     pub engine: EngineConfig,
     pub nfs: nfs_front::NfsConfig,
+    pub smb: smb_front::config::SmbConfig,
     /// Mounts other than the root, in junction order.
     pub mounts: Vec<MountSettings>,
     /// Where each of `mounts` joins the namespace (mount i + 1).
@@ -294,7 +340,7 @@ impl Settings {
             format!("NVMe {} in {}", ByteSize(e.cache_bytes), e.cache_dir.display())
         };
         format!(
-            "core filer {} {}{}, RAM {}, {nvme}, {shards}, policy {}, metrics on {}",
+            "core filer {} {}{}, RAM {}, {nvme}, {shards}, policy {}, SMB shares {}, metrics on {}",
             self.core_filer.kind(),
             self.core_filer_location(),
             match self.junctions.len() {
@@ -304,6 +350,12 @@ impl Settings {
             },
             ByteSize(e.ram_bytes),
             self.preset.name(),
+            self.smb
+                .effective_shares()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             self.metrics_listen,
         )
     }
@@ -515,8 +567,32 @@ impl Config {
         nfs.nlm_grace = self.nfs.nlm_grace.0;
         nfs.state_dir = Some(server.data_dir.clone());
 
+        let mut smb = smb_front::config::SmbConfig::new(server.smb_listen);
+        smb.shares = self.shares.clone();
+        smb.users = self.smb.users.clone();
+        smb.users_file = Some(self.smb.users_file(&server.data_dir));
+        smb.signing = self.smb.signing;
+        smb.encryption = self.smb.encryption;
+        smb.guest = self.smb.guest.then_some((self.smb.guest_uid, self.smb.guest_gid));
+        if self.smb.workgroup.is_empty()
+            || self.smb.workgroup.len() > 15
+            || !self
+                .smb
+                .workgroup
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!(
+                "smb.workgroup = {:?}: 1 to 15 letters, digits, '-', '_' or '.'",
+                self.smb.workgroup
+            );
+        }
+        smb.workgroup = self.smb.workgroup.clone();
+        smb.validate().map_err(|e| anyhow!("smb: {e}"))?;
+
         Ok(Settings {
             nfs,
+            smb,
             data_dir: server.data_dir.clone(),
             core_filer,
             origin_is_default,
@@ -957,6 +1033,8 @@ core_filer = "nas2"
                 "exports" => fields_of::<nfs_front::ExportConfig>(),
                 "core_filers" => fields_of::<NamedFiler>(),
                 "junctions" => fields_of::<Junction>(),
+                "smb" => fields_of::<Smb>(),
+                "shares" => fields_of::<smb_front::config::ShareConfig>(),
                 other => panic!("section [{other}] is new: teach this test its struct"),
             };
             let lines = sections

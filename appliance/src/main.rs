@@ -1,7 +1,7 @@
 //! `weir`, the Weir appliance binary: `weir serve` runs the caching NAS daemon
 //! (config, core filer, cache engine, metrics endpoint, admin socket);
 //! `weir config check` validates a config file; `weir prime` pulls a tree
-//! into a running server's cache.
+//! into a running server's cache; `weir smbpasswd` keeps SMB users.
 //!
 //! It wires parts together and reports problems in plain words. It must not
 //! hold protocol or caching logic (that lives in `cache-engine` and the front
@@ -14,6 +14,7 @@ mod filer_url;
 mod metrics_http;
 mod prime;
 mod serve;
+mod smbpasswd;
 mod units;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ enum Command {
     Serve(config::ServeFlags),
     /// Pull files into a running weir serve's cache ahead of a job
     Prime(prime::PrimeFlags),
+    /// Add an SMB user or set its password (read from stdin; only its NT hash is kept)
+    Smbpasswd(smbpasswd::SmbpasswdFlags),
     /// Work with config files
     Config {
         #[command(subcommand)]
@@ -65,6 +68,13 @@ fn main() -> ExitCode {
         Command::Prime(flags) => match prime::run(&flags) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("weir: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Smbpasswd(flags) => match smbpasswd::run(&flags) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("weir: {e:#}");
                 ExitCode::FAILURE

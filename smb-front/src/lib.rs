@@ -6,3 +6,4 @@
 //! panic.
 
 pub mod auth;
+pub mod config;
