@@ -8,7 +8,9 @@ use crate::error::{DecodeError, Result};
 use crate::fscc::{decode_full_ea_list, encode_full_ea_list, FullEa, Times};
 use crate::security::SecurityDescriptor;
 use crate::session::put_buffer;
-use crate::wire::{body_offset, put_utf16, utf16_decode, utf16_len, FileId, Reader, WriteExt};
+use crate::wire::{
+    body_offset, next_chain_entry, put_utf16, utf16_decode, utf16_len, FileId, Reader, WriteExt,
+};
 
 pub mod oplock_level {
     pub const NONE: u8 = 0x00;
@@ -397,13 +399,8 @@ pub fn decode_context_chain(buf: Bytes) -> Result<Vec<(Bytes, Bytes)>> {
 pub fn encode_context_chain(contexts: &[(Bytes, Bytes)], out: &mut BytesMut) {
     let mut last: Option<usize> = None;
     for (name, data) in contexts {
-        if let Some(prev) = last {
-            out.pad_to(prev, 8);
-            let off = (out.len() - prev) as u32;
-            out.patch_u32(prev, off);
-        }
+        next_chain_entry(out, &mut last, 8);
         let start = out.len();
-        last = Some(start);
         out.put_u32_le(0);
         out.put_u16_le(16);
         out.put_u16_le(name.len() as u16);

@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::Result;
 use crate::session::put_buffer;
-use crate::wire::{put_utf16, utf16_decode, utf16_len, FileId, Reader, WriteExt};
+use crate::wire::{next_chain_entry, put_utf16, utf16_decode, utf16_len, FileId, Reader, WriteExt};
 
 pub mod query_flags {
     pub const RESTART_SCANS: u8 = 0x01;
@@ -164,12 +164,7 @@ pub struct FileNotify {
 pub fn encode_notify_list(changes: &[FileNotify], out: &mut BytesMut) {
     let mut last: Option<usize> = None;
     for c in changes {
-        if let Some(prev) = last {
-            out.pad_to(prev, 4);
-            let off = (out.len() - prev) as u32;
-            out.patch_u32(prev, off);
-        }
-        last = Some(out.len());
+        next_chain_entry(out, &mut last, 4);
         out.put_u32_le(0);
         out.put_u32_le(c.action);
         out.put_u32_le(utf16_len(&c.name) as u32);

@@ -5,7 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, Result};
-use crate::wire::{check_count, pad, put_utf16, utf16_len, Reader, WriteExt};
+use crate::wire::{check_count, next_chain_entry, pad, put_utf16, utf16_len, Reader};
 
 /// File attributes (MS-FSCC 2.6).
 pub mod attributes {
@@ -246,12 +246,7 @@ impl DirectoryWriter {
         if !self.fits(e) {
             return false;
         }
-        if let Some(prev) = self.last {
-            self.buf.pad_to(0, 8);
-            let off = (self.buf.len() - prev) as u32;
-            self.buf.patch_u32(prev, off);
-        }
-        self.last = Some(self.buf.len());
+        next_chain_entry(&mut self.buf, &mut self.last, 8);
         encode_dir_entry(self.class, e, &mut self.buf);
         self.count += 1;
         true
@@ -433,15 +428,9 @@ impl FileInfo {
             }
             FileInfo::AlternateName(n) | FileInfo::NormalizedName(n) => put_name_info(out, n),
             FileInfo::Stream(streams) => {
-                let start = out.len();
                 let mut last: Option<usize> = None;
                 for s in streams {
-                    if let Some(prev) = last {
-                        out.pad_to(start, 8);
-                        let off = (out.len() - prev) as u32;
-                        out.patch_u32(prev, off);
-                    }
-                    last = Some(out.len());
+                    next_chain_entry(out, &mut last, 8);
                     out.put_u32_le(0);
                     out.put_u32_le(utf16_len(&s.name) as u32);
                     out.put_u64_le(s.size);
@@ -702,12 +691,7 @@ pub fn decode_full_ea_list(buf: Bytes) -> Result<Vec<FullEa>> {
 pub fn encode_full_ea_list(eas: &[FullEa], out: &mut BytesMut) {
     let mut last: Option<usize> = None;
     for ea in eas {
-        if let Some(prev) = last {
-            out.pad_to(prev, 4);
-            let off = (out.len() - prev) as u32;
-            out.patch_u32(prev, off);
-        }
-        last = Some(out.len());
+        next_chain_entry(out, &mut last, 4);
         out.put_u32_le(0);
         out.put_u8(ea.flags);
         out.put_u8(ea.name.len().min(255) as u8);
@@ -722,35 +706,25 @@ pub fn encode_full_ea_list(eas: &[FullEa], out: &mut BytesMut) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetFileInfo {
     Basic(BasicInfo),
-    Rename {
-        replace_if_exists: bool,
-        root_directory: u64,
-        name: String,
-    },
-    Link {
-        replace_if_exists: bool,
-        root_directory: u64,
-        name: String,
-    },
-    Disposition {
-        delete_pending: bool,
-    },
-    Position {
-        current_byte_offset: u64,
-    },
-    Mode {
-        mode: u32,
-    },
-    Allocation {
-        allocation_size: u64,
-    },
-    EndOfFile {
-        end_of_file: u64,
-    },
-    DispositionEx {
-        flags: u32,
-    },
+    Rename(RenameInfo),
+    Link(RenameInfo),
+    Disposition { delete_pending: bool },
+    Position { current_byte_offset: u64 },
+    Mode { mode: u32 },
+    Allocation { allocation_size: u64 },
+    EndOfFile { end_of_file: u64 },
+    DispositionEx { flags: u32 },
     FullEa(Vec<FullEa>),
+}
+
+/// FileRenameInformation / FileLinkInformation (SMB2 layout, MS-FSCC
+/// 2.4.42.2 and 2.4.27).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenameInfo {
+    pub replace_if_exists: bool,
+    /// Zero for SMB2: the name is relative to the share root.
+    pub root_directory: u64,
+    pub name: String,
 }
 
 /// FileDispositionInformationEx flags (MS-FSCC 2.4.12).
@@ -781,19 +755,15 @@ impl SetFileInfo {
                 r.skip(7, "Reserved")?;
                 let root_directory = r.u64("RootDirectory")?;
                 let len = r.u32("FileNameLength")? as usize;
-                let name = r.utf16(len, "FileName")?;
+                let info = RenameInfo {
+                    replace_if_exists,
+                    root_directory,
+                    name: r.utf16(len, "FileName")?,
+                };
                 if class == class::RENAME {
-                    SetFileInfo::Rename {
-                        replace_if_exists,
-                        root_directory,
-                        name,
-                    }
+                    SetFileInfo::Rename(info)
                 } else {
-                    SetFileInfo::Link {
-                        replace_if_exists,
-                        root_directory,
-                        name,
-                    }
+                    SetFileInfo::Link(info)
                 }
             }
             class::DISPOSITION => SetFileInfo::Disposition {
@@ -826,20 +796,11 @@ impl SetFileInfo {
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             SetFileInfo::Basic(b) => put_basic(out, b),
-            SetFileInfo::Rename {
-                replace_if_exists,
-                root_directory,
-                name,
-            }
-            | SetFileInfo::Link {
-                replace_if_exists,
-                root_directory,
-                name,
-            } => {
-                out.put_u8(*replace_if_exists as u8);
+            SetFileInfo::Rename(info) | SetFileInfo::Link(info) => {
+                out.put_u8(info.replace_if_exists as u8);
                 out.put_bytes(0, 7);
-                out.put_u64_le(*root_directory);
-                put_name_info(out, name);
+                out.put_u64_le(info.root_directory);
+                put_name_info(out, &info.name);
             }
             SetFileInfo::Disposition { delete_pending } => out.put_u8(*delete_pending as u8),
             SetFileInfo::Position {
@@ -855,8 +816,8 @@ impl SetFileInfo {
     pub fn class(&self) -> u8 {
         match self {
             SetFileInfo::Basic(_) => class::BASIC,
-            SetFileInfo::Rename { .. } => class::RENAME,
-            SetFileInfo::Link { .. } => class::LINK,
+            SetFileInfo::Rename(_) => class::RENAME,
+            SetFileInfo::Link(_) => class::LINK,
             SetFileInfo::Disposition { .. } => class::DISPOSITION,
             SetFileInfo::Position { .. } => class::POSITION,
             SetFileInfo::Mode { .. } => class::MODE,
@@ -1132,11 +1093,11 @@ mod tests {
         b.extend_from_slice(&[b'a', 0, b'b', 0]);
         assert_eq!(
             SetFileInfo::decode(class::RENAME, Bytes::from(b.clone())).unwrap(),
-            SetFileInfo::Rename {
+            SetFileInfo::Rename(RenameInfo {
                 replace_if_exists: true,
                 root_directory: 0,
                 name: "ab".into()
-            }
+            })
         );
         b[16] = 6;
         assert!(SetFileInfo::decode(class::RENAME, Bytes::from(b)).is_err());
@@ -1164,11 +1125,11 @@ mod tests {
                 },
                 attributes: attributes::HIDDEN,
             }),
-            SetFileInfo::Link {
+            SetFileInfo::Link(RenameInfo {
                 replace_if_exists: false,
                 root_directory: 0,
                 name: "x\\y".into(),
-            },
+            }),
             SetFileInfo::Position {
                 current_byte_offset: 5,
             },

@@ -10,6 +10,7 @@
 
 pub mod compound;
 pub mod create;
+pub mod decode_all;
 pub mod dir;
 pub mod error;
 pub mod error_response;

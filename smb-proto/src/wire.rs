@@ -252,6 +252,18 @@ impl WriteExt for BytesMut {
     }
 }
 
+/// Start the next entry of a NextEntryOffset chain: pad to `align` counted
+/// from the previous entry, point the previous entry's first u32 here, and
+/// remember this entry as the previous one.
+pub fn next_chain_entry(out: &mut BytesMut, prev: &mut Option<usize>, align: usize) {
+    if let Some(p) = *prev {
+        out.pad_to(p, align);
+        let off = (out.len() - p) as u32;
+        out.patch_u32(p, off);
+    }
+    *prev = Some(out.len());
+}
+
 /// Padding needed after `len` bytes to reach a multiple of `align` (a power
 /// of two).
 pub const fn pad(len: usize, align: usize) -> usize {
