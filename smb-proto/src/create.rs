@@ -537,6 +537,40 @@ pub enum CreateResponseContext {
 }
 
 impl CreateResponseContext {
+    /// Client-side decoding of one response context.
+    pub fn decode(name: Bytes, data: Bytes) -> Result<Self> {
+        use context_name as n;
+        Ok(match &name[..] {
+            n::MXAC => {
+                let mut r = exact(&data, 8, "MxAc response")?;
+                CreateResponseContext::MaximalAccess {
+                    query_status: r.u32("QueryStatus")?,
+                    maximal_access: r.u32("MaximalAccess")?,
+                }
+            }
+            n::QFID => {
+                let mut r = exact(&data, 32, "QFid response")?;
+                CreateResponseContext::OnDiskId {
+                    disk_file_id: r.u64("DiskFileId")?,
+                    volume_id: r.u64("VolumeId")?,
+                }
+            }
+            n::RQLS => CreateResponseContext::Lease(Lease::decode(data)?),
+            n::DHNQ => {
+                exact(&data, 8, "DHnQ response")?;
+                CreateResponseContext::Durable
+            }
+            n::DH2Q => {
+                let mut r = exact(&data, 8, "DH2Q response")?;
+                CreateResponseContext::DurableV2 {
+                    timeout: r.u32("Timeout")?,
+                    flags: r.u32("Flags")?,
+                }
+            }
+            _ => CreateResponseContext::Other { name, data },
+        })
+    }
+
     pub fn encode(&self) -> (Bytes, Bytes) {
         use context_name as n;
         let mut d = BytesMut::new();
@@ -619,6 +653,43 @@ impl CreateResponse {
         encode_context_chain(&encoded, out);
         out.patch_u32(ctx_at, off);
         out.patch_u32(ctx_at + 4, (out.len() - chain_start) as u32);
+    }
+
+    /// Client-side decoding.
+    pub fn decode(body: Bytes) -> Result<Self> {
+        let mut r = Reader::body(body);
+        r.structure_size(89, "CREATE response")?;
+        let oplock_level = r.u8("OplockLevel")?;
+        let flags = r.u8("Flags")?;
+        let create_action = r.u32("CreateAction")?;
+        let times = Times {
+            creation: r.u64("CreationTime")?,
+            last_access: r.u64("LastAccessTime")?,
+            last_write: r.u64("LastWriteTime")?,
+            change: r.u64("ChangeTime")?,
+        };
+        let allocation_size = r.u64("AllocationSize")?;
+        let end_of_file = r.u64("EndofFile")?;
+        let file_attributes = r.u32("FileAttributes")?;
+        r.skip(4, "Reserved2")?;
+        let file_id = r.file_id("FileId")?;
+        let off = r.u32("CreateContextsOffset")?;
+        let len = r.u32("CreateContextsLength")?;
+        let contexts = decode_context_chain(r.region(off.into(), len.into(), "CreateContexts")?)?
+            .into_iter()
+            .map(|(n, d)| CreateResponseContext::decode(n, d))
+            .collect::<Result<_>>()?;
+        Ok(CreateResponse {
+            oplock_level,
+            flags,
+            create_action,
+            times,
+            allocation_size,
+            end_of_file,
+            file_attributes,
+            file_id,
+            contexts,
+        })
     }
 }
 
@@ -792,6 +863,14 @@ pub(crate) mod tests {
                     timeout: 60000,
                     flags: 0,
                 },
+                CreateResponseContext::Durable,
+                CreateResponseContext::Lease(Lease {
+                    key: [2; 16],
+                    state: 3,
+                    flags: 0,
+                    duration: 0,
+                    v2: Some(([5; 16], 9)),
+                }),
             ],
         };
         let mut b = BytesMut::new();
@@ -812,12 +891,14 @@ pub(crate) mod tests {
         assert_eq!(ctx[1].1.len(), 32);
         assert_eq!(ctx[2].1.len(), 32);
         assert_eq!(&ctx[3].1[..], &[0x60, 0xEA, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(CreateResponse::decode(b.freeze()).unwrap(), resp);
         let mut b = BytesMut::new();
-        CreateResponse {
+        let bare = CreateResponse {
             contexts: vec![],
             ..resp
-        }
-        .encode(&mut b);
+        };
+        bare.encode(&mut b);
         assert_eq!(b.len(), 89);
+        assert_eq!(CreateResponse::decode(b.freeze()).unwrap(), bare);
     }
 }

@@ -69,6 +69,7 @@ pub fn decode_all(data: &[u8]) -> usize {
     count(crate::negotiate::NegotiateResponse::decode(bytes.clone()).is_ok());
     count(crate::session::SessionSetupResponse::decode(bytes.clone()).is_ok());
     count(crate::io::ReadResponseHeader::decode(bytes.clone()).is_ok());
+    count(crate::create::CreateResponse::decode(bytes.clone()).is_ok());
     count(crate::ioctl::IoctlResponse::decode(bytes.clone()).is_ok());
     count(crate::dir::decode_output_buffer_response(bytes).is_ok());
     ok

@@ -128,6 +128,41 @@ impl Sid {
     }
 }
 
+impl std::str::FromStr for Sid {
+    type Err = DecodeError;
+
+    /// Parse `S-1-<authority>-<sub>...` (authority decimal or 0x hex).
+    fn from_str(s: &str) -> Result<Sid> {
+        let bad = || DecodeError::InvalidValue {
+            what: "SID string",
+            value: s.len() as u64,
+        };
+        let mut parts = s.split('-');
+        if !matches!(parts.next(), Some("S" | "s")) || parts.next() != Some("1") {
+            return Err(bad());
+        }
+        let a = parts.next().ok_or_else(bad)?;
+        let authority = match a.strip_prefix("0x").or_else(|| a.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => a.parse(),
+        }
+        .map_err(|_| bad())?;
+        if authority >= 1 << 48 {
+            return Err(bad());
+        }
+        let sub_authorities = parts
+            .map(|p| p.parse::<u32>().map_err(|_| bad()))
+            .collect::<Result<Vec<u32>>>()?;
+        if sub_authorities.len() > MAX_SUB_AUTHORITIES {
+            return Err(bad());
+        }
+        Ok(Sid {
+            authority,
+            sub_authorities,
+        })
+    }
+}
+
 impl std::fmt::Display for Sid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // MS-DTYP 2.4.2.1: large authorities print in hex.
@@ -439,6 +474,24 @@ mod tests {
         assert_eq!(s.to_string(), "S-1-5-32-544");
         assert_eq!(Sid::decode(&mut Reader::new(b.freeze())).unwrap(), s);
         assert_eq!(Sid::new(0x1_0000_0000, &[]).to_string(), "S-1-0x000100000000");
+        for text in [
+            "S-1-5-32-544",
+            "S-1-1-0",
+            "S-1-5-21-1-2-3-1000",
+            "S-1-0x000100000000",
+        ] {
+            assert_eq!(text.parse::<Sid>().unwrap().to_string(), text);
+        }
+        for bad in [
+            "",
+            "S-2-5",
+            "S-1",
+            "S-1-x",
+            "S-1-5-4294967296",
+            "S-1-0x1000000000000",
+        ] {
+            assert!(bad.parse::<Sid>().is_err(), "{bad}");
+        }
         // 16 sub-authorities, bad revision, truncated.
         assert!(Sid::decode(&mut Reader::new(Bytes::from_static(&[1, 16, 0, 0, 0, 0, 0, 5]))).is_err());
         assert!(Sid::decode(&mut Reader::new(Bytes::from_static(&[2, 0, 0, 0, 0, 0, 0, 5]))).is_err());
@@ -476,7 +529,10 @@ mod tests {
     fn hostile_descriptors_are_errors() {
         let full = sd().to_bytes().to_vec();
         for n in 0..full.len() {
-            let _ = SecurityDescriptor::decode(Bytes::copy_from_slice(&full[..n]));
+            assert!(
+                SecurityDescriptor::decode(Bytes::copy_from_slice(&full[..n])).is_err(),
+                "{n}"
+            );
         }
         let mut bad = full.clone();
         bad[16..20].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
