@@ -16,7 +16,10 @@ from smbprotocol.create_contexts import (
     SMB2CreateQueryMaximalAccessRequest, SMB2CreateRequestLeaseV2,
 )
 from smbprotocol.open import SMB2CreateRequest
-from smbprotocol.query_info import FileIdBothDirectoryInformation
+from smbprotocol.query_info import (
+    FileBothDirectoryInformation, FileDirectoryInformation, FileFullDirectoryInformation,
+    FileIdBothDirectoryInformation, FileIdFullDirectoryInformation,
+)
 
 
 def hexs(b):
@@ -112,6 +115,33 @@ def dir_entries():
     return out
 
 
+def one_entry(cls):
+    """One entry of each other enumeration class, the fields it has set."""
+    e = cls()
+    values = {
+        "file_index": 7,
+        "creation_time": 132000000000000000,
+        "last_access_time": 132000000000000010,
+        "last_write_time": 132000000000000020,
+        "change_time": 132000000000000030,
+        "end_of_file": 12345,
+        "allocation_size": 16384,
+        "file_attributes": 0x10,
+        "ea_size": 0,
+        "short_name": "SHORT~1".encode("utf-16-le"),
+        "file_id": 0xABCDEF,
+        "file_name": "Directory name".encode("utf-16-le"),
+    }
+    for k, v in values.items():
+        if k in e.fields:
+            e[k] = v
+    return e.pack()
+
+
 print("NEGOTIATE", hexs(negotiate()))
+print("DIR", hexs(one_entry(FileDirectoryInformation)))
+print("FULL_DIR", hexs(one_entry(FileFullDirectoryInformation)))
+print("BOTH_DIR", hexs(one_entry(FileBothDirectoryInformation)))
+print("ID_FULL_DIR", hexs(one_entry(FileIdFullDirectoryInformation)))
 print("CREATE", hexs(create()))
 print("ID_BOTH_DIR", hexs(dir_entries()))

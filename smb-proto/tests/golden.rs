@@ -40,6 +40,28 @@ const ID_BOTH_DIR: &[&str] = &[
     "61006d006500",
 ];
 
+const DIR: &[&str] = &[
+    "000000000700000000005af64cf5d4010a005af64cf5d40114005af64cf5d4011e005af64cf5d4013930000000000000",
+    "0040000000000000100000001c0000004400690072006500630074006f007200790020006e0061006d006500",
+];
+
+const FULL_DIR: &[&str] = &[
+    "000000000700000000005af64cf5d4010a005af64cf5d40114005af64cf5d4011e005af64cf5d4013930000000000000",
+    "0040000000000000100000001c000000000000004400690072006500630074006f007200790020006e0061006d006500",
+];
+
+const BOTH_DIR: &[&str] = &[
+    "000000000700000000005af64cf5d4010a005af64cf5d40114005af64cf5d4011e005af64cf5d4013930000000000000",
+    "0040000000000000100000001c000000000000000e00530048004f00520054007e003100000000000000000000004400",
+    "690072006500630074006f007200790020006e0061006d006500",
+];
+
+const ID_FULL_DIR: &[&str] = &[
+    "000000000700000000005af64cf5d4010a005af64cf5d40114005af64cf5d4011e005af64cf5d4013930000000000000",
+    "0040000000000000100000001c0000000000000000000000efcdab00000000004400690072006500630074006f007200",
+    "790020006e0061006d006500",
+];
+
 #[test]
 fn negotiate_request_with_contexts() {
     let raw = unhex(NEGOTIATE);
@@ -123,4 +145,35 @@ fn id_both_directory_entries() {
         }));
     }
     assert_eq!(&w.finish()[..], &raw[..]);
+}
+
+#[test]
+fn other_enumeration_classes() {
+    let e = DirEntry {
+        name: "Directory name".into(),
+        file_index: 7,
+        times: Times {
+            creation: 132_000_000_000_000_000,
+            last_access: 132_000_000_000_000_010,
+            last_write: 132_000_000_000_000_020,
+            change: 132_000_000_000_000_030,
+        },
+        end_of_file: 12345,
+        allocation_size: 16384,
+        attributes: 0x10,
+        file_id: 0xAB_CDEF,
+        ea_size: 0,
+        short_name: "SHORT~1".into(),
+        reparse_tag: 0,
+    };
+    for (c, golden) in [
+        (class::DIRECTORY, DIR),
+        (class::FULL_DIRECTORY, FULL_DIR),
+        (class::BOTH_DIRECTORY, BOTH_DIR),
+        (class::ID_FULL_DIRECTORY, ID_FULL_DIR),
+    ] {
+        let mut w = DirectoryWriter::new(c, 4096).unwrap();
+        assert!(w.push(&e));
+        assert_eq!(&w.finish()[..], &unhex(golden)[..], "class {c}");
+    }
 }
