@@ -251,15 +251,14 @@ impl NegotiateRequest {
         r.skip(2, "Reserved")?;
         let capabilities = r.u32("Capabilities")?;
         let client_guid = r.array("ClientGuid")?;
-        let ctx_offset = r.u32("NegotiateContextOffset")?;
-        let ctx_count = r.u16("NegotiateContextCount")?;
-        r.skip(2, "Reserved2")?;
+        // NegotiateContextOffset/Count/Reserved2 with 3.1.1, else ClientStartTime.
+        let union = r.u64("ClientStartTime")?;
         let dialects = u16_list(&mut r, count, "Dialects")?;
         let has_311 = dialects.contains(&dialect::SMB3_1_1);
         let (client_start_time, contexts) = if has_311 {
-            (0, decode_contexts(&r, ctx_offset, ctx_count)?)
+            (0, decode_contexts(&r, union as u32, (union >> 32) as u16)?)
         } else {
-            (u64::from(ctx_offset) | (u64::from(ctx_count) << 32), Vec::new())
+            (union, Vec::new())
         };
         Ok(NegotiateRequest {
             security_mode,
@@ -421,10 +420,10 @@ mod tests {
 
     #[test]
     fn request_byte_image() {
-        // StructureSize 36, two dialects, no contexts: ClientStartTime = 0.
+        // StructureSize 36, two dialects, no 3.1.1: the union is ClientStartTime.
         let mut b = vec![36, 0, 2, 0, 1, 0, 0, 0, 0x7f, 0, 0, 0];
         b.extend_from_slice(&[0x11; 16]);
-        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&0x0807_0605_0403_0201u64.to_le_bytes());
         b.extend_from_slice(&[0x02, 0x02, 0x10, 0x02]);
         let r = NegotiateRequest::decode(Bytes::from(b)).unwrap();
         assert_eq!(r.dialects, vec![0x0202, 0x0210]);
@@ -432,6 +431,7 @@ mod tests {
         assert_eq!(r.security_mode, 1);
         assert_eq!(r.client_guid, [0x11; 16]);
         assert!(r.contexts.is_empty());
+        assert_eq!(r.client_start_time, 0x0807_0605_0403_0201);
     }
 
     #[test]

@@ -64,10 +64,17 @@ pub struct TreeConnectRequest {
     pub contexts: Vec<TreeConnectContext>,
 }
 
+/// Header (64) + fixed part (8) + extension (16).
+const HEADER_RELATIVE_PATH_MIN: u16 = 88;
+
 impl TreeConnectRequest {
-    /// With EXTENSION_PRESENT, PathOffset counts from the start of the
-    /// extension (the body's Buffer) and TreeConnectContextOffset from the
-    /// start of the TREE_CONNECT body, as Windows builds them.
+    /// With EXTENSION_PRESENT, implementations disagree on what PathOffset
+    /// counts from: the extension (the body's Buffer, as ksmbd reads it) or
+    /// the header (as ruby_smb builds it). A header-relative offset cannot
+    /// be below 88 (header, fixed part and extension), an extension-relative
+    /// one normally is 16, so offsets from 88 up are taken as
+    /// header-relative. TreeConnectContextOffset counts from the start of
+    /// the TREE_CONNECT body.
     pub fn decode(body: Bytes) -> Result<Self> {
         let mut r = Reader::body(body);
         r.structure_size(9, "TREE_CONNECT request")?;
@@ -85,8 +92,13 @@ impl TreeConnectRequest {
         let ctx_off = r.u32("TreeConnectContextOffset")?;
         let ctx_count = r.u16("TreeConnectContextCount")?;
         r.skip(10, "Reserved")?;
-        let ext = r.from_offset(64 + 8, "tree connect extension")?;
-        let path = utf16_decode(&ext.region(off.into(), len.into(), "PathName")?, "PathName")?;
+        let path = if off >= HEADER_RELATIVE_PATH_MIN {
+            r.region(off.into(), len.into(), "PathName")?
+        } else {
+            r.from_offset(64 + 8, "tree connect extension")?
+                .region(off.into(), len.into(), "PathName")?
+        };
+        let path = utf16_decode(&path, "PathName")?;
         let mut c = r.from_offset(64 + u64::from(ctx_off), "TreeConnectContextOffset")?;
         check_count(
             usize::from(ctx_count),
@@ -181,6 +193,10 @@ mod tests {
                 data: Bytes::from_static(&[0xAA, 0xBB])
             }]
         );
+        // The same path offset counted from the header.
+        let mut h = b.clone();
+        h[4] = 88;
+        assert_eq!(TreeConnectRequest::decode(Bytes::from(h)).unwrap().path, "\\x");
         b[12] = 9; // more contexts than bytes
         assert!(TreeConnectRequest::decode(Bytes::from(b)).is_err());
     }
