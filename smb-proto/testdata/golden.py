@@ -22,68 +22,84 @@ from smbprotocol.query_info import (
 )
 
 
+def fill(obj, **fields):
+    for k, v in fields.items():
+        obj[k] = v
+    return obj
+
+
 def hexs(b):
     return b.hex()
 
 
 def negotiate():
-    n = SMB3NegotiateRequest()
-    n["security_mode"] = SecurityMode.SMB2_NEGOTIATE_SIGNING_ENABLED
-    n["capabilities"] = Capabilities.SMB2_GLOBAL_CAP_ENCRYPTION
-    n["client_guid"] = uuid.UUID("11111111-2222-3333-4444-555555555555")
-    n["dialects"] = [Dialects.SMB_2_0_2, Dialects.SMB_2_1_0, Dialects.SMB_3_0_0,
-                     Dialects.SMB_3_0_2, Dialects.SMB_3_1_1]
-    pre = SMB2PreauthIntegrityCapabilities()
-    pre["hash_algorithms"] = [HashAlgorithms.SHA_512]
-    pre["salt"] = bytes(range(32))
-    c1 = SMB2NegotiateContextRequest()
-    c1["context_type"] = NegotiateContextType.SMB2_PREAUTH_INTEGRITY_CAPABILITIES
-    c1["data"] = pre
+    n = fill(SMB3NegotiateRequest(),
+        security_mode=SecurityMode.SMB2_NEGOTIATE_SIGNING_ENABLED,
+        capabilities=Capabilities.SMB2_GLOBAL_CAP_ENCRYPTION,
+        client_guid=uuid.UUID("11111111-2222-3333-4444-555555555555"),
+        dialects=[Dialects.SMB_2_0_2, Dialects.SMB_2_1_0, Dialects.SMB_3_0_0,
+                  Dialects.SMB_3_0_2, Dialects.SMB_3_1_1],
+    )
+    pre = fill(SMB2PreauthIntegrityCapabilities(),
+        hash_algorithms=[HashAlgorithms.SHA_512],
+        salt=bytes(range(32)),
+    )
+    c1 = fill(SMB2NegotiateContextRequest(),
+        context_type=NegotiateContextType.SMB2_PREAUTH_INTEGRITY_CAPABILITIES,
+        data=pre,
+    )
     enc = SMB2EncryptionCapabilities()
     enc["ciphers"] = [Ciphers.AES_128_GCM, Ciphers.AES_128_CCM]
-    c2 = SMB2NegotiateContextRequest()
-    c2["context_type"] = NegotiateContextType.SMB2_ENCRYPTION_CAPABILITIES
-    c2["data"] = enc
+    c2 = fill(SMB2NegotiateContextRequest(),
+        context_type=NegotiateContextType.SMB2_ENCRYPTION_CAPABILITIES,
+        data=enc,
+    )
     net = SMB2NetnameNegotiateContextId()
     net["net_name"] = "server"
-    c3 = SMB2NegotiateContextRequest()
-    c3["context_type"] = NegotiateContextType.SMB2_NETNAME_NEGOTIATE_CONTEXT_ID
-    c3["data"] = net
+    c3 = fill(SMB2NegotiateContextRequest(),
+        context_type=NegotiateContextType.SMB2_NETNAME_NEGOTIATE_CONTEXT_ID,
+        data=net,
+    )
     n["negotiate_context_list"] = [c1, c2, c3]
     return n.pack()
 
 
 def create():
-    c = SMB2CreateRequest()
-    c["impersonation_level"] = 2
-    c["desired_access"] = 0x00120089
-    c["file_attributes"] = 0
-    c["share_access"] = 7
-    c["create_disposition"] = 1
-    c["create_options"] = 0x40
-    c["requested_oplock_level"] = 0xFF
-    c["buffer_path"] = "dir\\file.txt".encode("utf-16-le")
+    c = fill(SMB2CreateRequest(),
+        impersonation_level=2,
+        desired_access=0x00120089,
+        file_attributes=0,
+        share_access=7,
+        create_disposition=1,
+        create_options=0x40,
+        requested_oplock_level=0xFF,
+        buffer_path="dir\\file.txt".encode("utf-16-le"),
+    )
     mx = SMB2CreateContextRequest()
     mx["buffer_name"] = CreateContextName.SMB2_CREATE_QUERY_MAXIMAL_ACCESS_REQUEST
     mxd = SMB2CreateQueryMaximalAccessRequest()
     mxd["timestamp"] = 132000000000000000
     mx["buffer_data"] = mxd
-    lease = SMB2CreateRequestLeaseV2()
-    lease["lease_key"] = b"\x03" * 16
-    lease["lease_state"] = 7
-    lease["lease_flags"] = 4
-    lease["parent_lease_key"] = b"\x04" * 16
-    lease["epoch"] = b"\x05\x00"
-    rq = SMB2CreateContextRequest()
-    rq["buffer_name"] = CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2
-    rq["buffer_data"] = lease
-    dh = SMB2CreateDurableHandleRequestV2()
-    dh["timeout"] = 60000
-    dh["flags"] = 2
-    dh["create_guid"] = uuid.UUID("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
-    d2 = SMB2CreateContextRequest()
-    d2["buffer_name"] = CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2
-    d2["buffer_data"] = dh
+    lease = fill(SMB2CreateRequestLeaseV2(),
+        lease_key=b"\x03" * 16,
+        lease_state=7,
+        lease_flags=4,
+        parent_lease_key=b"\x04" * 16,
+        epoch=b"\x05\x00",
+    )
+    rq = fill(SMB2CreateContextRequest(),
+        buffer_name=CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2,
+        buffer_data=lease,
+    )
+    dh = fill(SMB2CreateDurableHandleRequestV2(),
+        timeout=60000,
+        flags=2,
+        create_guid=uuid.UUID("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"),
+    )
+    d2 = fill(SMB2CreateContextRequest(),
+        buffer_name=CreateContextName.SMB2_CREATE_DURABLE_HANDLE_REQUEST_V2,
+        buffer_data=dh,
+    )
     c["buffer_contexts"] = SMB2CreateContextRequest.pack_multiple([mx, rq, d2])
     return c.pack()
 
@@ -145,3 +161,132 @@ print("BOTH_DIR", hexs(one_entry(FileBothDirectoryInformation)))
 print("ID_FULL_DIR", hexs(one_entry(FileIdFullDirectoryInformation)))
 print("CREATE", hexs(create()))
 print("ID_BOTH_DIR", hexs(dir_entries()))
+
+
+# Responses, as smbprotocol packs them (it parses what servers send).
+from smbprotocol.connection import SMB2NegotiateResponse  # noqa: E402
+from smbprotocol.create_contexts import (  # noqa: E402
+    SMB2CreateQueryMaximalAccessResponse, SMB2CreateResponseLeaseV2,
+)
+from smbprotocol.ioctl import SMB2IOCTLResponse, SMB2ValidateNegotiateInfoResponse  # noqa: E402
+from smbprotocol.open import (  # noqa: E402
+    SMB2CloseResponse, SMB2CreateResponse, SMB2QueryInfoResponse, SMB2ReadResponse,
+    SMB2WriteResponse,
+)
+from smbprotocol.session import SMB2SessionSetupResponse  # noqa: E402
+from smbprotocol.tree import SMB2TreeConnectResponse  # noqa: E402
+
+
+def negotiate_response():
+    r = fill(SMB2NegotiateResponse(),
+        security_mode=1,
+        dialect_revision=0x0311,
+        server_guid=uuid.UUID("01020304-0506-0708-090a-0b0c0d0e0f10"),
+        capabilities=0x44,
+        max_transact_size=8388608,
+        max_read_size=8388608,
+        max_write_size=8388608,
+        system_time=132000000000000000,
+        server_start_time=0,
+        buffer=b"\x60\x28\x06\x06",
+    )
+    pre = fill(SMB2PreauthIntegrityCapabilities(),
+        hash_algorithms=[HashAlgorithms.SHA_512],
+        salt=b"\x07" * 32,
+    )
+    c1 = fill(SMB2NegotiateContextRequest(),
+        context_type=NegotiateContextType.SMB2_PREAUTH_INTEGRITY_CAPABILITIES,
+        data=pre,
+    )
+    enc = SMB2EncryptionCapabilities()
+    enc["ciphers"] = [Ciphers.AES_128_GCM]
+    c2 = fill(SMB2NegotiateContextRequest(),
+        context_type=NegotiateContextType.SMB2_ENCRYPTION_CAPABILITIES,
+        data=enc,
+    )
+    r["negotiate_context_list"] = [c1, c2]
+    return r.pack()
+
+
+def build(cls, **fields):
+    return fill(cls(), **fields).pack()
+
+
+def set_attributes(r):
+    """The times, sizes and attributes CREATE and CLOSE responses share."""
+    r["creation_time"] = 132000000000000000
+    r["last_access_time"] = 132000000000000010
+    r["last_write_time"] = 132000000000000020
+    r["change_time"] = 132000000000000030
+    r["allocation_size"] = 4096
+    r["end_of_file"] = 100
+    r["file_attributes"] = 0x20
+
+
+def create_response():
+    r = fill(SMB2CreateResponse(),
+        oplock_level=0xFF,
+        create_action=2,
+    )
+    set_attributes(r)
+    r["file_id"] = b"\x11" * 8 + b"\x22" * 8
+    mx = fill(SMB2CreateQueryMaximalAccessResponse(),
+        query_status=0,
+        maximal_access=0x001F01FF,
+    )
+    c1 = fill(SMB2CreateContextRequest(),
+        buffer_name=CreateContextName.SMB2_CREATE_QUERY_MAXIMAL_ACCESS_REQUEST,
+        buffer_data=mx,
+    )
+    ls = fill(SMB2CreateResponseLeaseV2(),
+        lease_key=b"\x03" * 16,
+        lease_state=3,
+        flags=0,
+        parent_lease_key=b"\x00" * 16,
+        epoch=2,
+    )
+    c2 = fill(SMB2CreateContextRequest(),
+        buffer_name=CreateContextName.SMB2_CREATE_REQUEST_LEASE_V2,
+        buffer_data=ls,
+    )
+    r["buffer"] = SMB2CreateContextRequest.pack_multiple([c1, c2])
+    return r.pack()
+
+
+def close_response():
+    r = SMB2CloseResponse()
+    r["flags"] = 1
+    set_attributes(r)
+    return r.pack()
+
+
+def ioctl_response():
+    v = fill(SMB2ValidateNegotiateInfoResponse(),
+        capabilities=0x44,
+        guid=uuid.UUID("01020304-0506-0708-090a-0b0c0d0e0f10"),
+        security_mode=1,
+        dialect=0x0302,
+    )
+    r = fill(SMB2IOCTLResponse(),
+        ctl_code=0x00140204,
+        file_id=b"\xff" * 16,
+        input_offset=112,
+        output_offset=112,
+        buffer=v.pack(),
+        output_count=len(v.pack()),
+    )
+    return r.pack()
+
+
+print("NEGOTIATE_RESPONSE", hexs(negotiate_response()))
+print("SESSION_SETUP_RESPONSE", hexs(build(
+    SMB2SessionSetupResponse, session_flags=0, buffer=b"\xa1\x07\x30\x05\xa0\x03\x0a\x01\x00")))
+print("TREE_CONNECT_RESPONSE", hexs(build(
+    SMB2TreeConnectResponse, share_type=1, share_flags=0x8000, capabilities=0,
+    maximal_access=0x001F01FF)))
+print("CREATE_RESPONSE", hexs(create_response()))
+print("CLOSE_RESPONSE", hexs(close_response()))
+print("READ_RESPONSE", hexs(build(SMB2ReadResponse, data_offset=80, buffer=b"file data")))
+print("WRITE_RESPONSE", hexs(build(SMB2WriteResponse, count=65536)))
+print("QUERY_INFO_RESPONSE", hexs(build(SMB2QueryInfoResponse, buffer=bytes(range(1, 9)))))
+print("IOCTL_RESPONSE", hexs(ioctl_response()))
