@@ -370,6 +370,26 @@ fn put_standard(out: &mut BytesMut, s: &StandardInfo) {
 }
 
 impl FileInfo {
+    /// Size of the part before any variable-length name or list: a client
+    /// buffer smaller than this gets STATUS_INFO_LENGTH_MISMATCH.
+    pub fn fixed_len(&self) -> usize {
+        match self {
+            FileInfo::Basic(_) => 40,
+            FileInfo::Standard(_) => 24,
+            FileInfo::Internal { .. } | FileInfo::Position { .. } => 8,
+            FileInfo::Ea { .. }
+            | FileInfo::Access { .. }
+            | FileInfo::Mode { .. }
+            | FileInfo::Alignment { .. } => 4,
+            FileInfo::All { .. } => 100,
+            FileInfo::AlternateName(_) | FileInfo::NormalizedName(_) => 4,
+            FileInfo::Stream(_) => 24,
+            FileInfo::Compression { .. } => 16,
+            FileInfo::NetworkOpen { .. } => 56,
+            FileInfo::AttributeTag { .. } => 8,
+        }
+    }
+
     pub fn class(&self) -> u8 {
         match self {
             FileInfo::Basic(_) => class::BASIC,
@@ -539,6 +559,20 @@ pub enum FsInfo {
 }
 
 impl FsInfo {
+    /// Size of the part before the label or name (see
+    /// [`FileInfo::fixed_len`]).
+    pub fn fixed_len(&self) -> usize {
+        match self {
+            FsInfo::Volume { .. } => 18,
+            FsInfo::Size { .. } => 24,
+            FsInfo::Device { .. } => 8,
+            FsInfo::Attribute { .. } => 12,
+            FsInfo::FullSize { .. } => 32,
+            FsInfo::ObjectId { .. } => 64,
+            FsInfo::SectorSize { .. } => 28,
+        }
+    }
+
     pub fn class(&self) -> u8 {
         match self {
             FsInfo::Volume { .. } => fs_class::VOLUME,
@@ -635,6 +669,31 @@ impl FsInfo {
                 }
             }
         }
+    }
+}
+
+/// How an encoded info result meets the client's OutputBufferLength
+/// (MS-SMB2 3.3.5.20.1, 3.3.5.20.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fit {
+    /// Everything fits: STATUS_SUCCESS.
+    Whole(Bytes),
+    /// Cut to OutputBufferLength: STATUS_BUFFER_OVERFLOW with these bytes.
+    Truncated(Bytes),
+    /// Not even the fixed part fits: STATUS_INFO_LENGTH_MISMATCH, no data.
+    TooSmall,
+}
+
+/// Fit `encoded` (whose fixed part is `fixed_len` bytes) into
+/// `output_buffer_length`.
+pub fn fit_output(encoded: Bytes, fixed_len: usize, output_buffer_length: u32) -> Fit {
+    let max = output_buffer_length as usize;
+    if encoded.len() <= max {
+        Fit::Whole(encoded)
+    } else if max < fixed_len {
+        Fit::TooSmall
+    } else {
+        Fit::Truncated(encoded.slice(..max))
     }
 }
 
@@ -970,6 +1029,7 @@ mod tests {
             let mut b = BytesMut::new();
             info.encode(&mut b);
             assert_eq!(b.len(), len, "{info:?}");
+            assert!(info.fixed_len() <= len, "{info:?}");
         }
         let all = FileInfo::All {
             basic: BasicInfo::default(),
@@ -1009,6 +1069,26 @@ mod tests {
         streams.encode(&mut b);
         assert_eq!(&b[0..8], &[40, 0, 0, 0, 14, 0, 0, 0]);
         assert_eq!(b.len(), 40 + 24 + 16);
+    }
+
+    #[test]
+    fn output_buffer_fitting() {
+        let info = FileInfo::AlternateName("LONGNAME".into());
+        let mut b = BytesMut::new();
+        info.encode(&mut b);
+        let b = b.freeze();
+        assert_eq!(
+            fit_output(b.clone(), info.fixed_len(), 100),
+            Fit::Whole(b.clone())
+        );
+        assert_eq!(
+            fit_output(b.clone(), info.fixed_len(), 6),
+            Fit::Truncated(b.slice(..6))
+        );
+        assert_eq!(fit_output(b, info.fixed_len(), 3), Fit::TooSmall);
+        let mut e = BytesMut::new();
+        FileInfo::Basic(BasicInfo::default()).encode(&mut e);
+        assert_eq!(e.len(), FileInfo::Basic(BasicInfo::default()).fixed_len());
     }
 
     #[test]
@@ -1081,6 +1161,7 @@ mod tests {
             let mut b = BytesMut::new();
             info.encode(&mut b);
             assert_eq!(b.len(), len, "{info:?}");
+            assert!(info.fixed_len() <= len, "{info:?}");
         }
     }
 
