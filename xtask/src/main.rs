@@ -49,18 +49,19 @@ tasks:
                        (tests/kernel-client/run-against-weir.sh) and through weir
                        caching nfs-ganesha, compared with ganesha alone
                        (tests/kernel-client/run-through-weir-to-ganesha.sh)
-                       and each nfs-proto fuzz target for 15 s
+                       and each target of every fuzz crate (*/fuzz) for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
-  fuzz [SECONDS]       run each nfs-proto fuzz target for SECONDS (default 20); needs
-                       cargo-fuzz (cargo install cargo-fuzz), skipped without it";
+  fuzz [SECONDS]       run each target of every fuzz crate (*/fuzz/run.sh) for SECONDS
+                       (default 20); needs cargo-fuzz (cargo install cargo-fuzz),
+                       skipped without it";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["test"] => test(),
         ["nfs-ganesha", rest @ ..] => nfs_ganesha(rest),
-        ["fuzz", rest @ ..] => match run("nfs-proto/fuzz/run.sh", rest, &[]) {
+        ["fuzz", rest @ ..] => match fuzz_all(rest) {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,
         },
@@ -78,7 +79,29 @@ fn main() -> ExitCode {
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_SECONDS: &str = "15";
 
-/// Run every nfs-proto fuzz target briefly, installing cargo-fuzz first if needed.
+/// The `run.sh` of every fuzz crate (`<crate>/fuzz/run.sh`), in name order.
+fn fuzz_scripts() -> Vec<PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("fuzz").join("run.sh"))
+        .filter(|p| p.is_file())
+        .collect();
+    scripts.sort();
+    scripts
+}
+
+/// Run each fuzz crate's script with `args` (the seconds per target).
+fn fuzz_all(args: &[&str]) -> Result<(), ExitCode> {
+    for script in fuzz_scripts() {
+        run(&script.to_string_lossy(), args, &[])?;
+    }
+    Ok(())
+}
+
+/// Run every target of every fuzz crate briefly, installing cargo-fuzz first if needed.
 fn fuzz_briefly(cargo: &str) -> Result<(), ExitCode> {
     let have = Command::new(cargo)
         .args(["fuzz", "--help"])
@@ -89,7 +112,7 @@ fn fuzz_briefly(cargo: &str) -> Result<(), ExitCode> {
     if !have {
         run(cargo, &["install", "--locked", "cargo-fuzz"], &[])?;
     }
-    run("nfs-proto/fuzz/run.sh", &[FUZZ_SECONDS], &[])
+    fuzz_all(&[FUZZ_SECONDS])
 }
 
 fn test() -> ExitCode {

@@ -1,0 +1,130 @@
+//! Direct TCP transport (MS-SMB2 2.1): each message is preceded by a zero
+//! byte and a 24-bit big-endian length.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::DecodeError;
+
+/// Largest length the 24-bit field can carry.
+pub const MAX_FRAME: usize = 0x00FF_FFFF;
+
+/// The four-byte header for a message of `len` bytes (`len` is clamped to
+/// [`MAX_FRAME`]; callers never build larger messages).
+pub fn frame_header(len: usize) -> [u8; 4] {
+    let l = len.min(MAX_FRAME) as u32;
+    let b = l.to_be_bytes();
+    [0, b[1], b[2], b[3]]
+}
+
+/// Reassembles frames from bytes as they arrive. Sans-IO: the caller
+/// appends to [`FrameReader::buffer`] and takes frames out.
+#[derive(Debug)]
+pub struct FrameReader {
+    max: usize,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// `max_frame` bounds each message (without the 4-byte header).
+    pub fn new(max_frame: usize) -> Self {
+        FrameReader {
+            max: max_frame.min(MAX_FRAME),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Bytes read from the connection go here.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// How many more bytes the frame in progress needs at least.
+    pub fn wanted(&self) -> usize {
+        match self.header() {
+            Ok(Some(len)) => (len + 4).saturating_sub(self.buf.len()).max(1),
+            _ => 4usize.saturating_sub(self.buf.len()).max(1),
+        }
+    }
+
+    fn header(&self) -> Result<Option<usize>, DecodeError> {
+        let Some(h) = self.buf.get(..4) else {
+            return Ok(None);
+        };
+        if h[0] != 0 {
+            return Err(DecodeError::InvalidValue {
+                what: "transport header zero byte",
+                value: u64::from(h[0]),
+            });
+        }
+        let len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        if len > self.max {
+            return Err(DecodeError::TooLarge {
+                what: "transport frame",
+                len,
+                max: self.max,
+            });
+        }
+        Ok(Some(len))
+    }
+
+    /// The next whole message, as a slice of the read buffer (no copy). An
+    /// error means the stream is unusable and the connection must close.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        let Some(len) = self.header()? else {
+            return Ok(None);
+        };
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_out_whole_in_any_chunking() {
+        let mut stream = Vec::new();
+        for m in [&b"hello"[..], b"", &[7u8; 300][..]] {
+            stream.extend_from_slice(&frame_header(m.len()));
+            stream.extend_from_slice(m);
+        }
+        for step in [1, 2, 5, 64, 1000] {
+            let mut r = FrameReader::new(1 << 20);
+            let mut got = Vec::new();
+            for c in stream.chunks(step) {
+                r.buffer().extend_from_slice(c);
+                while let Some(f) = r.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got.len(), 3);
+            assert_eq!(&got[0][..], b"hello");
+            assert!(got[1].is_empty());
+            assert_eq!(got[2].len(), 300);
+        }
+    }
+
+    #[test]
+    fn header_layout_and_oversize_and_bad_first_byte() {
+        assert_eq!(frame_header(0x012345), [0, 0x01, 0x23, 0x45]);
+        let mut r = FrameReader::new(100);
+        r.buffer().extend_from_slice(&[0, 0, 0, 101]);
+        assert!(matches!(
+            r.next_frame(),
+            Err(DecodeError::TooLarge { len: 101, .. })
+        ));
+        let mut r = FrameReader::new(100);
+        r.buffer().extend_from_slice(&[0, 0, 0]);
+        assert_eq!(r.wanted(), 1);
+        assert!(r.next_frame().unwrap().is_none());
+        r.buffer().extend_from_slice(&[10]);
+        assert_eq!(r.wanted(), 10);
+        let mut r = FrameReader::new(100);
+        r.buffer().extend_from_slice(&[0xfe, 0, 0, 1]);
+        assert!(r.next_frame().is_err());
+    }
+}
