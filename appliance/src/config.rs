@@ -588,7 +588,7 @@ impl Config {
             );
         }
         smb.workgroup = self.smb.workgroup.clone();
-        smb.validate().map_err(|e| anyhow!("smb: {e}"))?;
+        smb.check().map_err(|e| anyhow!("smb: {e}"))?;
 
         Ok(Settings {
             nfs,

@@ -193,6 +193,15 @@ impl SmbConfig {
         }
     }
 
+    /// Check shares and the config's own users, without reading the users
+    /// file (which `validate` reads when the server starts).
+    pub fn check(&self) -> Result<(), String> {
+        let mut cfg = self.clone();
+        cfg.users_file = None;
+        cfg.shares.iter_mut().for_each(|s| s.users.clear());
+        cfg.validate().map(drop)
+    }
+
     /// Check shares and users; returns the user database (config users and
     /// the users file's, which must not name the same user twice).
     pub fn validate(&self) -> Result<UserDb, String> {
