@@ -167,9 +167,7 @@ impl Drop for Samba {
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("bind: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("bind: {e}"))
+    l.local_addr().map(|a| a.port()).map_err(|e| format!("bind: {e}"))
 }
 
 fn smb_conf(work: &Path, dir: &Path, port: u16, c: &SambaConfig) -> String {
@@ -179,11 +177,7 @@ fn smb_conf(work: &Path, dir: &Path, port: u16, c: &SambaConfig) -> String {
     } else {
         "default"
     };
-    let encrypt = if c.encrypt_required {
-        "required"
-    } else {
-        "default"
-    };
+    let encrypt = if c.encrypt_required { "required" } else { "default" };
     let extra: String = c.extra_global.iter().map(|l| format!("   {l}\n")).collect();
     format!(
         "[global]
@@ -241,9 +235,7 @@ fn add_user(conf: &Path, user: &str, password: &str) -> Result<(), String> {
     if let Some(mut stdin) = child.stdin.take() {
         writeln!(stdin, "{password}\n{password}").map_err(|e| format!("smbpasswd: {e}"))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("smbpasswd: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("smbpasswd: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "smbpasswd -a {user} failed ({}): {}{}",
