@@ -99,13 +99,10 @@ impl Ganesha {
             )
         });
         if !up {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<_> = tail.lines().rev().take(15).collect();
-            let tail: Vec<_> = tail.into_iter().rev().collect();
             return Err(format!(
                 "ganesha did not come up on ports {nfs_port}/{mount_port}; {}:\n{}",
                 log.display(),
-                tail.join("\n")
+                process::log_tail(&log, 15)
             ));
         }
         Ok(Ganesha {

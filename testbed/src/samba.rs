@@ -105,13 +105,10 @@ impl Samba {
             .map_err(|e| format!("smbd: {e}"))?;
         let mut server = Guard::new("smbd", child);
         if !process::wait_port(addr, Duration::from_secs(30), || server.running()) {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<_> = tail.lines().rev().take(20).collect();
-            let tail: Vec<_> = tail.into_iter().rev().collect();
             return Err(format!(
                 "smbd did not come up on {addr}; {}:\n{}",
                 log.display(),
-                tail.join("\n")
+                process::log_tail(&log, 20)
             ));
         }
         Ok(Samba {

@@ -42,9 +42,4 @@ check perm-chown-non-root-eperm perm_chown_eperm
 check hardlink-count perm_hardlink
 check symlink-readlink perm_symlink
 check rename-across-dirs perm_rename
-check fio-crc32c-verify fio_verify
-check dbench run_dbench
-check manifest write_manifest
-check remount-reverify remount_verify
-check umount final_umount
-finish
+final_checks
