@@ -5,9 +5,8 @@ share is refused. Once per client profile."""
 import uuid
 
 import pytest
-import smbclient
 from smbprotocol.connection import Connection
-from smbprotocol.exceptions import SMBAuthenticationError, SMBOSError, SMBResponseException
+from smbprotocol.exceptions import SMBAuthenticationError, SMBResponseException
 from smbprotocol.header import NtStatus
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect

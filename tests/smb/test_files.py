@@ -7,7 +7,6 @@ import os
 import time
 
 import pytest
-import smbclient
 from smbprotocol.exceptions import SMBOSError, SMBResponseException
 from smbprotocol.file_info import FileAttributes
 from smbprotocol.header import NtStatus

@@ -5,7 +5,6 @@ SMB_ENCRYPT_REQUIRED (`smb encrypt = required`). Skipped otherwise."""
 import uuid
 
 import pytest
-import smbclient
 from smbprotocol.connection import Connection
 from smbprotocol.exceptions import SMBException, SMBOSError, SMBResponseException
 
