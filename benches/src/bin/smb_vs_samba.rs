@@ -348,7 +348,12 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("round {round}: {test} on {}", s.name);
                 for (op, v) in smbtorture_bench(s, test, a.bench_seconds)? {
                     let short = test.trim_start_matches("smb2.bench.");
-                    fig.add(&format!("{short} {op} ops/s"), &s.name, v);
+                    let what = if op == "ops" || op == short {
+                        format!("smb2.bench.{short} ops/s")
+                    } else {
+                        format!("smb2.bench.{short} {op} ops/s")
+                    };
+                    fig.add(&what, &s.name, v);
                 }
             }
         }
