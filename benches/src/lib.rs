@@ -58,6 +58,14 @@ impl Table {
         }
     }
 
+    /// A table whose columns are known only at run time.
+    pub fn with_header(header: Vec<String>) -> Self {
+        Table {
+            header,
+            rows: Vec::new(),
+        }
+    }
+
     /// Weir's figure, the reference's (if it ran), and Weir / reference.
     pub fn row(&mut self, what: &str, weir: f64, reference: Option<f64>) {
         let (r, ratio) = match reference {

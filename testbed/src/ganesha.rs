@@ -99,13 +99,10 @@ impl Ganesha {
             )
         });
         if !up {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<_> = tail.lines().rev().take(15).collect();
-            let tail: Vec<_> = tail.into_iter().rev().collect();
             return Err(format!(
                 "ganesha did not come up on ports {nfs_port}/{mount_port}; {}:\n{}",
                 log.display(),
-                tail.join("\n")
+                process::log_tail(&log, 15)
             ));
         }
         Ok(Ganesha {
@@ -134,30 +131,11 @@ impl Drop for Ganesha {
 /// parallel): instances registering with one rpcbind at the same moment make
 /// each other fail with "Cannot register NFS V3 on TCP", and an rpcbind must
 /// not go away while another instance registers with it.
-struct StartLock {
-    _file: std::fs::File,
-}
+struct StartLock;
 
 impl StartLock {
-    fn take() -> Result<Self, String> {
-        use std::os::fd::AsRawFd;
-        let path = std::env::temp_dir().join("weir-ganesha-start.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        loop {
-            // SAFETY: flock(2) on a descriptor this function owns; released when it closes.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(StartLock { _file: f });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("{}: {e}", path.display()));
-            }
-        }
+    fn take() -> Result<process::FileLock, String> {
+        process::FileLock::take("weir-ganesha-start.lock")
     }
 }
 

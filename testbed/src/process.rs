@@ -67,6 +67,21 @@ pub fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Send `sig` to the process group led by `leader` (a server that made
+/// itself a group leader); nothing happens when there is no such group.
+pub fn signal_group(leader: u32, sig: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(leader) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative id signals one process group; no memory is shared.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
 /// Whether something accepts TCP connections at `addr`.
 pub fn answers(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
@@ -95,6 +110,13 @@ pub fn disk_read_bytes(pid: u32) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("read_bytes:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The last `n` lines of a log file, for an error message ("" when unreadable).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Direct children of `pid` (from `/proc/*/stat`).
@@ -147,4 +169,34 @@ pub fn ensure_installed(programs: &[&str], packages: &[&str]) -> Result<(), Stri
         return Err(format!("apt-get install {} failed", packages.join(" ")));
     }
     Ok(())
+}
+
+/// An exclusive flock(2) on a file in the temporary directory, held until
+/// dropped: serialises steps of several processes (tests run in parallel).
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    /// Wait for the lock named `name` (a file name in the temporary directory).
+    pub fn take(name: &str) -> Result<Self, String> {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        loop {
+            // SAFETY: flock(2) on a descriptor this function owns; released when it closes.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("{}: {e}", path.display()));
+            }
+        }
+    }
 }

@@ -2,10 +2,12 @@
 # Boot the test guest against a server on this host and run a workload in it.
 #
 #   run-guest.sh nfs NFS_PORT [MOUNT_PORT]
+#   run-guest.sh cifs SMB_PORT
 #
 # The guest reaches the host only through qemu user-networking forwards:
 # 10.0.2.100:2049 -> 127.0.0.1:NFS_PORT and 10.0.2.100:20048 -> 127.0.0.1:MOUNT_PORT
-# (with one port, or MOUNT_PORT == NFS_PORT, MOUNT is asked on 2049 as well).
+# (with one port, or MOUNT_PORT == NFS_PORT, MOUNT is asked on 2049 as well);
+# for cifs, 10.0.2.100:445 -> 127.0.0.1:SMB_PORT.
 # Settings reach the guest on a small read-only ext4 disk (/dev/vdb) that holds
 # `config` and the workload script. The serial console is the result channel;
 # it is copied to $KCLIENT_OUT/console.log. Exits 0 when the workload printed
@@ -16,12 +18,13 @@
 # KCLIENT_TIMEOUT (seconds for the whole guest run, default 900), EXPORT (default
 # /export), MOUNT_OPTS (extra NFS mount options), WORK_DIR (directory on the
 # export, default kclient), TREE_DIRS,
-# TREE_FILES, BIG_MIB, DBENCH_SECONDS (workload size), KCLIENT_SMP, KCLIENT_MEM,
+# TREE_FILES, BIG_MIB, DBENCH_SECONDS (workload size), for cifs SMB_SHARE, SMB_USER,
+# SMB_PASS, CIFS_OPTS (e.g. vers=3.1.1,seal), KCLIENT_SMP, KCLIENT_MEM,
 # KCLIENT_WORKLOAD (another workload script, for debugging).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-usage() { echo "usage: $0 nfs NFS_PORT [MOUNT_PORT]" >&2; exit 2; }
+usage() { echo "usage: $0 nfs NFS_PORT [MOUNT_PORT] | cifs SMB_PORT" >&2; exit 2; }
 log() { echo "run-guest: $*" >&2; }
 
 (($# >= 2)) || usage
@@ -38,6 +41,10 @@ case $proto in
             forwards+=(20048:"$mount_port")
             guest_mount_port=20048
         fi
+        ;;
+    cifs)
+        workload=${KCLIENT_WORKLOAD:-workload-cifs.sh}
+        forwards=(445:"$1")
         ;;
     *) log "unknown protocol '$proto'"; usage ;;
 esac
@@ -57,14 +64,21 @@ rm -rf "$cfg" "$out/cfg.img"
 mkdir -p "$cfg"
 [[ $workload == /* ]] || workload=$here/$workload
 install -m 0755 "$workload" "$cfg/$(basename "$workload")"
+install -m 0644 "$here/workload-common.sh" "$cfg/workload-common.sh"
 workload=$(basename "$workload")
 {
     echo "WORKLOAD=$workload"
     echo "WORKLOAD_TIMEOUT=$((timeout_s - 60))"
-    echo "NFS_SERVER=10.0.2.100"
-    echo "NFS_PORT=2049"
-    echo "MOUNT_PORT=$guest_mount_port"
-    for v in EXPORT MOUNT_OPTS WORK_DIR TREE_DIRS TREE_FILES BIG_MIB DBENCH_SECONDS; do
+    if [[ $proto == nfs ]]; then
+        echo "NFS_SERVER=10.0.2.100"
+        echo "NFS_PORT=2049"
+        echo "MOUNT_PORT=$guest_mount_port"
+    else
+        echo "SMB_SERVER=10.0.2.100"
+        echo "SMB_PORT=445"
+    fi
+    for v in EXPORT MOUNT_OPTS WORK_DIR TREE_DIRS TREE_FILES BIG_MIB DBENCH_SECONDS \
+        SMB_SHARE SMB_USER SMB_PASS CIFS_OPTS; do
         [[ -n ${!v:-} ]] && printf '%s=%q\n' "$v" "${!v}"
     done
 } >"$cfg/config"

@@ -42,7 +42,10 @@ find_python() {
     return 1
 }
 
-# ensure_venv: prints the python of a venv with requirements.txt installed, kept in a cache
+# The Python packages of the NFS and SMB suites: one venv holds both.
+REQUIREMENTS=("$NFSTESTS_DIR/requirements.txt" "$NFSTESTS_DIR/../smb/requirements.txt")
+
+# ensure_venv: prints the python of a venv with $REQUIREMENTS installed, kept in a cache
 # directory outside the clone and keyed by a hash of the requirements and the interpreter.
 ensure_venv() {
     local py
@@ -50,7 +53,7 @@ ensure_venv() {
         || { say "no Python 3.11/3.12 with venv found"; return 1; }
     local cache="${WEIR_TESTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir-tests}"
     local key
-    key="$( { cat "$NFSTESTS_DIR/requirements.txt"; readlink -f "$py"; "$py" -V; } 2>&1 | sha256sum | cut -c1-16)"
+    key="$( { cat "${REQUIREMENTS[@]}"; readlink -f "$py"; "$py" -V; } 2>&1 | sha256sum | cut -c1-16)"
     local venv="$cache/nfs-venv-$key"
     mkdir -p "$cache"
     (
@@ -60,7 +63,7 @@ ensure_venv() {
             say "creating $venv"
             "$py" -m venv "$venv" >&2 &&
                 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-                    -r "$NFSTESTS_DIR/requirements.txt" >&2 &&
+                    "${REQUIREMENTS[@]/#/-r}" >&2 &&
                 touch "$venv/.complete"
         fi
     ) 9>"$cache/.nfs-venv.lock" || return 1

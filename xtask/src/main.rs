@@ -6,7 +6,8 @@
 //! whole test suite, the NFSv3 conformance suite with real clients against
 //! `weir serve` (`tests/nfs/`), the end-to-end scripts (`SCRIPT_STEPS`: the
 //! kernel NFS client in a qemu guest) and each fuzz target briefly, stopping at
-//! the first failure with its exit code. It must stay small and only
+//! the first failure with its exit code. `cargo xtask samba` runs the SMB
+//! harness against Samba. It must stay small and only
 //! orchestrate: checks and tests themselves belong in the crates and in `tests/`.
 
 use std::os::unix::fs::MetadataExt;
@@ -29,6 +30,11 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
         "nfs-ganesha-vfs",
     ),
     ("test -x /sbin/rpcbind", "rpcbind"),
+    // The SMB harness (tests/smb, `cargo xtask samba`): Samba as the reference
+    // server, its smbclient, and smbtorture.
+    ("command -v smbd", "samba"),
+    ("command -v smbclient", "smbclient"),
+    ("command -v smbtorture", "samba-testsuite"),
 ];
 
 /// End-to-end scripts run after the cargo tests, relative to the workspace root;
@@ -52,6 +58,11 @@ tasks:
                        and each target of every fuzz crate (*/fuzz) for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
+  samba                run the whole SMB harness against Samba, the reference server:
+                       the pytest suite (tests/smb/run-against-samba.sh), smbtorture's
+                       SMB2 suites against its known failures (tests/smb/smbtorture/)
+                       and the kernel CIFS client in a qemu guest
+                       (tests/kernel-client/run-cifs-against-samba.sh)
   fuzz [SECONDS]       run each target of every fuzz crate (*/fuzz/run.sh) for SECONDS
                        (default 20); needs cargo-fuzz (cargo install cargo-fuzz),
                        skipped without it";
@@ -61,6 +72,7 @@ fn main() -> ExitCode {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["test"] => test(),
         ["nfs-ganesha", rest @ ..] => nfs_ganesha(rest),
+        ["samba"] => samba(),
         ["fuzz", rest @ ..] => match fuzz_all(rest) {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,
@@ -200,6 +212,59 @@ fn nfs_ganesha(pytest_args: &[&str]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
+}
+
+/// Steps of `cargo xtask samba`, relative to the workspace root.
+const SAMBA_STEPS: &[&[&str]] = &[
+    &["tests/smb/run-against-samba.sh"],
+    &[
+        "tests/smb/run-against-samba.sh",
+        "--exec",
+        "tests/smb/smbtorture/run.py",
+        "--server",
+        "samba",
+    ],
+    &["tests/kernel-client/run-cifs-against-samba.sh"],
+];
+
+/// The SMB harness against Samba (not part of `test` until Weir serves SMB).
+/// Every step runs; the exit code is the first failing step's.
+fn samba() -> ExitCode {
+    if let Err(code) = system_packages(SYSTEM_PACKAGES) {
+        return code;
+    }
+    let root = repo_root();
+    let mut result = ExitCode::SUCCESS;
+    let mut failed = Vec::new();
+    for step in SAMBA_STEPS {
+        let program = root.join(step[0]);
+        let args: Vec<String> = step[1..]
+            .iter()
+            .map(|a| {
+                if a.starts_with("tests/") {
+                    root.join(a).to_string_lossy().into_owned()
+                } else {
+                    (*a).to_string()
+                }
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Err(code) = run(&program.to_string_lossy(), &args, &[]) {
+            if failed.is_empty() {
+                result = code;
+            }
+            failed.push(step[step.len() - 1]);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("xtask: the SMB harness passed against Samba");
+    } else {
+        eprintln!(
+            "xtask: SMB harness steps failed against Samba: {}",
+            failed.join(", ")
+        );
+    }
+    result
 }
 
 /// Run a command; on failure, the exit code to end with.
