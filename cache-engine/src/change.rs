@@ -59,15 +59,21 @@ pub enum ChangeKind {
         name: Vec<u8>,
         object: FileHandle,
     },
+    /// Revalidation found the contents of `object` changed on the core
+    /// filer itself, not through the engine (its size or mtime moved; for a
+    /// directory, its entries). Seen when the file is next used after its
+    /// verify period, not when it happened; origin zero.
+    Behind { object: FileHandle, ftype: FileType },
 }
 
 impl ChangeKind {
     /// The shard whose thread reports this change is the owner of this handle:
-    /// the file for data and attribute changes, the (source) directory for
-    /// namespace changes.
+    /// the file for data, attribute and behind-the-cache changes, the
+    /// (source) directory for namespace changes.
     pub fn reported_by(&self) -> &FileHandle {
         match self {
             ChangeKind::Write { file, .. } | ChangeKind::SetAttr { file, .. } => file,
+            ChangeKind::Behind { object, .. } => object,
             ChangeKind::Created { dir, .. }
             | ChangeKind::Removed { dir, .. }
             | ChangeKind::Linked { dir, .. } => dir,

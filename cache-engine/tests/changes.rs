@@ -167,6 +167,24 @@ fn every_mutation_is_reported_once_with_its_origin() {
                 if name == b"sub" && *object == sub),
             "{c:?}"
         );
+
+        let l = e
+            .symlink(&me, &r, b"ln", b"target", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        assert_eq!(
+            take(e, &seen),
+            vec![Change {
+                origin: 42,
+                kind: ChangeKind::Created {
+                    dir: r,
+                    name: b"ln".to_vec(),
+                    object: l,
+                    ftype: FileType::Symlink
+                }
+            }]
+        );
     });
 }
 
@@ -229,6 +247,52 @@ fn subscribers_added_later_and_several_all_hear() {
                     len: 3
                 }
             }]
+        );
+    });
+}
+
+#[test]
+fn a_change_on_the_core_filer_is_reported_when_revalidation_sees_it() {
+    let fx = fixture(|c| {
+        c.policy.attr_verify = std::time::Duration::ZERO;
+        c.policy.dir_verify = std::time::Duration::ZERO;
+    });
+    std::fs::write(fx.origin().join("f"), b"one").unwrap();
+    let e = &fx.engine;
+    block_on(async {
+        let f = walk(e, "f").await.unwrap();
+        e.read(&root(), &f, 0, 10).await.unwrap();
+        let seen = listen(e);
+        // Unchanged: revalidation reports nothing.
+        e.getattr(&f).await.unwrap();
+        assert_eq!(take(e, &seen), vec![]);
+        std::fs::write(fx.origin().join("f"), b"changed behind").unwrap();
+        e.getattr(&f).await.unwrap();
+        assert_eq!(
+            take(e, &seen),
+            vec![Change {
+                origin: 0,
+                kind: ChangeKind::Behind {
+                    object: f,
+                    ftype: FileType::Regular
+                }
+            }]
+        );
+        // A change through the engine is not reported twice.
+        e.write(&root(), &f, 0, Bytes::from_static(b"x"), Stability::FileSync)
+            .await
+            .unwrap();
+        e.getattr(&f).await.unwrap();
+        let c = take(e, &seen);
+        assert!(
+            matches!(
+                &c[..],
+                [Change {
+                    kind: ChangeKind::Write { .. },
+                    ..
+                }]
+            ),
+            "{c:?}"
         );
     });
 }

@@ -304,8 +304,9 @@ impl Shard {
         let key = file_key(r);
         let now = Instant::now();
         let mut files = self.files.borrow_mut();
-        // (snapshot, changed behind the cache, names under it unvouched for)
-        let (snap, changed, drop_names) = match files.get_mut(&key) {
+        // (snapshot, changed behind the cache, names under it unvouched for,
+        // contents changed behind the cache)
+        let (snap, changed, drop_names, contents) = match files.get_mut(&key) {
             Some(st) if st.filer_handle == r.filer_handle => {
                 let changed = !ours
                     && (st.attr.size != attr.size
@@ -317,9 +318,12 @@ impl Shard {
                     st.epoch += 1;
                     st.ra = Readahead::default();
                 }
+                // Our own renames and links move ctime too: only size and
+                // mtime say the contents changed.
+                let contents = changed && (st.attr.size != attr.size || st.attr.mtime != attr.mtime);
                 st.attr = attr;
                 st.validated = now;
-                (Self::snapshot(st), changed, changed)
+                (Self::snapshot(st), changed, changed, contents)
             }
             _ => {
                 let st = FileState {
@@ -333,12 +337,18 @@ impl Shard {
                 let snap = Self::snapshot(&st);
                 files.put(key, st);
                 // A state created anew cannot vouch for names cached under it.
-                (snap, false, true)
+                (snap, false, true, false)
             }
         };
         drop(files);
         if changed {
             self.stats.invalidations.increment(1);
+        }
+        if contents {
+            self.notify(0, || crate::change::ChangeKind::Behind {
+                object: self.handle(r),
+                ftype: attr.ftype,
+            });
         }
         if drop_names && attr.ftype == FileType::Directory {
             self.drop_dir_caches(key);

@@ -14,13 +14,86 @@
 //!
 //! Oplocks are kept in the same shape as leases: level II is R, exclusive
 //! is RW and batch is RWH, so one set of rules covers both.
+//!
+//! A lease key names one file per client; [`LeaseTable`] (one per
+//! ClientGuid) keeps that map, so that a lease acknowledgment, which names
+//! only the key, finds its file and so its shard.
+//!
+//! How a server drives it (each call on the file's owning shard; `Wait`
+//! and `WaitFor` park the request until the breaks named come back in
+//! some later [`Actions::resolved`], then the same call is made again):
+//!
+//! ```
+//! use std::time::Instant;
+//! use smb_front::lease::*;
+//! use smb_proto::create::{disposition, share_access};
+//! use smb_proto::security::access;
+//!
+//! let now = Instant::now();
+//! let mut file = FileLeases::default();
+//! let mut leases = LeaseTable::default(); // of client [1; 16]
+//! let create = |open, key, state| OpenRequest {
+//!     open,
+//!     caching: Caching::Lease(LeaseRequest { client: [1; 16], key, state, v2: None }),
+//!     access: access::FILE_READ_DATA | access::FILE_WRITE_DATA,
+//!     share: share_access::READ | share_access::WRITE,
+//!     disposition: disposition::OPEN_IF,
+//!     directory: false,
+//! };
+//! // CREATE with a lease: claim the key for this file first.
+//! leases.claim([7; 16], "dir/a.txt").unwrap();
+//! let a = file.open(&create(1, [7; 16], LeaseState::RWH), now);
+//! assert!(matches!(a.result, OpenOutcome::Granted(Granted::Lease { state: LeaseState::RWH, .. })));
+//!
+//! // CREATE of another open (no lease): the lease must give up W first.
+//! let plain = OpenRequest { caching: Caching::Oplock(OplockLevel::None), ..create(2, [0; 16], LeaseState::NONE) };
+//! let b = file.open(&plain, now);
+//! let OpenOutcome::Wait(ids) = &b.result else { unreachable!() };
+//! // Send each notice to a connection of its client (on that connection's
+//! // shard); oplock notices need the open's FileId.
+//! for brk in &b.breaks {
+//!     let notice = brk.notification(|_open| None).unwrap();
+//!     assert!(matches!(notice, Notification::Lease(n) if n.new_lease_state == LeaseState::RH.to_wire()));
+//! }
+//!
+//! // OPLOCK_BREAK carrying a lease ack: find the file by key, then ack;
+//! // the parked CREATE runs again.
+//! assert_eq!(leases.file_of(&[7; 16]), Some(&"dir/a.txt"));
+//! let ack = file.ack_lease([1; 16], [7; 16], LeaseState::RH, now);
+//! assert_eq!(ack.result, Ok(LeaseState::RH));
+//! assert!(ids.iter().all(|id| ack.resolved.contains(id)));
+//! let b = file.open(&plain, now);
+//! assert_eq!(b.result, OpenOutcome::Granted(Granted::Oplock(OplockLevel::None)));
+//!
+//! // WRITE through open 2: the lease loses R and H; no W was cached, so
+//! // the write need not wait.
+//! let w = file.write(By::Open(2), now);
+//! assert_eq!(w.result, Proceed::Now);
+//! assert_eq!(w.breaks.len(), 1);
+//!
+//! // A timer at file.next_deadline() calls file.timeout(now) for clients
+//! // that never answer.
+//! assert!(file.next_deadline().is_some());
+//!
+//! // CLOSE: the last open of a lease ends it.
+//! file.close(2);
+//! if let Some((_client, key)) = file.close(1).result {
+//!     leases.release(&key);
+//! }
+//! assert!(file.is_idle());
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use smb_proto::create::{disposition, lease as lease_bits, oplock_level, share_access};
+use smb_proto::oplock::{LeaseBreakNotification, OplockBreak, LEASE_BREAK_ACK_REQUIRED};
 use smb_proto::security::access;
 use smb_proto::status::NtStatus;
+use smb_proto::FileId;
+
+mod table;
+pub use table::LeaseTable;
 
 /// How long a break waits for its acknowledgment (MS-SMB2 3.3.2.1: 35 s).
 pub const DEFAULT_BREAK_TIMEOUT: Duration = Duration::from_secs(35);
@@ -270,6 +343,41 @@ pub struct Break {
     /// Flags SMB2_NOTIFY_BREAK_LEASE_FLAG_ACK_REQUIRED; oplock breaks from
     /// level II never need one.
     pub ack_required: bool,
+}
+
+impl Break {
+    /// The notification for the wire. Oplock breaks name the open by its
+    /// FileId, which `file_id` looks up (`None`: the open is gone, send
+    /// nothing).
+    pub fn notification(&self, file_id: impl FnOnce(OpenId) -> Option<FileId>) -> Option<Notification> {
+        Some(match &self.to {
+            BreakTo::Oplock { open, to, .. } => Notification::Oplock(OplockBreak {
+                oplock_level: to.to_wire(),
+                file_id: file_id(*open)?,
+            }),
+            BreakTo::Lease {
+                key, from, to, epoch, ..
+            } => Notification::Lease(LeaseBreakNotification {
+                new_epoch: *epoch,
+                flags: if self.ack_required {
+                    LEASE_BREAK_ACK_REQUIRED
+                } else {
+                    0
+                },
+                lease_key: *key,
+                current_lease_state: from.to_wire(),
+                new_lease_state: to.to_wire(),
+            }),
+        })
+    }
+}
+
+/// A break notification ready to encode (sent with MessageId
+/// 0xFFFFFFFFFFFFFFFF, SessionId and TreeId zero for leases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    Oplock(OplockBreak),
+    Lease(LeaseBreakNotification),
 }
 
 /// The result of one event.

@@ -717,3 +717,63 @@ mod model {
         }
     }
 }
+
+#[test]
+fn breaks_become_wire_notifications() {
+    let mut f = FileLeases::default();
+    let now = t0();
+    f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
+    let w = f.write(By::Other, now);
+    assert_eq!(
+        w.breaks[0].notification(|_| None),
+        Some(Notification::Lease(LeaseBreakNotification {
+            new_epoch: 0,
+            flags: LEASE_BREAK_ACK_REQUIRED,
+            lease_key: K1,
+            current_lease_state: 7,
+            new_lease_state: 0,
+        }))
+    );
+    let mut g = FileLeases::default();
+    g.open(&oplock_req(1, OplockLevel::II), now);
+    let w = g.write(By::Other, now);
+    let id = FileId {
+        persistent: 5,
+        volatile: 6,
+    };
+    let lookup = |o: OpenId| (o == 1).then_some(id);
+    assert_eq!(
+        w.breaks[0].notification(lookup),
+        Some(Notification::Oplock(OplockBreak {
+            oplock_level: oplock_level::NONE,
+            file_id: id
+        }))
+    );
+    // The open is gone: nothing to send.
+    assert_eq!(w.breaks[0].notification(|_| None), None);
+}
+
+#[test]
+fn batch_oplock_gives_up_handle_caching_on_a_sharing_violation() {
+    let mut f = FileLeases::default();
+    let now = t0();
+    let mut first = oplock_req(1, OplockLevel::Batch);
+    first.share = 0;
+    f.open(&first, now);
+    let a = f.open(&oplock_req(2, OplockLevel::II), now);
+    let w = waits(&a);
+    assert_eq!(
+        a.breaks[0].to,
+        BreakTo::Oplock {
+            open: 1,
+            from: OplockLevel::Batch,
+            to: OplockLevel::II
+        }
+    );
+    let ack = f.ack_oplock(1, oplock_level::II, now);
+    assert_eq!(ack.resolved, list(&w));
+    assert_eq!(
+        f.open(&oplock_req(2, OplockLevel::II), now).result,
+        OpenOutcome::SharingViolation
+    );
+}
