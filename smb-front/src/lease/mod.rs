@@ -477,6 +477,8 @@ impl Default for FileLeases {
 
 const DATA_READ: u32 = access::FILE_READ_DATA | access::FILE_EXECUTE;
 const DATA_WRITE: u32 = access::FILE_WRITE_DATA | access::FILE_APPEND_DATA;
+const ATTRIBUTES_ONLY: u32 =
+    access::FILE_READ_ATTRIBUTES | access::FILE_WRITE_ATTRIBUTES | access::SYNCHRONIZE;
 
 /// Generic rights mapped to the file rights share modes are about.
 fn specific(mask: u32) -> u32 {
@@ -734,9 +736,12 @@ impl FileLeases {
 
         // Other holders lose write caching (and everything on overwrite);
         // the open waits until no one else may hold unwritten data, and on
-        // overwrite until cached handles are given up too.
+        // overwrite until cached handles are given up too. Opens for
+        // attributes only break nothing (MS-FSA 2.1.5.1.2).
         let (target, blocking) = if overwrites(req.disposition) {
             (LeaseState::NONE, LeaseState::W.union(LeaseState::H))
+        } else if specific(req.access) & !ATTRIBUTES_ONLY == 0 {
+            (LeaseState::RWH, LeaseState::NONE)
         } else {
             (LeaseState::RH, LeaseState::W)
         };
@@ -746,15 +751,27 @@ impl FileLeases {
             return out;
         }
 
+        // What may be granted: W only to the sole key with opens, nothing
+        // beside someone else's W (left there for an attribute-only open).
         let alone = self.opens.values().all(|e| mine.is_some() && e.holder == mine);
+        let others_write = self
+            .holders
+            .iter()
+            .any(|(k, h)| Some(*k) != mine && h.state.contains(LeaseState::W));
+        let cap = if others_write {
+            LeaseState::NONE
+        } else if alone {
+            LeaseState::RWH
+        } else {
+            LeaseState::RH
+        };
         let granted = match req.caching {
             Caching::Oplock(level) => {
-                let mut s = level.as_state();
-                if req.directory {
-                    s = LeaseState::NONE;
-                } else if !alone {
-                    s = s.and(LeaseState::R);
-                }
+                let s = if req.directory {
+                    LeaseState::NONE
+                } else {
+                    OplockLevel::of_state(level.as_state().and(cap)).as_state()
+                };
                 let holder = (s != LeaseState::NONE).then_some(HolderKey::Oplock(req.open));
                 if let Some(k) = holder {
                     self.holders.insert(
@@ -778,11 +795,8 @@ impl FileLeases {
                 Granted::Oplock(OplockLevel::of_state(s))
             }
             Caching::Lease(l) => {
-                let mut want = l.state.legal();
+                let mut want = l.state.and(cap).legal();
                 if req.directory {
-                    want = want.without(LeaseState::W);
-                }
-                if !alone {
                     want = want.without(LeaseState::W);
                 }
                 let key = HolderKey::Lease(l.client, l.key);

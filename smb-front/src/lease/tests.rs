@@ -567,157 +567,6 @@ fn duplicate_open_is_refused() {
     );
 }
 
-mod model {
-    //! Random event sequences against the invariants.
-    use super::*;
-    use proptest::prelude::*;
-
-    #[derive(Debug, Clone)]
-    enum Ev {
-        Open {
-            open: u8,
-            lease: Option<(u8, u8)>,
-            level: u8,
-            state: u8,
-            share: u8,
-            overwrite: bool,
-        },
-        Close(u8),
-        Write(Option<u8>),
-        Rename(Option<u8>),
-        AckLease {
-            client: u8,
-            key: u8,
-            state: u8,
-        },
-        AckOplock {
-            open: u8,
-            level: u8,
-        },
-        Advance(u8),
-    }
-
-    fn ev() -> impl Strategy<Value = Ev> {
-        prop_oneof![
-            4 => (0..6u8, proptest::option::of((0..2u8, 0..3u8)), 0..4u8, 0..8u8, 0..8u8, any::<bool>()).prop_map(
-                |(open, lease, level, state, share, overwrite)| Ev::Open { open, lease, level, state, share, overwrite }
-            ),
-            2 => (0..6u8).prop_map(Ev::Close),
-            2 => proptest::option::of(0..6u8).prop_map(Ev::Write),
-            1 => proptest::option::of(0..6u8).prop_map(Ev::Rename),
-            3 => (0..2u8, 0..3u8, 0..8u8).prop_map(|(client, key, state)| Ev::AckLease { client, key, state }),
-            2 => (0..6u8, 0..3u8).prop_map(|(open, level)| Ev::AckOplock { open, level }),
-            1 => (0..40u8).prop_map(Ev::Advance),
-        ]
-    }
-
-    /// No two holders with write caching; write caching never beside
-    /// anyone else's read caching.
-    fn check_exclusive(f: &FileLeases) -> Result<(), TestCaseError> {
-        let holding: Vec<(&HolderKey, LeaseState)> = f
-            .holders
-            .iter()
-            .map(|(k, h)| (k, h.state))
-            .filter(|(_, s)| *s != LeaseState::NONE)
-            .collect();
-        for (k, s) in &holding {
-            if s.contains(LeaseState::W) {
-                prop_assert_eq!(holding.len(), 1, "W held by {:?} beside {:?}", k, holding);
-            }
-        }
-        Ok(())
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-        #[test]
-        fn random_events_keep_invariants(evs in proptest::collection::vec(ev(), 1..60)) {
-            let start = Instant::now();
-            let mut now = start;
-            let mut f = FileLeases::new(Duration::from_secs(35));
-            let mut pending: BTreeSet<BreakId> = BTreeSet::new();
-            let record = |breaks: &[Break], resolved: &[BreakId], pending: &mut BTreeSet<BreakId>| -> Result<(), TestCaseError> {
-                for b in breaks {
-                    if b.ack_required {
-                        prop_assert!(pending.insert(b.id));
-                    }
-                }
-                for id in resolved {
-                    prop_assert!(pending.remove(id), "resolved {:?} twice or never issued", id);
-                }
-                Ok(())
-            };
-            for e in evs {
-                match e {
-                    Ev::Open { open, lease, level, state, share, overwrite } => {
-                        let caching = match lease {
-                            Some((c, k)) => Caching::Lease(LeaseRequest {
-                                client: [c; 16], key: [k; 16],
-                                state: LeaseState::from_wire(u32::from(state)), v2: None,
-                            }),
-                            None => Caching::Oplock([OplockLevel::None, OplockLevel::II, OplockLevel::Exclusive, OplockLevel::Batch][level as usize]),
-                        };
-                        let req = OpenRequest {
-                            open: u64::from(open), caching, access: RW_ALL | access::DELETE,
-                            share: u32::from(share),
-                            disposition: if overwrite { disposition::OVERWRITE_IF } else { disposition::OPEN },
-                            directory: false,
-                        };
-                        let a = f.open(&req, now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                        if let OpenOutcome::Wait(w) = &a.result {
-                            for id in w {
-                                prop_assert!(pending.contains(id), "waits on {:?}, not in flight", id);
-                            }
-                        }
-                    }
-                    Ev::Close(o) => {
-                        let a = f.close(u64::from(o));
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                    }
-                    Ev::Write(by) => {
-                        let by = by.map(|o| By::Open(u64::from(o))).unwrap_or(By::Other);
-                        let a = f.write(by, now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                        if let Proceed::WaitFor(w) = &a.result {
-                            for id in w { prop_assert!(pending.contains(id)); }
-                        }
-                    }
-                    Ev::Rename(by) => {
-                        let by = by.map(|o| By::Open(u64::from(o))).unwrap_or(By::Other);
-                        let a = f.rename_or_delete(by, now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                    }
-                    Ev::AckLease { client, key, state } => {
-                        let a = f.ack_lease([client; 16], [key; 16], LeaseState::from_wire(u32::from(state)), now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                    }
-                    Ev::AckOplock { open, level } => {
-                        let lv = [oplock_level::NONE, oplock_level::II, oplock_level::LEASE][level as usize];
-                        let a = f.ack_oplock(u64::from(open), lv, now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                    }
-                    Ev::Advance(s) => {
-                        now += Duration::from_secs(u64::from(s));
-                        let a = f.timeout(now);
-                        record(&a.breaks, &a.resolved, &mut pending)?;
-                    }
-                }
-                check_exclusive(&f)?;
-                let in_flight: BTreeSet<BreakId> = f.holders.values().filter_map(|h| h.breaking.as_ref().map(|b| b.id)).collect();
-                prop_assert_eq!(&in_flight, &pending);
-            }
-            // Every break that needs an ack ends by the timeout at the latest.
-            let end = now + Duration::from_secs(36);
-            let a = f.timeout(end);
-            record(&a.breaks, &a.resolved, &mut pending)?;
-            // A timeout can start no new acknowledged break.
-            prop_assert!(pending.is_empty(), "unresolved: {:?}", pending);
-            prop_assert_eq!(f.next_deadline(), None);
-        }
-    }
-}
-
 #[test]
 fn breaks_become_wire_notifications() {
     let mut f = FileLeases::default();
@@ -776,4 +625,229 @@ fn batch_oplock_gives_up_handle_caching_on_a_sharing_violation() {
         f.open(&oplock_req(2, OplockLevel::II), now).result,
         OpenOutcome::SharingViolation
     );
+}
+
+#[test]
+fn an_attribute_only_open_breaks_nothing_but_blocks_write_caching() {
+    let mut f = FileLeases::default();
+    let now = t0();
+    f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
+    let mut stat = lease_req(2, C2, K2, LeaseState::RWH);
+    stat.access = access::FILE_READ_ATTRIBUTES | access::SYNCHRONIZE;
+    stat.share = 0;
+    let a = f.open(&stat, now);
+    assert!(a.breaks.is_empty());
+    // No read caching beside someone else's write caching.
+    assert_eq!(granted_state(&a), LeaseState::NONE);
+    assert_eq!(f.lease_state(C1, K1), Some(LeaseState::RWH));
+    // It keeps a new lease from getting W.
+    f.close(1);
+    assert_eq!(
+        granted_state(&f.open(&lease_req(3, C1, K1, LeaseState::RWH), now)),
+        LeaseState::RH
+    );
+}
+
+mod model {
+    //! Random event sequences against the invariants.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Open {
+            open: u8,
+            /// (client, key, version 2)
+            lease: Option<(u8, u8, bool)>,
+            level: u8,
+            state: u8,
+            access: u8,
+            share: u8,
+            overwrite: bool,
+        },
+        Close(u8),
+        Write(Option<u8>),
+        Rename(Option<u8>),
+        AckLease {
+            client: u8,
+            key: u8,
+            state: u8,
+        },
+        AckOplock {
+            open: u8,
+            level: u8,
+        },
+        Advance(u8),
+    }
+
+    const ACCESS: [u32; 3] = [
+        RW_ALL | access::DELETE,
+        access::FILE_READ_DATA,
+        access::FILE_READ_ATTRIBUTES,
+    ];
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        let lease = proptest::option::of((0..2u8, 0..3u8, any::<bool>()));
+        prop_oneof![
+            4 => (0..6u8, lease, 0..4u8, 0..8u8, 0..3u8, 0..8u8, any::<bool>()).prop_map(
+                |(open, lease, level, state, access, share, overwrite)| Ev::Open {
+                    open, lease, level, state, access, share, overwrite
+                }
+            ),
+            2 => (0..6u8).prop_map(Ev::Close),
+            2 => proptest::option::of(0..6u8).prop_map(Ev::Write),
+            1 => proptest::option::of(0..6u8).prop_map(Ev::Rename),
+            3 => (0..2u8, 0..3u8, 0..8u8).prop_map(|(client, key, state)| Ev::AckLease { client, key, state }),
+            2 => (0..6u8, 0..3u8).prop_map(|(open, level)| Ev::AckOplock { open, level }),
+            1 => (0..40u8).prop_map(Ev::Advance),
+        ]
+    }
+
+    /// No two holders with write caching; write caching never beside
+    /// anyone else's read caching.
+    fn check_exclusive(f: &FileLeases) -> Result<(), TestCaseError> {
+        let holding: Vec<(&HolderKey, LeaseState)> = f
+            .holders
+            .iter()
+            .map(|(k, h)| (k, h.state))
+            .filter(|(_, s)| *s != LeaseState::NONE)
+            .collect();
+        for (k, s) in &holding {
+            if s.contains(LeaseState::W) {
+                prop_assert_eq!(holding.len(), 1, "W held by {:?} beside {:?}", k, holding);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the run has seen: breaks awaiting an ack, last epoch per lease.
+    #[derive(Default)]
+    struct Seen {
+        pending: BTreeSet<BreakId>,
+        epochs: BTreeMap<(ClientGuid, LeaseKey), u16>,
+    }
+
+    impl Seen {
+        fn record<T>(&mut self, f: &FileLeases, a: &Actions<T>) -> Result<(), TestCaseError> {
+            for b in &a.breaks {
+                if b.ack_required {
+                    prop_assert!(self.pending.insert(b.id));
+                }
+                if let BreakTo::Lease {
+                    client, key, epoch, ..
+                } = &b.to
+                {
+                    let v2 = f
+                        .holders
+                        .get(&HolderKey::Lease(*client, *key))
+                        .and_then(|h| h.v2)
+                        .is_some();
+                    let last = self.epochs.entry((*client, *key)).or_default();
+                    if v2 {
+                        prop_assert!(*epoch > *last, "break epoch {} after {}", epoch, last);
+                    }
+                    *last = *epoch;
+                }
+            }
+            for id in &a.resolved {
+                prop_assert!(self.pending.remove(id), "resolved {:?} twice or never issued", id);
+            }
+            Ok(())
+        }
+
+        fn waits_in_flight(&self, w: &BTreeSet<BreakId>) -> Result<(), TestCaseError> {
+            for id in w {
+                prop_assert!(self.pending.contains(id), "waits on {:?}, not in flight", id);
+            }
+            Ok(())
+        }
+    }
+
+    fn by(o: Option<u8>) -> By {
+        o.map(|o| By::Open(u64::from(o))).unwrap_or(By::Other)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn random_events_keep_invariants(evs in proptest::collection::vec(ev(), 1..60)) {
+            let mut now = Instant::now();
+            let mut f = FileLeases::new(Duration::from_secs(35));
+            let mut seen = Seen::default();
+            for e in evs {
+                match e {
+                    Ev::Open { open, lease, level, state, access, share, overwrite } => {
+                        let caching = match lease {
+                            Some((c, k, v2)) => Caching::Lease(LeaseRequest {
+                                client: [c; 16], key: [k; 16],
+                                state: LeaseState::from_wire(u32::from(state)),
+                                v2: v2.then_some(LeaseV2 { parent: None, epoch: 0 }),
+                            }),
+                            None => Caching::Oplock([OplockLevel::None, OplockLevel::II, OplockLevel::Exclusive, OplockLevel::Batch][level as usize]),
+                        };
+                        let req = OpenRequest {
+                            open: u64::from(open), caching, access: ACCESS[access as usize],
+                            share: u32::from(share),
+                            disposition: if overwrite { disposition::OVERWRITE_IF } else { disposition::OPEN },
+                            directory: false,
+                        };
+                        let a = f.open(&req, now);
+                        seen.record(&f, &a)?;
+                        match &a.result {
+                            OpenOutcome::Wait(w) => seen.waits_in_flight(w)?,
+                            OpenOutcome::Granted(Granted::Lease { epoch, .. }) => {
+                                let Some((c, k, true)) = lease else { continue };
+                                let last = seen.epochs.entry(([c; 16], [k; 16])).or_default();
+                                prop_assert!(*epoch >= *last, "granted epoch {} after {}", epoch, last);
+                                *last = *epoch;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ev::Close(o) => {
+                        let a = f.close(u64::from(o));
+                        seen.record(&f, &a)?;
+                        if let Some(ended) = a.result {
+                            // A new lease of that key starts from the client's epoch.
+                            seen.epochs.remove(&ended);
+                        }
+                    }
+                    Ev::Write(o) => {
+                        let a = f.write(by(o), now);
+                        seen.record(&f, &a)?;
+                        if let Proceed::WaitFor(w) = &a.result {
+                            seen.waits_in_flight(w)?;
+                        }
+                    }
+                    Ev::Rename(o) => {
+                        let a = f.rename_or_delete(by(o), now);
+                        seen.record(&f, &a)?;
+                    }
+                    Ev::AckLease { client, key, state } => {
+                        let a = f.ack_lease([client; 16], [key; 16], LeaseState::from_wire(u32::from(state)), now);
+                        seen.record(&f, &a)?;
+                    }
+                    Ev::AckOplock { open, level } => {
+                        let lv = [oplock_level::NONE, oplock_level::II, oplock_level::LEASE][level as usize];
+                        let a = f.ack_oplock(u64::from(open), lv, now);
+                        seen.record(&f, &a)?;
+                    }
+                    Ev::Advance(s) => {
+                        now += Duration::from_secs(u64::from(s));
+                        let a = f.timeout(now);
+                        seen.record(&f, &a)?;
+                    }
+                }
+                check_exclusive(&f)?;
+                let in_flight: BTreeSet<BreakId> = f.holders.values().filter_map(|h| h.breaking.as_ref().map(|b| b.id)).collect();
+                prop_assert_eq!(&in_flight, &seen.pending);
+            }
+            // Every break that needs an ack ends by its timeout at the latest,
+            // and a timeout starts no new one.
+            let a = f.timeout(now + Duration::from_secs(35));
+            seen.record(&f, &a)?;
+            prop_assert!(seen.pending.is_empty(), "unresolved: {:?}", seen.pending);
+            prop_assert_eq!(f.next_deadline(), None);
+        }
+    }
 }
