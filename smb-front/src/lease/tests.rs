@@ -13,6 +13,10 @@ fn t0() -> Instant {
     Instant::now()
 }
 
+fn fresh() -> (FileLeases, Instant) {
+    (FileLeases::default(), t0())
+}
+
 fn lease_req(open: OpenId, client: ClientGuid, key: LeaseKey, state: LeaseState) -> OpenRequest {
     OpenRequest {
         open,
@@ -79,8 +83,7 @@ fn lease_break(a: &[Break]) -> (LeaseKey, LeaseState, LeaseState, bool) {
 
 #[test]
 fn same_key_shares_one_lease_without_breaks() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let a = f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     assert_eq!(granted_state(&a), LeaseState::RWH);
     let b = f.open(&lease_req(2, C1, K1, LeaseState::RWH), now);
@@ -99,8 +102,7 @@ fn same_key_shares_one_lease_without_breaks() {
 
 #[test]
 fn same_key_from_another_client_is_another_lease() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let b = f.open(&lease_req(2, C2, K1, LeaseState::RWH), now);
     assert_eq!(
@@ -111,8 +113,7 @@ fn same_key_from_another_client_is_another_lease() {
 
 #[test]
 fn second_key_breaks_write_caching_and_waits_for_the_ack() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let b = f.open(&lease_req(2, C2, K2, LeaseState::RWH), now);
     let w = waits(&b);
@@ -141,8 +142,7 @@ fn second_key_breaks_write_caching_and_waits_for_the_ack() {
 
 #[test]
 fn write_caching_only_when_alone() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let mut plain = oplock_req(1, OplockLevel::None);
     plain.access = access::FILE_READ_DATA;
     assert_eq!(granted_level(&f.open(&plain, now)), OplockLevel::None);
@@ -159,8 +159,7 @@ fn write_caching_only_when_alone() {
 
 #[test]
 fn illegal_states_and_directories() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let a = f.open(&lease_req(1, C1, K1, LeaseState::W.union(LeaseState::H)), now);
     assert_eq!(granted_state(&a), LeaseState::NONE);
 
@@ -175,8 +174,7 @@ fn illegal_states_and_directories() {
 
 #[test]
 fn sharing_violation_breaks_handle_caching_first() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let mut first = lease_req(1, C1, K1, LeaseState::RH);
     first.share = share_access::READ;
     f.open(&first, now);
@@ -201,8 +199,7 @@ fn sharing_violation_breaks_handle_caching_first() {
 
 #[test]
 fn sharing_violation_without_handle_caching_fails_at_once() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let mut first = oplock_req(1, OplockLevel::II);
     first.share = 0;
     f.open(&first, now);
@@ -221,8 +218,7 @@ fn sharing_violation_without_handle_caching_fails_at_once() {
 
 #[test]
 fn write_breaks_read_caching_of_others_without_ack() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::R), now);
     f.open(&lease_req(2, C2, K2, LeaseState::R), now);
     let w = f.write(By::Open(2), now);
@@ -238,8 +234,7 @@ fn write_breaks_read_caching_of_others_without_ack() {
 
 #[test]
 fn write_from_elsewhere_waits_for_write_caching_to_be_given_up() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let w = f.write(By::Other, now);
     assert_eq!(
@@ -257,8 +252,7 @@ fn write_from_elsewhere_waits_for_write_caching_to_be_given_up() {
 
 #[test]
 fn write_does_not_wait_for_handle_only_breaks() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RH), now);
     let w = f.write(By::Other, now);
     assert_eq!(w.result, Proceed::Now);
@@ -270,8 +264,7 @@ fn write_does_not_wait_for_handle_only_breaks() {
 
 #[test]
 fn level_two_breaks_to_none_without_ack() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     assert_eq!(
         granted_level(&f.open(&oplock_req(1, OplockLevel::II), now)),
         OplockLevel::II
@@ -305,8 +298,7 @@ fn level_two_breaks_to_none_without_ack() {
 
 #[test]
 fn batch_breaks_to_two_on_a_second_open_and_needs_an_ack() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     assert_eq!(
         granted_level(&f.open(&oplock_req(1, OplockLevel::Batch), now)),
         OplockLevel::Batch
@@ -334,8 +326,7 @@ fn batch_breaks_to_two_on_a_second_open_and_needs_an_ack() {
 
 #[test]
 fn exclusive_breaks_to_none_on_overwrite() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&oplock_req(1, OplockLevel::Exclusive), now);
     let mut o = oplock_req(2, OplockLevel::None);
     o.disposition = disposition::OVERWRITE_IF;
@@ -361,8 +352,7 @@ fn exclusive_breaks_to_none_on_overwrite() {
 
 #[test]
 fn oplock_ack_errors() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     assert_eq!(f.ack_oplock(9, 0, now).result, Err(AckError::FileClosed));
     f.open(&oplock_req(1, OplockLevel::Batch), now);
     assert_eq!(f.ack_oplock(1, 0, now).result, Err(AckError::NotBreaking));
@@ -376,8 +366,7 @@ fn oplock_ack_errors() {
 
 #[test]
 fn lease_ack_errors() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let e = f.ack_lease(C1, K2, LeaseState::NONE, now).result.unwrap_err();
     assert_eq!(e.status(), NtStatus::OBJECT_NAME_NOT_FOUND);
@@ -402,8 +391,7 @@ fn lease_ack_errors() {
 
 #[test]
 fn same_key_during_a_break_gets_current_state_with_flag() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     waits(&f.open(&lease_req(2, C2, K2, LeaseState::RH), now));
     let a = f.open(&lease_req(3, C1, K1, LeaseState::RWH), now);
@@ -419,8 +407,7 @@ fn same_key_during_a_break_gets_current_state_with_flag() {
 
 #[test]
 fn v2_epoch_moves_with_every_state_change() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let parent = [9; 16];
     let mut r = lease_req(1, C1, K1, LeaseState::RH);
     if let Caching::Lease(l) = &mut r.caching {
@@ -467,8 +454,7 @@ fn v2_epoch_moves_with_every_state_change() {
 
 #[test]
 fn a_lower_break_asked_during_a_break_follows_the_ack() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let a = f.open(&lease_req(2, C2, K2, LeaseState::R), now);
     let first = waits(&a);
@@ -505,8 +491,7 @@ fn timeout_ends_a_break_as_none() {
 
 #[test]
 fn closing_the_holder_resolves_its_break() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&oplock_req(1, OplockLevel::Batch), now);
     let w = waits(&f.open(&oplock_req(2, OplockLevel::Batch), now));
     let c = f.close(1);
@@ -519,8 +504,7 @@ fn closing_the_holder_resolves_its_break() {
 
 #[test]
 fn rename_breaks_handle_caching_and_waits() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RH), now);
     f.open(&lease_req(2, C2, K2, LeaseState::RH), now);
     let r = f.rename_or_delete(By::Open(2), now);
@@ -558,8 +542,7 @@ fn directory_children_change_spares_the_parent_key() {
 
 #[test]
 fn duplicate_open_is_refused() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&oplock_req(1, OplockLevel::II), now);
     assert_eq!(
         f.open(&oplock_req(1, OplockLevel::II), now).result,
@@ -569,8 +552,7 @@ fn duplicate_open_is_refused() {
 
 #[test]
 fn breaks_become_wire_notifications() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let w = f.write(By::Other, now);
     assert_eq!(
@@ -604,8 +586,7 @@ fn breaks_become_wire_notifications() {
 
 #[test]
 fn batch_oplock_gives_up_handle_caching_on_a_sharing_violation() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     let mut first = oplock_req(1, OplockLevel::Batch);
     first.share = 0;
     f.open(&first, now);
@@ -629,8 +610,7 @@ fn batch_oplock_gives_up_handle_caching_on_a_sharing_violation() {
 
 #[test]
 fn an_attribute_only_open_breaks_nothing_but_blocks_write_caching() {
-    let mut f = FileLeases::default();
-    let now = t0();
+    let (mut f, now) = fresh();
     f.open(&lease_req(1, C1, K1, LeaseState::RWH), now);
     let mut stat = lease_req(2, C2, K2, LeaseState::RWH);
     stat.access = access::FILE_READ_ATTRIBUTES | access::SYNCHRONIZE;
