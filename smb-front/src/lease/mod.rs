@@ -633,7 +633,7 @@ impl FileLeases {
     ) -> Option<BreakId> {
         let h = self.holders.get_mut(&key)?;
         let mut target = h.state.and(target).legal();
-        if matches!(key, HolderKey::Oplock(_)) {
+        if matches!(key, HolderKey::Oplock(_)) && target != h.state {
             // Oplocks only break to level II or none.
             target = target.and(LeaseState::R);
         }

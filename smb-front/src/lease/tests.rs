@@ -620,6 +620,15 @@ fn an_attribute_only_open_breaks_nothing_but_blocks_write_caching() {
     // No read caching beside someone else's write caching.
     assert_eq!(granted_state(&a), LeaseState::NONE);
     assert_eq!(f.lease_state(C1, K1), Some(LeaseState::RWH));
+    // Nor does it break a batch oplock.
+    let (mut g, _) = fresh();
+    g.open(&oplock_req(1, OplockLevel::Batch), now);
+    let mut stat_oplock = oplock_req(2, OplockLevel::II);
+    stat_oplock.access = stat.access;
+    let b = g.open(&stat_oplock, now);
+    assert!(b.breaks.is_empty());
+    assert_eq!(granted_level(&b), OplockLevel::None);
+    assert_eq!(g.held_by(1), Some(Granted::Oplock(OplockLevel::Batch)));
     // It keeps a new lease from getting W.
     f.close(1);
     assert_eq!(
