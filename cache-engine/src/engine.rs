@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::change::{ChangeKind, Subscriber};
 use crate::config::EngineConfig;
 use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, HandleKey, Resolved};
@@ -162,6 +163,7 @@ impl Engine {
             filers: mounts.iter().map(|m| m.filer.clone()).collect(),
             policies: mounts.iter().map(|m| m.policy.clone()).collect(),
             write_verifier: rand::random::<u64>().into(),
+            changes: crate::change::ChangeHub::new(),
         });
         let shards = ShardSet::start(shared.clone())?;
         let mut roots = Vec::with_capacity(mounts.len());
@@ -316,6 +318,14 @@ impl Engine {
             .await
     }
 
+    /// Call `f` for every change made through the engine from now on, by
+    /// any front end: on the thread of the shard that made it (see
+    /// [`ChangeKind::reported_by`]), right after it succeeded. `f` must not
+    /// block; it should only queue work. Reads are never reported.
+    pub fn subscribe(&self, f: Subscriber) {
+        self.inner.shared.changes.subscribe(f);
+    }
+
     /// The shard that owns the file `fh` names.
     pub fn owner(&self, fh: &FileHandle) -> usize {
         self.shard_for(fh.filer_hint(), fh.fileid_hint())
@@ -422,7 +432,14 @@ impl Engine {
         self.timed(Op::Setattr, async {
             let (r, set) = (self.resolve(fh)?, *set);
             self.on_owner(r, cred, move |s, r, c| async move {
-                s.setattr(&r, &c, &set, guard).await
+                let wcc = s.setattr(&r, &c, &set, guard).await?;
+                if set != SetAttr::default() {
+                    s.notify(c.origin, || ChangeKind::SetAttr {
+                        file: s.handle(&r),
+                        set,
+                    });
+                }
+                Ok(wcc)
             })
             .await
         })
@@ -543,7 +560,13 @@ impl Engine {
             let r = self.resolve(fh)?;
             let (count, committed, wcc) = self
                 .on_owner(r, cred, move |s, r, c| async move {
-                    s.write(&r, &c, offset, data, stability).await
+                    let out = s.write(&r, &c, offset, data, stability).await?;
+                    s.notify(c.origin, || ChangeKind::Write {
+                        file: s.handle(&r),
+                        offset,
+                        len: u64::from(out.0),
+                    });
+                    Ok(out)
                 })
                 .await?;
             Ok(WriteReply {
@@ -595,7 +618,16 @@ impl Engine {
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
-                    s.create(&d, &c, &n, &node, &s2).await
+                    let out = s.create(&d, &c, &n, &node, &s2).await?;
+                    if let ShardCreated::New(child, attr, _) = &out {
+                        s.notify(c.origin, || ChangeKind::Created {
+                            dir: s.handle(&d),
+                            name: n,
+                            object: s.handle(child),
+                            ftype: attr.ftype,
+                        });
+                    }
+                    Ok(out)
                 })
                 .await?;
             match out {
@@ -722,10 +754,15 @@ impl Engine {
             let (attr, wcc) = self
                 .inner
                 .shards
-                .call(
-                    self.shard_of(&d),
-                    move |s| async move { s.link(&f, &c, &d, &n).await },
-                )
+                .call(self.shard_of(&d), move |s| async move {
+                    let out = s.link(&f, &c, &d, &n).await?;
+                    s.notify(c.origin, || ChangeKind::Linked {
+                        dir: s.handle(&d),
+                        name: n,
+                        object: s.handle(&f),
+                    });
+                    Ok(out)
+                })
                 .await?;
             self.refresh_on(f, Some(attr), false).await;
             Ok((attr, wcc))
@@ -742,7 +779,13 @@ impl Engine {
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
-                    s.remove(&d, &c, &n, rmdir).await
+                    let (wcc, victim) = s.remove(&d, &c, &n, rmdir).await?;
+                    s.notify(c.origin, || ChangeKind::Removed {
+                        dir: s.handle(&d),
+                        name: n,
+                        object: s.handle(&victim),
+                    });
+                    Ok((wcc, victim))
                 })
                 .await?;
             self.refresh_on(victim, None, false).await;
@@ -780,11 +823,24 @@ impl Engine {
                 .inner
                 .shards
                 .call(self.shard_of(&f), move |s| async move {
-                    s.rename(&f, &c, &fname, &t, &to_attr, &tname).await
+                    let out = s.rename(&f, &c, &fname, &t, &to_attr, &tname).await?;
+                    // Nothing moved when both names were links of one file.
+                    if let Some(moved) = &out.moved {
+                        s.notify(c.origin, || ChangeKind::Renamed {
+                            from_dir: s.handle(&f),
+                            from_name: fname,
+                            to_dir: s.handle(&t),
+                            to_name: tname,
+                            object: s.handle(moved),
+                            replaced: out.replaced.as_ref().map(|v| s.handle(v)),
+                        });
+                    }
+                    Ok(out)
                 })
                 .await?;
             let (fs, ts) = (self.shard_of(&f), self.shard_of(&t));
-            if crate::shard::file_key(&f) != crate::shard::file_key(&t) {
+            // With nothing moved (two links of one file) the target's name stands.
+            if out.moved.is_some() && crate::shard::file_key(&f) != crate::shard::file_key(&t) {
                 let (moved, after, tname) = (out.moved, out.to_wcc.after, to_name.to_vec());
                 let _ = self
                     .inner

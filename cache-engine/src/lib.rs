@@ -5,6 +5,7 @@
 //! API. It must not know about any wire protocol, and cache hits must never
 //! wait on a core filer or on another shard.
 
+pub mod change;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod stats;
 pub mod tier;
 pub mod types;
 
+pub use change::{Change, ChangeKind, Subscriber};
 pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::FileHandle;

@@ -165,6 +165,7 @@ mod tests {
             uid,
             gid,
             gids: gids.to_vec(),
+            origin: 0,
         }
     }
 

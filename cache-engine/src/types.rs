@@ -84,20 +84,28 @@ pub struct Wcc {
 }
 
 /// Who is asking, as a POSIX identity (NFS AUTH_SYS, or an SMB user's mapping).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `origin` is an opaque tag of who is calling, handed back in every
+/// [`crate::Change`] the call causes, so a front end can tell its own changes
+/// apart (the SMB server puts a tag of the open there). Zero means
+/// "unspecified"; the NFS front end leaves it at zero.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Credentials {
     pub uid: u32,
     pub gid: u32,
     pub gids: Vec<u32>,
+    pub origin: u64,
 }
 
 impl Credentials {
     pub fn root() -> Self {
-        Credentials {
-            uid: 0,
-            gid: 0,
-            gids: Vec::new(),
-        }
+        Credentials::default()
+    }
+
+    /// The same identity, with `origin` as the tag of changes it makes.
+    pub fn with_origin(mut self, origin: u64) -> Self {
+        self.origin = origin;
+        self
     }
 
     pub fn in_group(&self, gid: u32) -> bool {

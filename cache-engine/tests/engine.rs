@@ -363,11 +363,13 @@ fn permissions_follow_posix() {
         uid: 1000,
         gid: 1000,
         gids: vec![],
+        origin: 0,
     };
     let bob = Credentials {
         uid: 1001,
         gid: 1001,
         gids: vec![],
+        origin: 0,
     };
     block_on(async {
         let r = fx.engine.root();

@@ -97,6 +97,7 @@ fn user(uid: u32) -> Credentials {
         uid,
         gid: uid,
         gids: (0..40).map(|g| 5000 + g).collect(),
+        origin: 0,
     }
 }
 

@@ -188,6 +188,7 @@ pub fn squash(rule: &RuleConfig, uid: u32, gid: u32, gids: Vec<u32>) -> Credenti
         uid: rule.anonuid,
         gid: rule.anongid,
         gids: Vec::new(),
+        origin: 0,
     };
     match rule.squash {
         Squash::All => anon,
@@ -198,8 +199,14 @@ pub fn squash(rule: &RuleConfig, uid: u32, gid: u32, gids: Vec<u32>) -> Credenti
                 .into_iter()
                 .map(|g| if g == 0 { rule.anongid } else { g })
                 .collect(),
+            origin: 0,
         },
-        Squash::None => Credentials { uid, gid, gids },
+        Squash::None => Credentials {
+            uid,
+            gid,
+            gids,
+            origin: 0,
+        },
     }
 }
 

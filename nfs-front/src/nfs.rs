@@ -168,6 +168,7 @@ impl Server {
                 uid: rule.cfg.anonuid,
                 gid: rule.cfg.anongid,
                 gids: Vec::new(),
+                origin: 0,
             },
         }
     }

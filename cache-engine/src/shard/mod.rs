@@ -37,6 +37,8 @@ pub struct Shared {
     pub policies: Vec<CachePolicy>,
     /// Changes at every start, so clients know to resend uncommitted writes.
     pub write_verifier: std::sync::atomic::AtomicU64,
+    /// Who hears about changes (see [`crate::Engine::subscribe`]).
+    pub(crate) changes: crate::change::ChangeHub,
 }
 
 /// Cache key of a file: its file id, with the filer index in the top byte.
@@ -110,6 +112,7 @@ pub struct Shard {
     next_fetch: Cell<u64>,
     /// While set and in the future, the core filer is taken as unreachable.
     filer_down_until: Cell<Option<Instant>>,
+    subscribers: crate::change::LocalSubscribers,
 }
 
 const FILES: usize = 256 * 1024;
@@ -156,6 +159,7 @@ impl Shard {
             next_gen: Cell::new(1),
             next_fetch: Cell::new(1),
             filer_down_until: Cell::new(None),
+            subscribers: crate::change::LocalSubscribers::new(),
             shared,
         })
     }
@@ -166,6 +170,20 @@ impl Shard {
                 tracing::warn!(shard = self.id, "flushing the NVMe tier at shutdown: {e}");
             }
         }
+    }
+
+    /// Report a change this shard just made to the subscribers, if any.
+    pub(crate) fn notify(&self, origin: u64, kind: impl FnOnce() -> crate::change::ChangeKind) {
+        self.subscribers
+            .notify(&self.shared.changes, || crate::change::Change {
+                origin,
+                kind: kind(),
+            });
+    }
+
+    /// A handle for a front end.
+    pub(crate) fn handle(&self, r: &Resolved) -> crate::handle::FileHandle {
+        self.shared.key.make(r.filer, r.fileid, &r.filer_handle)
     }
 
     fn cfg(&self) -> &EngineConfig {
@@ -286,8 +304,9 @@ impl Shard {
         let key = file_key(r);
         let now = Instant::now();
         let mut files = self.files.borrow_mut();
-        // (snapshot, changed behind the cache, names under it unvouched for)
-        let (snap, changed, drop_names) = match files.get_mut(&key) {
+        // (snapshot, changed behind the cache, names under it unvouched for,
+        // contents changed behind the cache)
+        let (snap, changed, drop_names, contents) = match files.get_mut(&key) {
             Some(st) if st.filer_handle == r.filer_handle => {
                 let changed = !ours
                     && (st.attr.size != attr.size
@@ -299,9 +318,12 @@ impl Shard {
                     st.epoch += 1;
                     st.ra = Readahead::default();
                 }
+                // Our own renames and links move ctime too: only size and
+                // mtime say the contents changed.
+                let contents = changed && (st.attr.size != attr.size || st.attr.mtime != attr.mtime);
                 st.attr = attr;
                 st.validated = now;
-                (Self::snapshot(st), changed, changed)
+                (Self::snapshot(st), changed, changed, contents)
             }
             _ => {
                 let st = FileState {
@@ -315,12 +337,18 @@ impl Shard {
                 let snap = Self::snapshot(&st);
                 files.put(key, st);
                 // A state created anew cannot vouch for names cached under it.
-                (snap, false, true)
+                (snap, false, true, false)
             }
         };
         drop(files);
         if changed {
             self.stats.invalidations.increment(1);
+        }
+        if contents {
+            self.notify(0, || crate::change::ChangeKind::Behind {
+                object: self.handle(r),
+                ftype: attr.ftype,
+            });
         }
         if drop_names && attr.ftype == FileType::Directory {
             self.drop_dir_caches(key);
