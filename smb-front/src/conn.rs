@@ -551,9 +551,11 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
     let (mut session_id, mut tree_id, mut last_fid) = (0u64, 0u32, None::<FileId>);
     let mut prev_status = NtStatus::SUCCESS;
     let mut any = false;
+    let mut first_cmd = None;
     for (i, m) in chain(frame).enumerate() {
         let Ok(m) = m else { break };
         let hdr = m.header;
+        first_cmd.get_or_insert(hdr.command);
         let related = i > 0 && hdr.has(flags::RELATED_OPERATIONS);
         if !related {
             session_id = hdr.session_id;
@@ -651,7 +653,12 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
             }
         }
     }
+    // The final SESSION_SETUP response is signed, not sealed: the client
+    // has its keys only once it has checked it.
     let seal_for = sealed.or_else(|| {
+        if first_cmd == Some(Command::SessionSetup) {
+            return None;
+        }
         let sid = signs.first().map(|s| s.0)?;
         let st = conn.st.borrow();
         st.sessions

@@ -67,7 +67,7 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
     if req.is_binding() {
         return Err(NtStatus::REQUEST_NOT_ACCEPTED);
     }
-    if srv.cfg.encryption == Encryption::Required && !neg.dialect.is_smb3() {
+    if srv.cfg.encryption == Encryption::Required && (!neg.dialect.is_smb3() || neg.cipher.is_none()) {
         return Err(NtStatus::ACCESS_DENIED);
     }
     let sid = if ctx.hdr.session_id == 0 {

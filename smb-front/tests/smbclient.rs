@@ -31,3 +31,99 @@ fn put_get_ls_mkdir_rename_del_rmdir() {
     assert!(!o.join("greeting.txt").exists());
     assert!(!o.join("sub").exists());
 }
+
+/// A 20 MiB file there and back, checked byte for byte.
+fn big_file_round_trip(fx: &Fixture, extra: &[&str]) {
+    let local = fx.dir.path().join(format!("local{}", extra.len()));
+    std::fs::create_dir_all(&local).unwrap();
+    let data: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(local.join("big.bin"), &data).unwrap();
+    let l = local.display();
+    fx.run(extra, &format!("lcd {l}; put big.bin; get big.bin back.bin"));
+    assert!(std::fs::read(fx.origin().join("big.bin")).unwrap() == data);
+    assert!(std::fs::read(local.join("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn twenty_mib_with_smb3() {
+    let fx = start(|_| {});
+    big_file_round_trip(&fx, &["-m", "SMB3"]);
+}
+
+#[test]
+fn dialect_2_0_2() {
+    let fx = start(|_| {});
+    big_file_round_trip(&fx, &["-m", "SMB2_02"]);
+    let ls = fx.run(&["-m", "SMB2_02"], "ls");
+    assert!(ls.contains("big.bin"), "{ls}");
+}
+
+#[test]
+fn signed_smb3() {
+    let fx = start(|_| {});
+    big_file_round_trip(&fx, &["-m", "SMB3", "--client-protection=sign"]);
+}
+
+#[test]
+fn encrypted_smb3() {
+    let fx = start(|_| {});
+    big_file_round_trip(&fx, &["-m", "SMB3", "--client-protection=encrypt"]);
+}
+
+#[test]
+fn encryption_required_by_the_server() {
+    let fx = start(|c| c.encryption = smb_front::config::Encryption::Required);
+    let ls = fx.run(&["-m", "SMB3"], "mkdir sealed; ls");
+    assert!(ls.contains("sealed"), "{ls}");
+    assert!(fx.origin().join("sealed").is_dir());
+    let out = fx.smbclient("export", &format!("{USER}%{PASS}"), &["-m", "SMB2_10"], "ls");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn signing_required_by_the_server() {
+    let fx = start(|c| c.signing = smb_front::config::Signing::Required);
+    big_file_round_trip(&fx, &["-m", "SMB3_00"]);
+    big_file_round_trip(&fx, &["-m", "SMB2_10"]);
+}
+
+#[test]
+fn wrong_password_and_unknown_share_refused() {
+    let fx = start(|_| {});
+    let out = fx.smbclient("export", &format!("{USER}%wrong"), &[], "ls");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("NT_STATUS_LOGON_FAILURE"), "{text}");
+    let out = fx.smbclient("nosuch", &format!("{USER}%{PASS}"), &[], "ls");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NT_STATUS_BAD_NETWORK_NAME"), "{text}");
+}
+
+#[test]
+fn share_users_and_read_only() {
+    let fx = start(|c| {
+        let mut ro = smb_front::config::ShareConfig::new("ro");
+        ro.read_only = true;
+        let mut only = smb_front::config::ShareConfig::new("bob");
+        only.users = vec!["bob".into()];
+        let hash = smb_front::auth::users::nt_hash("b");
+        c.users.insert(
+            "bob".into(),
+            smb_front::config::UserConfig::new(&hash, 0, 0, Vec::new()),
+        );
+        c.shares = vec![smb_front::config::ShareConfig::new("export"), ro, only];
+    });
+    std::fs::write(fx.origin().join("f.txt"), b"x").unwrap();
+    let out = fx.smbclient("ro", &format!("{USER}%{PASS}"), &[], "ls; mkdir nope");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("f.txt"), "{text}");
+    assert!(text.contains("NT_STATUS_ACCESS_DENIED"), "{text}");
+    assert!(!fx.origin().join("nope").exists());
+    let out = fx.smbclient("bob", &format!("{USER}%{PASS}"), &[], "ls");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("NT_STATUS_ACCESS_DENIED"), "{text}");
+    let out = fx.smbclient("bob", "bob%b", &[], "ls");
+    assert!(out.status.success(), "{out:?}");
+}
