@@ -609,6 +609,9 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
         if ctx.async_id.is_some() {
             ctx.done_async();
         }
+        if reply.status.is_error() {
+            tracing::debug!(peer = %conn.peer, mid = hdr.message_id, "smb: {:?} -> {}", hdr.command, reply.status);
+        }
         prev_status = reply.status;
         if let Some(fid) = reply_fid(&hdr, &reply) {
             last_fid = Some(fid);

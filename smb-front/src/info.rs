@@ -376,9 +376,8 @@ async fn rename(ctx: &Ctx, o: &Open, r: RenameInfo) -> Result<()> {
                 // Same object (a case change, or nothing at all).
             } else if !r.replace_if_exists {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
-            } else if a.ftype == FileType::Directory {
-                return Err(NtStatus::ACCESS_DENIED);
-            } else if on_file(&srv, fh, |f| f.open_count()).await? > 0 {
+            } else if a.ftype == FileType::Directory || on_file(&srv, fh, |f| f.open_count()).await? > 0 {
+                // Windows does not replace a directory or an open file.
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }

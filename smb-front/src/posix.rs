@@ -59,7 +59,9 @@ pub fn expand_generic(mask: u32) -> u32 {
 pub fn access_from_engine(granted: u32, is_owner: bool) -> u32 {
     let mut m = sa::FILE_READ_ATTRIBUTES | sa::READ_CONTROL | sa::SYNCHRONIZE | sa::DELETE | sa::FILE_READ_EA;
     if granted & (eacc::READ | eacc::LOOKUP) != 0 {
-        m |= sa::FILE_READ_DATA;
+        // Reading is enough to run a program off a share (the client
+        // executes, not the server), as Samba's `acl allow execute always`.
+        m |= sa::FILE_READ_DATA | sa::FILE_EXECUTE;
     }
     if granted & eacc::MODIFY != 0 {
         m |= sa::FILE_WRITE_DATA | sa::FILE_WRITE_EA | sa::FILE_WRITE_ATTRIBUTES | sa::FILE_DELETE_CHILD;
