@@ -549,7 +549,7 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
     let mut signs: Vec<(u64, bool)> = Vec::new();
     let mut hashes: Vec<Option<Preauth>> = Vec::new();
     let (mut session_id, mut tree_id, mut last_fid) = (0u64, 0u32, None::<FileId>);
-    let mut prev_status = NtStatus::SUCCESS;
+    let mut create_failed: Option<NtStatus> = None;
     let mut any = false;
     let mut first_cmd = None;
     for (i, m) in chain(frame).enumerate() {
@@ -585,8 +585,11 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
             preauth: None,
             sign: false,
         };
-        let reply = if related && prev_status.is_error() && i > 0 {
-            Reply::error(prev_status)
+        // A related request after a failed CREATE has no FileId to work
+        // on: it fails the same way (other failures do not propagate, so
+        // a CLOSE after a failed SET_INFO still closes).
+        let reply = if let Some(status) = create_failed.filter(|_| related) {
+            Reply::error(status)
         } else if i > 0 && !related && hdr.has(flags::RELATED_OPERATIONS) {
             Reply::error(NtStatus::INVALID_PARAMETER)
         } else {
@@ -612,7 +615,11 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
         if reply.status.is_error() {
             tracing::debug!(peer = %conn.peer, mid = hdr.message_id, "smb: {:?} -> {}", hdr.command, reply.status);
         }
-        prev_status = reply.status;
+        if hdr.command == Command::Create {
+            create_failed = reply.status.is_error().then_some(reply.status);
+        } else if !related {
+            create_failed = None;
+        }
         if let Some(fid) = reply_fid(&hdr, &reply) {
             last_fid = Some(fid);
         }

@@ -24,7 +24,7 @@ use smb_proto::{FileId, NtStatus};
 use crate::conn::{Conn, Ctx, Reply, Result};
 use crate::dir::DirCursor;
 use crate::errors::EngineResult;
-use crate::state::on_file;
+use crate::state::{self, on_file};
 use crate::{notify, posix, tree, Server};
 
 /// One open of a file or directory.
@@ -217,8 +217,22 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
     };
     let is_dir = attr.ftype == FileType::Directory;
     let maximal = maximal_access(&srv, &cred, &fh, t.read_only).await?;
+    // The READONLY attribute (no owner write bit) refuses data writes to
+    // everyone, root included, as on Windows.
+    let maximal = if !is_dir && attr.mode & 0o200 == 0 {
+        maximal & !posix::DATA_WRITE
+    } else {
+        maximal
+    };
     if desired & sa::MAXIMUM_ALLOWED != 0 {
         desired = (desired & !sa::MAXIMUM_ALLOWED) | maximal;
+    }
+    if !is_dir
+        && attr.mode & 0o200 == 0
+        && action != create_action::CREATED
+        && desired & posix::DATA_WRITE != 0
+    {
+        return Err(NtStatus::ACCESS_DENIED);
     }
     let free = sa::SYNCHRONIZE
         | sa::READ_CONTROL
@@ -419,12 +433,20 @@ pub(crate) async fn read(ctx: &mut Ctx, req: ReadRequest) -> Result<Reply> {
     }
     o.require(sa::FILE_READ_DATA | sa::FILE_EXECUTE)?;
     check_io_size(ctx, req.length)?;
-    let r = ctx
-        .srv()
+    let srv = ctx.srv();
+    let (eng, cred, fh, key, id) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id);
+    let (off, len) = (req.offset, req.length);
+    // The lock check runs on the owning shard inside the same hop as the read.
+    let r = srv
         .engine
-        .read(&o.cred, &o.fh, req.offset, req.length)
+        .run_on(srv.engine.owner(&fh), move || async move {
+            if !state::io_allowed_here(id, &fh, key, off, len.into(), false) {
+                return Err(NtStatus::FILE_LOCK_CONFLICT);
+            }
+            eng.read(&cred, &fh, off, len).await.nt()
+        })
         .await
-        .nt()?;
+        .nt()??;
     let n = r.len();
     if (n == 0 && req.length > 0) || (n as u64) < u64::from(req.minimum_count) {
         return Err(NtStatus::END_OF_FILE);
@@ -473,11 +495,17 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     } else {
         Stability::Unstable
     };
+    let (eng, cred, fh, key, id, data) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id, req.data);
     let r = srv
         .engine
-        .write(&o.cred, &o.fh, offset, req.data, how)
+        .run_on(srv.engine.owner(&fh), move || async move {
+            if !state::io_allowed_here(id, &fh, key, offset, len.into(), true) {
+                return Err(NtStatus::FILE_LOCK_CONFLICT);
+            }
+            eng.write(&cred, &fh, offset, data, how).await.nt()
+        })
         .await
-        .nt()?;
+        .nt()??;
     if r.committed == Stability::Unstable {
         o.dirty.set(true);
     }

@@ -198,6 +198,37 @@ impl FileState {
     }
 }
 
+/// Whether `key`'s open may read (or write) `len` bytes at `off` past the
+/// byte-range locks of other opens. Runs on the owning shard itself (from
+/// inside the engine call that does the I/O), so it costs no extra hop.
+pub(crate) fn io_allowed_here(
+    server: u64,
+    fh: &FileHandle,
+    key: u64,
+    off: u64,
+    len: u64,
+    write: bool,
+) -> bool {
+    if len == 0 {
+        return true;
+    }
+    FILES.with(|t| {
+        let t = t.borrow();
+        let Some(f) = t.get(&(server, *fh)) else {
+            return true;
+        };
+        let r = LockRange {
+            key,
+            off,
+            len,
+            excl: write,
+        };
+        !f.locks
+            .iter()
+            .any(|l| l.key != key && l.overlaps(&r) && (l.excl || write))
+    })
+}
+
 /// Run `f` on the state of `fh`, on the shard that owns it.
 pub(crate) async fn on_file<R, F>(srv: &Server, fh: FileHandle, f: F) -> Result<R, NtStatus>
 where
