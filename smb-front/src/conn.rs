@@ -35,7 +35,7 @@ use crate::Server;
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 512;
 /// Most credits a client may hold at once.
-const MAX_CREDITS: u64 = 512;
+const MAX_CREDITS: u64 = 8192;
 /// Frames in flight per connection before the reader waits.
 const MAX_INFLIGHT: usize = 128;
 
@@ -590,7 +590,12 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
         // a CLOSE after a failed SET_INFO still closes).
         let reply = if let Some(status) = create_failed.filter(|_| related) {
             Reply::error(status)
-        } else if i > 0 && !related && hdr.has(flags::RELATED_OPERATIONS) {
+        } else if (i == 0 && hdr.has(flags::RELATED_OPERATIONS))
+            || (related && (session_id == u64::MAX || tree_id == u32::MAX))
+            || (hdr.command == Command::ChangeNotify && hdr.next_command != 0)
+        {
+            // A first request marked related, a related one with nothing
+            // valid to inherit, a CHANGE_NOTIFY that is not last.
             Reply::error(NtStatus::INVALID_PARAMETER)
         } else {
             match check(&ctx, &m.bytes, sealed) {

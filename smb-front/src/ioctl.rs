@@ -39,6 +39,18 @@ pub(crate) async fn ioctl(ctx: &mut Ctx, req: IoctlRequest) -> Result<Reply> {
             );
             (NtStatus::SUCCESS, b)
         }
+        fsctl::GET_OBJECT_ID | fsctl::CREATE_OR_GET_OBJECT_ID => {
+            let o = ctx.open(req.file_id)?;
+            let a = crate::fileops::attr_of(ctx.srv(), &o).await?;
+            // FILE_OBJECTID_BUFFER: an object id from the file id, the
+            // volume's id as birth volume, the rest zero.
+            let mut b = BytesMut::with_capacity(64);
+            b.extend_from_slice(&a.fileid.to_le_bytes());
+            b.extend_from_slice(&a.fsid.to_le_bytes());
+            b.extend_from_slice(&ctx.srv().guid);
+            b.extend_from_slice(&[0; 32]);
+            (NtStatus::SUCCESS, b)
+        }
         fsctl::SRV_REQUEST_RESUME_KEY => {
             let o = ctx.open(req.file_id)?;
             let mut b = BytesMut::new();
@@ -48,7 +60,13 @@ pub(crate) async fn ioctl(ctx: &mut Ctx, req: IoctlRequest) -> Result<Reply> {
         fsctl::SRV_COPYCHUNK | fsctl::SRV_COPYCHUNK_WRITE => copychunk(ctx, &req).await?,
         fsctl::DFS_GET_REFERRALS | fsctl::DFS_GET_REFERRALS_EX => return Err(NtStatus::FS_DRIVER_REQUIRED),
         fsctl::PIPE_TRANSCEIVE | fsctl::PIPE_PEEK | fsctl::PIPE_WAIT => return Err(NtStatus::NOT_SUPPORTED),
-        _ => return Err(NtStatus::INVALID_DEVICE_REQUEST),
+        _ => {
+            // A closed handle is reported before an unknown control code.
+            if req.file_id != FileId::ANY || ctx.last_fid.is_some() {
+                ctx.open(req.file_id)?;
+            }
+            return Err(NtStatus::INVALID_DEVICE_REQUEST);
+        }
     };
     if output.len() > req.max_output_response as usize {
         return Err(NtStatus::BUFFER_TOO_SMALL);
