@@ -48,6 +48,9 @@ pub(crate) struct Open {
     pub dirty: Cell<bool>,
     pub dir: RefCell<DirCursor>,
     pub read_only_share: bool,
+    /// Closed when the open is released: ends its pending requests.
+    pub closing: async_channel::Sender<()>,
+    pub on_close: async_channel::Receiver<()>,
 }
 
 impl Open {
@@ -287,6 +290,7 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         volatile: key,
     };
     let name = last.clone().unwrap_or_default();
+    let (closing, on_close) = async_channel::bounded(1);
     let open = Rc::new(Open {
         fid,
         key,
@@ -303,6 +307,8 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         dirty: Cell::new(false),
         dir: RefCell::new(DirCursor::default()),
         read_only_share: t.read_only,
+        closing,
+        on_close,
     });
     ctx.conn.st.borrow_mut().opens.insert(key, open);
     let mut b = BytesMut::new();
@@ -326,6 +332,7 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
 /// file with a delete pending.
 pub(crate) async fn release(conn: &Conn, o: &Open) {
     let srv = &conn.srv;
+    o.closing.close();
     if o.dirty.get() {
         o.dirty.set(false);
         if let Err(e) = srv.engine.commit(&o.cred, &o.fh).await {

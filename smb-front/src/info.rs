@@ -47,17 +47,40 @@ pub(crate) async fn query(ctx: &mut Ctx, req: QueryInfoRequest) -> Result<Reply>
     let o = ctx.open(req.file_id)?;
     match req.info_type {
         info_type::FILE => {
-            o.require(sa::FILE_READ_ATTRIBUTES)?;
+            // Only the classes that show attributes or times need the right
+            // to read them (MS-FSA 2.1.5.11).
+            if matches!(
+                req.file_info_class,
+                class::BASIC | class::ALL | class::NETWORK_OPEN | class::ATTRIBUTE_TAG
+            ) {
+                o.require(sa::FILE_READ_ATTRIBUTES)?;
+            }
             let info = file_info(ctx, &o, req.file_info_class).await?;
             let mut b = BytesMut::new();
             info.encode(&mut b);
-            output(b.freeze(), info.fixed_len(), req.output_buffer_length)
+            let min = info
+                .fixed_len()
+                .max(windows_min(info_type::FILE, req.file_info_class));
+            output(b.freeze(), min, req.output_buffer_length)
+        }
+        info_type::FILESYSTEM if req.file_info_class == fs_class::CONTROL => {
+            // FileFsControlInformation: no quotas (default threshold and
+            // limit -1).
+            let mut b = BytesMut::with_capacity(48);
+            b.extend_from_slice(&[0; 24]);
+            b.extend_from_slice(&u64::MAX.to_le_bytes());
+            b.extend_from_slice(&u64::MAX.to_le_bytes());
+            b.extend_from_slice(&[0; 8]);
+            output(b.freeze(), 48, req.output_buffer_length)
         }
         info_type::FILESYSTEM => {
             let info = fs_info(ctx, &o, req.file_info_class).await?;
             let mut b = BytesMut::new();
             info.encode(&mut b);
-            output(b.freeze(), info.fixed_len(), req.output_buffer_length)
+            let min = info
+                .fixed_len()
+                .max(windows_min(info_type::FILESYSTEM, req.file_info_class));
+            output(b.freeze(), min, req.output_buffer_length)
         }
         info_type::SECURITY => {
             o.require(sa::READ_CONTROL)?;
@@ -75,6 +98,20 @@ pub(crate) async fn query(ctx: &mut Ctx, req: QueryInfoRequest) -> Result<Reply>
         }
         info_type::QUOTA => Err(NtStatus::NOT_SUPPORTED),
         _ => Err(NtStatus::INVALID_PARAMETER),
+    }
+}
+
+/// The smallest OutputBufferLength Windows takes for a class before it
+/// answers INFO_LENGTH_MISMATCH: the C structure's size, padding included,
+/// where that is more than the wire's fixed part.
+fn windows_min(kind: u8, cls: u8) -> usize {
+    match (kind, cls) {
+        (info_type::FILE, class::ALL) => 104,
+        (info_type::FILE, class::ALTERNATE_NAME | class::NORMALIZED_NAME) => 8,
+        (info_type::FILE, class::STREAM) => 32,
+        (info_type::FILESYSTEM, fs_class::VOLUME) => 24,
+        (info_type::FILESYSTEM, fs_class::ATTRIBUTE) => 16,
+        _ => 0,
     }
 }
 
@@ -147,7 +184,7 @@ async fn file_info(ctx: &Ctx, o: &Open, cls: u8) -> Result<FileInfo> {
             reparse_tag: 0,
         },
         class::NORMALIZED_NAME => FileInfo::NormalizedName(o.path.borrow().clone()),
-        class::ALTERNATE_NAME => return Err(NtStatus::OBJECT_NAME_NOT_FOUND),
+        class::ALTERNATE_NAME => FileInfo::AlternateName(posix::short_name(&name)),
         class::FULL_EA => return Err(NtStatus::NO_EAS_ON_FILE),
         _ => return Err(NtStatus::INVALID_INFO_CLASS),
     })

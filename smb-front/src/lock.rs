@@ -23,10 +23,17 @@ pub(crate) async fn lock(ctx: &mut Ctx, req: LockRequest) -> Result<Reply> {
         })
         .collect();
     if first.flags & lf::UNLOCK != 0 {
-        if req.locks.iter().any(|l| l.flags != lf::UNLOCK) {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        on_file(&srv, o.fh, move |f| ranges.iter().try_for_each(|r| f.unlock(r))).await??;
+        // Elements are taken in order: the ones before a bad one stay done.
+        let flags: Vec<u32> = req.locks.iter().map(|l| l.flags).collect();
+        on_file(&srv, o.fh, move |f| {
+            ranges.iter().zip(flags).try_for_each(|(r, fl)| {
+                if fl != lf::UNLOCK {
+                    return Err(NtStatus::INVALID_PARAMETER);
+                }
+                f.unlock(r)
+            })
+        })
+        .await??;
         return Ok(Reply::encode(smb_proto::simple::encode_empty));
     }
     let kind = lf::SHARED_LOCK | lf::EXCLUSIVE_LOCK;
@@ -59,9 +66,17 @@ pub(crate) async fn lock(ctx: &mut Ctx, req: LockRequest) -> Result<Reply> {
         let c = cancel.get_or_insert_with(|| ctx.go_async());
         let woke = rx.recv();
         let cancelled = c.recv();
-        futures::pin_mut!(woke, cancelled);
-        if let futures::future::Either::Right(_) = futures::future::select(woke, cancelled).await {
-            return Err(NtStatus::CANCELLED);
+        let closed = o.on_close.recv();
+        futures::pin_mut!(woke, cancelled, closed);
+        match futures::future::select(woke, futures::future::select(cancelled, closed)).await {
+            futures::future::Either::Left(_) => {}
+            futures::future::Either::Right((futures::future::Either::Left(_), _)) => {
+                return Err(NtStatus::CANCELLED)
+            }
+            // The handle closed under the pending lock.
+            futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
+                return Err(NtStatus::RANGE_NOT_LOCKED)
+            }
         }
     }
 }

@@ -169,6 +169,40 @@ pub fn split_path(path: &str) -> Result<Vec<String>, NtStatus> {
     Ok(out)
 }
 
+/// An 8.3 name for clients that ask: the name itself when it is one,
+/// else up to six characters of it, `~`, a digit from its hash, and up to
+/// three characters of its extension, upper-cased.
+pub fn short_name(name: &str) -> String {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-$~!#%&'(){}^@`".contains(c);
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i + 1..]),
+        _ => (name, ""),
+    };
+    if name == "." || name == ".." {
+        return name.to_string();
+    }
+    if !stem.is_empty() && stem.len() <= 8 && ext.len() <= 3 && stem.chars().chain(ext.chars()).all(ok) {
+        return name.to_ascii_uppercase();
+    }
+    let hash = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let pick = |s: &str, n: usize| -> String {
+        s.chars()
+            .filter(|&c| ok(c))
+            .take(n)
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    let mut out = format!("{}~{}", pick(stem, 6), hash % 10);
+    let ext = pick(ext, 3);
+    if !ext.is_empty() {
+        out.push('.');
+        out.push_str(&ext);
+    }
+    out
+}
+
 /// Unix users and groups without a Windows mapping, as Samba shows them.
 pub fn uid_sid(uid: u32) -> Sid {
     Sid::new(22, &[1, uid])
@@ -296,6 +330,13 @@ mod tests {
         assert_eq!(t.creation, filetime_from_unix(10, 0));
         assert_eq!(t.last_write, filetime_from_unix(20, 0));
         assert_eq!(allocation(&attr(0o644)), 4096);
+    }
+
+    #[test]
+    fn short_names() {
+        assert_eq!(short_name("a.txt"), "A.TXT");
+        let s = short_name("a long name.html");
+        assert!(s.starts_with("ALONGN~") && s.ends_with(".HTM"), "{s}");
     }
 
     #[test]

@@ -49,11 +49,24 @@ pub(crate) struct LockRange {
 }
 
 impl LockRange {
+    /// Whether two ranges touch, as Windows counts it: a zero-length range
+    /// overlaps a range it falls strictly inside of.
     fn overlaps(&self, o: &LockRange) -> bool {
-        self.len != 0
-            && o.len != 0
-            && u128::from(self.off) < u128::from(o.off) + u128::from(o.len)
-            && u128::from(o.off) < u128::from(self.off) + u128::from(self.len)
+        let (a0, a1) = (u128::from(self.off), u128::from(self.off) + u128::from(self.len));
+        let (b0, b1) = (u128::from(o.off), u128::from(o.off) + u128::from(o.len));
+        (self.len != 0 && a0 == b0 && a1 == b1) || !(a0 >= b1 || b0 >= a1)
+    }
+
+    /// Whether `new` may not be granted beside `self`: shared locks stack,
+    /// and an open may put a shared lock over its own exclusive one.
+    fn blocks(&self, new: &LockRange) -> bool {
+        if !self.excl && !new.excl {
+            return false;
+        }
+        if self.key == new.key && !new.excl {
+            return false;
+        }
+        self.overlaps(new)
     }
 }
 
@@ -143,10 +156,10 @@ impl FileState {
     /// Take all `ranges` or none; `Err` names a conflict.
     pub fn lock(&mut self, ranges: &[LockRange]) -> Result<(), NtStatus> {
         for (i, r) in ranges.iter().enumerate() {
-            if r.off.checked_add(r.len.saturating_sub(1)).is_none() {
-                return Err(NtStatus(0xC000_01A1));
+            if r.len > 0 && r.off.checked_add(r.len - 1).is_none() {
+                return Err(NtStatus(0xC000_01A1)); // INVALID_LOCK_RANGE
             }
-            let clash = |o: &LockRange| o.overlaps(r) && (o.excl || r.excl);
+            let clash = |o: &LockRange| o.blocks(r);
             if self.locks.iter().any(clash) || ranges[..i].iter().any(clash) {
                 return Err(NtStatus::LOCK_NOT_GRANTED);
             }
@@ -223,9 +236,11 @@ pub(crate) fn io_allowed_here(
             len,
             excl: write,
         };
+        // Exclusive locks of other opens stop reads and writes; shared
+        // locks stop writes, even the holder's.
         !f.locks
             .iter()
-            .any(|l| l.key != key && l.overlaps(&r) && (l.excl || write))
+            .any(|l| l.overlaps(&r) && ((l.excl && l.key != key) || (write && !l.excl)))
     })
 }
 
@@ -307,6 +322,10 @@ mod tests {
         s.unlock(&r(1, 0, 10, false)).unwrap();
         assert_eq!(s.unregister(2), None);
         s.lock(&[r(4, 0, 20, true)]).unwrap();
+        // Stacking: a shared lock over the open's own exclusive lock.
+        s.lock(&[r(4, 5, 5, false)]).unwrap();
+        assert_eq!(s.lock(&[r(6, 10, 0, true)]), Err(NtStatus::LOCK_NOT_GRANTED));
+        s.lock(&[r(6, 0, 0, true)]).unwrap();
         assert_eq!(s.lock(&[r(5, u64::MAX, 2, true)]), Err(NtStatus(0xC000_01A1)));
     }
 }
