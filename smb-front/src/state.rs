@@ -97,8 +97,14 @@ impl FileState {
         }
         let uses = |a: u32| (a & DATA_READ != 0, a & DATA_WRITE != 0, a & sa::DELETE != 0);
         let (r, w, d) = uses(access);
-        for o in &self.opens {
+        // Opens that touch neither data nor the name (attributes only)
+        // take no part in share modes.
+        let checked = r || w || d;
+        for o in self.opens.iter().filter(|_| checked) {
             let (or, ow, od) = uses(o.access);
+            if !(or || ow || od) {
+                continue;
+            }
             let denied_by_them = (r && o.share & share_access::READ == 0)
                 || (w && o.share & share_access::WRITE == 0)
                 || (d && o.share & share_access::DELETE == 0);
