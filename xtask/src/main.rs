@@ -29,6 +29,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
         "nfs-ganesha-vfs",
     ),
     ("test -x /sbin/rpcbind", "rpcbind"),
+    // smb-front's tests drive the server with Samba's smbclient.
+    ("command -v smbclient", "smbclient"),
 ];
 
 /// End-to-end scripts run after the cargo tests, relative to the workspace root;
