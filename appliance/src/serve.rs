@@ -64,35 +64,13 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let running = Running(engine);
     let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
         nfs_front::StartError::Listen { addr, source } => {
-            let why = match source.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    "the port is taken (another NFS server or rpcbind?)".to_string()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
-                }
-                _ => source.to_string(),
-            };
-            anyhow!(
-                "NFS front end: cannot listen on {addr}: {why}; choose another address with \
-                 --nfs-listen or [server] nfs_listen"
-            )
+            listen_error("NFS", addr, &source, "another NFS server or rpcbind?", "nfs")
         }
         other => anyhow!("NFS front end: {other}"),
     })?;
     let smb = smb_front::SmbServer::start(running.0.clone(), settings.smb.clone()).map_err(|e| match e {
         smb_front::StartError::Listen { addr, source } => {
-            let why = match source.kind() {
-                std::io::ErrorKind::AddrInUse => "the port is taken (Samba's smbd?)".to_string(),
-                std::io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
-                }
-                _ => source.to_string(),
-            };
-            anyhow!(
-                "SMB front end: cannot listen on {addr}: {why}; choose another address with \
-                 --smb-listen or [server] smb_listen"
-            )
+            listen_error("SMB", addr, &source, "Samba's smbd?", "smb")
         }
         other => anyhow!("SMB front end: {other}"),
     })?;
@@ -274,6 +252,27 @@ fn host_of(addr: SocketAddr) -> String {
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
         SocketAddr::V4(a) => a.ip().to_string(),
     }
+}
+
+/// A front end's bind failure, said so that the operator knows what to change.
+fn listen_error(
+    front: &str,
+    addr: SocketAddr,
+    source: &std::io::Error,
+    taken_by: &str,
+    key: &str,
+) -> anyhow::Error {
+    let why = match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!("the port is taken ({taken_by})"),
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
+        }
+        _ => source.to_string(),
+    };
+    anyhow!(
+        "{front} front end: cannot listen on {addr}: {why}; choose another address with \
+         --{key}-listen or [server] {key}_listen"
+    )
 }
 
 fn print_banner(

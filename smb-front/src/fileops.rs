@@ -373,6 +373,19 @@ pub(crate) async fn release(conn: &Conn, o: &Open) {
     }
 }
 
+/// Take every open `pick` selects out of the table and release it
+/// (LOGOFF, TREE_DISCONNECT).
+pub(crate) async fn close_where(conn: &Rc<Conn>, pick: impl Fn(&Open) -> bool) {
+    let opens: Vec<Rc<Open>> = {
+        let mut st = conn.st.borrow_mut();
+        let keys: Vec<u64> = st.opens.values().filter(|o| pick(o)).map(|o| o.key).collect();
+        keys.iter().filter_map(|k| st.opens.remove(k)).collect()
+    };
+    for o in opens {
+        release(conn, &o).await;
+    }
+}
+
 /// Close the open `fid` names: take it out of the table, then release it.
 pub(crate) async fn close(ctx: &mut Ctx, req: CloseRequest) -> Result<Reply> {
     let o = ctx.open(req.file_id)?;

@@ -227,30 +227,15 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
 }
 
 pub(crate) async fn logoff(ctx: &mut Ctx) -> Result<Reply> {
-    let conn = ctx.conn.clone();
-    let opens = {
-        let mut st = conn.st.borrow_mut();
-        let sid = ctx.session_id;
-        let ids: Vec<u64> = st
-            .opens
-            .iter()
-            .filter(|(_, o)| o.session == sid)
-            .map(|(&k, _)| k)
-            .collect();
-        ids.into_iter()
-            .filter_map(|k| st.opens.remove(&k))
-            .collect::<Vec<_>>()
-    };
-    for o in opens {
-        crate::fileops::release(&conn, &o).await;
-    }
+    let sid = ctx.session_id;
+    crate::fileops::close_where(&ctx.conn, |o| o.session == sid).await;
     // The response is still signed with the session's key: the session
     // stops serving now and is dropped once the response is out.
     ctx.sign = ctx.with_session(|s| {
         s.logged_on = false;
         s.signed
     })?;
-    let sid = ctx.session_id;
+    let conn = ctx.conn.clone();
     compio::runtime::spawn(async move {
         conn.st.borrow_mut().sessions.remove(&sid);
     })

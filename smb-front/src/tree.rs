@@ -1,8 +1,6 @@
 //! TREE_CONNECT / TREE_DISCONNECT: shares by name (case-insensitive),
 //! their user lists, encryption and read-only flags, and IPC$.
 
-use std::rc::Rc;
-
 use bytes::BytesMut;
 use smb_proto::security::access;
 use smb_proto::tree::{share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
@@ -92,21 +90,6 @@ pub(crate) async fn disconnect(ctx: &mut Ctx) -> Result<Reply> {
     check(ctx)?;
     let (sid, tid) = (ctx.session_id, ctx.tree_id);
     ctx.with_session(|s| s.trees.remove(&tid))?;
-    let conn = Rc::clone(&ctx.conn);
-    let opens = {
-        let mut st = conn.st.borrow_mut();
-        let ids: Vec<u64> = st
-            .opens
-            .iter()
-            .filter(|(_, o)| o.session == sid && o.tree == tid)
-            .map(|(&k, _)| k)
-            .collect();
-        ids.into_iter()
-            .filter_map(|k| st.opens.remove(&k))
-            .collect::<Vec<_>>()
-    };
-    for o in opens {
-        crate::fileops::release(&conn, &o).await;
-    }
+    crate::fileops::close_where(&ctx.conn, |o| o.session == sid && o.tree == tid).await;
     Ok(Reply::encode(smb_proto::simple::encode_empty))
 }

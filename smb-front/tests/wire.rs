@@ -238,6 +238,10 @@ impl Client {
     }
 }
 
+fn close(c: &mut Client, file_id: FileId) -> Resp {
+    c.call(Command::Close, |b| CloseRequest { flags: 0, file_id }.encode(b))
+}
+
 const ALL_SHARE: u32 = share_access::READ | share_access::WRITE | share_access::DELETE;
 const RW: u32 = access::FILE_READ_DATA | access::FILE_WRITE_DATA;
 
@@ -356,13 +360,7 @@ fn signing_wrong_password_and_bad_signatures() {
         NtStatus::ACCESS_DENIED
     );
     c.key = key;
-    let r = c.call(Command::Close, |b| {
-        CloseRequest {
-            flags: 0,
-            file_id: id,
-        }
-        .encode(b)
-    });
+    let r = close(&mut c, id);
     assert_eq!(r.h.status, NtStatus::SUCCESS);
     assert!(r.h.flags & flags::SIGNED != 0);
     // A wrong signature drops the connection.
@@ -384,30 +382,12 @@ fn file_ids_belong_to_their_session() {
     c.tree = 0;
     assert_eq!(c.logon(USER, PASS, false), NtStatus::SUCCESS);
     assert_eq!(c.tree_connect("export"), NtStatus::SUCCESS);
-    let r = c.call(Command::Close, |b| {
-        CloseRequest {
-            flags: 0,
-            file_id: id,
-        }
-        .encode(b)
-    });
+    let r = close(&mut c, id);
     assert_eq!(r.h.status, NtStatus::FILE_CLOSED);
     (c.session, c.tree) = (s1, t1);
-    let r = c.call(Command::Close, |b| {
-        CloseRequest {
-            flags: 0,
-            file_id: id,
-        }
-        .encode(b)
-    });
+    let r = close(&mut c, id);
     assert_eq!(r.h.status, NtStatus::SUCCESS);
-    let r = c.call(Command::Close, |b| {
-        CloseRequest {
-            flags: 0,
-            file_id: id,
-        }
-        .encode(b)
-    });
+    let r = close(&mut c, id);
     assert_eq!(r.h.status, NtStatus::FILE_CLOSED);
 }
 
@@ -441,13 +421,7 @@ fn share_modes_and_delete_on_close_across_connections() {
     b.call(Command::Close, |x| {
         CloseRequest { flags: 0, file_id: r }.encode(x)
     });
-    a.call(Command::Close, |x| {
-        CloseRequest {
-            flags: 0,
-            file_id: id,
-        }
-        .encode(x)
-    });
+    close(&mut a, id);
     let doc = access::DELETE | access::FILE_READ_DATA;
     let first = b
         .create("f", doc, ALL_SHARE, disposition::OPEN, options::DELETE_ON_CLOSE)
@@ -455,13 +429,7 @@ fn share_modes_and_delete_on_close_across_connections() {
     let second = a
         .create("f", access::FILE_READ_DATA, ALL_SHARE, disposition::OPEN, 0)
         .unwrap();
-    let r = b.call(Command::Close, |x| {
-        CloseRequest {
-            flags: 0,
-            file_id: first,
-        }
-        .encode(x)
-    });
+    let r = close(&mut b, first);
     assert_eq!(r.h.status, NtStatus::SUCCESS);
     assert!(fx.origin().join("f").exists(), "another open is left");
     assert_eq!(
@@ -469,13 +437,7 @@ fn share_modes_and_delete_on_close_across_connections() {
             .unwrap_err(),
         NtStatus::DELETE_PENDING
     );
-    a.call(Command::Close, |x| {
-        CloseRequest {
-            flags: 0,
-            file_id: second,
-        }
-        .encode(x)
-    });
+    close(&mut a, second);
     assert!(!fx.origin().join("f").exists());
 }
 
@@ -524,6 +486,18 @@ fn blocking_lock_goes_async_and_cancels() {
     assert_eq!(r.h.command, Command::Lock);
 }
 
+fn watch(c: &mut Client, dir: FileId) -> Resp {
+    c.call(Command::ChangeNotify, |x| {
+        ChangeNotifyRequest {
+            flags: 0,
+            output_buffer_length: 4096,
+            file_id: dir,
+            completion_filter: smb_proto::dir::notify_filter::FILE_NAME,
+        }
+        .encode(x)
+    })
+}
+
 #[test]
 fn change_notify_sees_a_create_from_another_connection() {
     let fx = start(|_| {});
@@ -539,15 +513,7 @@ fn change_notify_sees_a_create_from_another_connection() {
             options::DIRECTORY_FILE,
         )
         .unwrap();
-    let r = a.call(Command::ChangeNotify, |x| {
-        ChangeNotifyRequest {
-            flags: 0,
-            output_buffer_length: 4096,
-            file_id: dir,
-            completion_filter: smb_proto::dir::notify_filter::FILE_NAME,
-        }
-        .encode(x)
-    });
+    let r = watch(&mut a, dir);
     assert_eq!(r.h.status, NtStatus::PENDING);
     b.create("watched\\new.txt", RW, ALL_SHARE, disposition::CREATE, 0)
         .unwrap();
@@ -565,15 +531,7 @@ fn change_notify_sees_a_create_from_another_connection() {
         "FILE_ACTION_ADDED"
     );
     // A pending notify ends with NOTIFY_CLEANUP when its directory closes.
-    let r = a.call(Command::ChangeNotify, |x| {
-        ChangeNotifyRequest {
-            flags: 0,
-            output_buffer_length: 4096,
-            file_id: dir,
-            completion_filter: smb_proto::dir::notify_filter::FILE_NAME,
-        }
-        .encode(x)
-    });
+    let r = watch(&mut a, dir);
     assert_eq!(r.h.status, NtStatus::PENDING);
     let h = a.header(Command::Close);
     a.send_with(h, |x| {
