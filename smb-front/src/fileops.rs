@@ -119,6 +119,7 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         || req.create_options & options::DIRECTORY_FILE != 0
             && req.create_options & options::NON_DIRECTORY_FILE != 0
         || req.impersonation_level > 3
+        || req.create_options & 0xFF00_0000 != 0
     {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -453,6 +454,9 @@ pub(crate) async fn read(ctx: &mut Ctx, req: ReadRequest) -> Result<Reply> {
     }
     o.require(sa::FILE_READ_DATA | sa::FILE_EXECUTE)?;
     check_io_size(ctx, req.length)?;
+    if req.offset.saturating_add(req.length.into()) > i64::MAX as u64 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     let srv = ctx.srv();
     let (eng, cred, fh, key, id) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id);
     let (off, len) = (req.offset, req.length);

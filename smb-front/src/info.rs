@@ -185,7 +185,10 @@ async fn file_info(ctx: &Ctx, o: &Open, cls: u8) -> Result<FileInfo> {
         },
         class::NORMALIZED_NAME => FileInfo::NormalizedName(o.path.borrow().clone()),
         class::ALTERNATE_NAME => FileInfo::AlternateName(posix::short_name(&name)),
-        class::FULL_EA => return Err(NtStatus::NO_EAS_ON_FILE),
+        class::FULL_EA => {
+            o.require(sa::FILE_READ_EA)?;
+            return Err(NtStatus::NO_EAS_ON_FILE);
+        }
         _ => return Err(NtStatus::INVALID_INFO_CLASS),
     })
 }
