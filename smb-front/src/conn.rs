@@ -39,21 +39,6 @@ const MAX_CREDITS: u64 = 8192;
 /// Frames in flight per connection before the reader waits.
 const MAX_INFLIGHT: usize = 128;
 
-/// A TCP listener with SO_REUSEPORT, so every shard can accept on the port.
-pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        let _ = s.set_only_v6(false);
-    }
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
 /// Start accepting on this shard's thread until `stop` closes.
 pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
     let listener = match TcpListener::from_std(l) {

@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cache_engine::types::{Credentials, FileType};
 use cache_engine::{Engine, FileHandle};
 
 use auth::ntlm::ServerNames;
@@ -118,7 +117,8 @@ impl SmbServer {
         let users = cfg.validate().map_err(StartError::Config)?;
         let mut shares = Vec::new();
         for s in cfg.effective_shares() {
-            let root = resolve_dir(&engine, &s.subdir)
+            let root = engine
+                .resolve_dir(&s.subdir)
                 .await
                 .map_err(|error| StartError::Subdir {
                     share: s.name.clone(),
@@ -134,17 +134,8 @@ impl SmbServer {
                 users: s.users.iter().map(|u| u.to_lowercase()).collect(),
             });
         }
-        // SO_REUSEPORT would let a second server share a taken port: probe without it first.
-        let listen_err = |addr, source| StartError::Listen { addr, source };
-        if cfg.listen.port() != 0 {
-            drop(std::net::TcpListener::bind(cfg.listen).map_err(|e| listen_err(cfg.listen, e))?);
-        }
-        let first = conn::reuseport_listener(cfg.listen).map_err(|e| listen_err(cfg.listen, e))?;
-        let addr = first.local_addr().map_err(|e| listen_err(cfg.listen, e))?;
-        let mut listeners = vec![first];
-        for _ in 1..engine.shard_count() {
-            listeners.push(conn::reuseport_listener(addr).map_err(|e| listen_err(addr, e))?);
-        }
+        let (addr, listeners) = cache_engine::front::listeners_for_shards(cfg.listen, engine.shard_count())
+            .map_err(|(addr, source)| StartError::Listen { addr, source })?;
         static IDS: AtomicU64 = AtomicU64::new(1);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "weir".into());
         let mut guid = [0u8; 16];
@@ -197,18 +188,4 @@ impl Drop for SmbServer {
         }
         self.stop();
     }
-}
-
-/// The engine handle of `/a/b` under the core filer's root.
-async fn resolve_dir(engine: &Engine, path: &str) -> cache_engine::Result<FileHandle> {
-    let mut fh = engine.root();
-    let root = Credentials::root();
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        let (h, attr, _) = engine.lookup(&root, &fh, c.as_bytes()).await?;
-        if attr.ftype != FileType::Directory {
-            return Err(cache_engine::Error::NotDir);
-        }
-        fh = h;
-    }
-    Ok(fh)
 }
