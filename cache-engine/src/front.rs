@@ -42,6 +42,45 @@ pub fn listeners_for_shards(
     Ok((bound, all))
 }
 
+/// Accept on `l` on this shard's thread until `stop` closes, handing each
+/// connection (with TCP_NODELAY set) to `serve` as a task of this thread.
+/// `what` names the front end in log lines.
+pub fn spawn_acceptor<F, Fut>(what: &'static str, l: TcpListener, stop: async_channel::Receiver<()>, serve: F)
+where
+    F: Fn(compio::net::TcpStream, SocketAddr) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let listener = match compio::net::TcpListener::from_std(l) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{what}: cannot use listener on this shard: {e}");
+            return;
+        }
+    };
+    compio::runtime::spawn(async move {
+        loop {
+            let stopped = stop.recv();
+            let accept = listener.accept();
+            futures::pin_mut!(stopped, accept);
+            let accepted = match futures::future::select(stopped, accept).await {
+                futures::future::Either::Left(_) => break,
+                futures::future::Either::Right((a, _)) => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    compio::runtime::spawn(serve(stream, peer)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!("{what}: accept failed: {e}");
+                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .detach();
+}
+
 impl Engine {
     /// The handle of the directory `/a/b` names under the core filer's root.
     pub async fn resolve_dir(&self, path: &str) -> Result<FileHandle> {

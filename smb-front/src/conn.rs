@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use compio::net::{TcpListener, TcpStream};
+use compio::net::TcpStream;
 use futures::channel::mpsc;
 use futures::StreamExt;
 use smb_proto::compound::{chain, ResponseChain};
@@ -41,32 +41,9 @@ const MAX_INFLIGHT: usize = 128;
 
 /// Start accepting on this shard's thread until `stop` closes.
 pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
-    let listener = match TcpListener::from_std(l) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("smb: cannot use listener on this shard: {e}");
-            return;
-        }
-    };
-    compio::runtime::spawn(async move {
-        loop {
-            let stopped = stop.recv();
-            let accept = listener.accept();
-            futures::pin_mut!(stopped, accept);
-            match futures::future::select(stopped, accept).await {
-                futures::future::Either::Left(_) => break,
-                futures::future::Either::Right((Ok((stream, peer)), _)) => {
-                    let _ = stream.set_nodelay(true);
-                    compio::runtime::spawn(serve(srv.clone(), stream, peer)).detach();
-                }
-                futures::future::Either::Right((Err(e), _)) => {
-                    tracing::warn!("smb: accept failed: {e}");
-                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
-    .detach();
+    cache_engine::front::spawn_acceptor("smb", l, stop, move |stream, peer| {
+        serve(srv.clone(), stream, peer)
+    });
 }
 
 /// What NEGOTIATE settled for the connection.
