@@ -553,3 +553,98 @@ fn change_notify_sees_a_create_from_another_connection() {
     );
     assert!(seen.contains(&(Command::Close, NtStatus::SUCCESS)), "{seen:?}");
 }
+
+#[test]
+fn mangled_requests_never_take_the_server_down() {
+    use rand::{Rng, SeedableRng};
+    let fx = start(|_| {});
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Valid requests of every kind, then the same with bytes flipped, cut
+    // short or lengthened: each gets an answer or a dropped connection.
+    let mut samples: Vec<Vec<u8>> = Vec::new();
+    let mut c = Client::login(&fx);
+    let mut capture = |c: &mut Client, cmd: Command, body: &dyn Fn(&mut BytesMut)| {
+        let h = c.header(cmd);
+        let mut m = BytesMut::new();
+        h.encode(&mut m);
+        body(&mut m);
+        samples.push(m.to_vec());
+    };
+    let fid = c.create("fz", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
+    capture(&mut c, Command::Create, &|b| {
+        CreateRequest {
+            security_flags: 0,
+            requested_oplock_level: 0,
+            impersonation_level: 2,
+            smb_create_flags: 0,
+            desired_access: RW,
+            file_attributes: 0,
+            share_access: ALL_SHARE,
+            create_disposition: disposition::OPEN_IF,
+            create_options: 0,
+            name: "fz".into(),
+            contexts: Vec::new(),
+        }
+        .encode(b)
+    });
+    capture(&mut c, Command::Read, &|b| {
+        ReadRequest {
+            padding: 0x50,
+            flags: 0,
+            length: 100,
+            offset: 0,
+            file_id: fid,
+            minimum_count: 0,
+            channel: 0,
+            remaining_bytes: 0,
+            channel_info: Bytes::new(),
+        }
+        .encode(b)
+    });
+    capture(&mut c, Command::Lock, &|b| {
+        LockRequest {
+            lock_sequence: 0,
+            file_id: fid,
+            locks: vec![LockElement {
+                offset: 0,
+                length: 1,
+                flags: smb_proto::io::lock_flags::SHARED_LOCK | smb_proto::io::lock_flags::FAIL_IMMEDIATELY,
+            }],
+        }
+        .encode(b)
+    });
+    capture(&mut c, Command::TreeConnect, &|b| {
+        TreeConnectRequest {
+            flags: 0,
+            path: "\\\\h\\export".into(),
+            contexts: Vec::new(),
+        }
+        .encode(b)
+    });
+    for round in 0..300 {
+        let mut m = samples[round % samples.len()].clone();
+        match rng.random_range(0..3) {
+            0 => {
+                for _ in 0..rng.random_range(1..6) {
+                    let i = rng.random_range(0..m.len());
+                    m[i] = rng.random();
+                }
+            }
+            1 => m.truncate(rng.random_range(0..m.len())),
+            _ => m.extend((0..rng.random_range(1..64)).map(|_| rng.random::<u8>())),
+        }
+        // Keep the message id in the window so the body is what is tested.
+        if m.len() >= 32 {
+            m[24..32].copy_from_slice(&c.mid.to_le_bytes());
+            c.mid += 1;
+        }
+        c.send_raw(&m);
+        if c.recv().is_none() {
+            c = Client::login(&fx);
+        }
+    }
+    // Still serving.
+    let mut c = Client::login(&fx);
+    c.create("after", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
+    assert!(fx.origin().join("after").exists());
+}
