@@ -127,3 +127,34 @@ fn share_users_and_read_only() {
     let out = fx.smbclient("bob", "bob%b", &[], "ls");
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn attributes_links_and_info() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = start(|_| {});
+    std::fs::write(fx.origin().join("f.txt"), b"abc").unwrap();
+    std::fs::write(fx.origin().join(".hidden"), b"").unwrap();
+    let out = fx.run(
+        &["-m", "SMB3"],
+        "setmode f.txt +r; hardlink f.txt link.txt; allinfo f.txt; ls",
+    );
+    assert!(out.contains("attributes: RA (21)"), "{out}");
+    assert!(out.contains("stream: [::$DATA], 3 bytes"), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains(".hidden") && l.contains('H')),
+        "{out}"
+    );
+    let m = std::fs::metadata(fx.origin().join("f.txt")).unwrap();
+    assert_eq!(m.mode() & 0o222, 0, "READONLY clears the write bits");
+    assert_eq!(m.nlink(), 2);
+    // A read-only file refuses writes and deletion until the bit is cleared.
+    let out = fx.smbclient("export", &format!("{USER}%{PASS}"), &[], "del f.txt");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("NT_STATUS_CANNOT_DELETE") || text.contains("NT_STATUS_ACCESS_DENIED"),
+        "{text}"
+    );
+    fx.run(&[], "setmode f.txt -r; del f.txt; del link.txt");
+    assert!(!fx.origin().join("f.txt").exists());
+    assert!(!fx.origin().join("link.txt").exists());
+}
