@@ -648,3 +648,44 @@ fn mangled_requests_never_take_the_server_down() {
     c.create("after", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
     assert!(fx.origin().join("after").exists());
 }
+
+#[test]
+fn smb1_negotiate_upgrades_to_smb2() {
+    let fx = start(|_| {});
+    let mut c = Client::connect(&fx);
+    let mut m = BytesMut::new();
+    smb_proto::header::Smb1Negotiate {
+        dialects: vec!["NT LM 0.12".into(), "SMB 2.002".into(), "SMB 2.???".into()],
+    }
+    .encode(&mut m);
+    c.send_raw(&m);
+    let r = c.recv().unwrap();
+    assert_eq!(r.h.command, Command::Negotiate);
+    assert_eq!(
+        NegotiateResponse::decode(r.body).unwrap().dialect_revision,
+        0x02FF
+    );
+    c.mid = 1;
+    assert_eq!(c.negotiate().dialect_revision, 0x0302);
+    assert_eq!(c.logon(USER, PASS, false), NtStatus::SUCCESS);
+    assert_eq!(
+        c.tree_connect("EXPORT"),
+        NtStatus::SUCCESS,
+        "share names ignore case"
+    );
+    assert_eq!(c.tree_connect("nope"), NtStatus::BAD_NETWORK_NAME);
+    // Reauthentication keeps the session and its trees.
+    let (sid, tid) = (c.session, c.tree);
+    assert_eq!(c.logon(USER, PASS, false), NtStatus::SUCCESS);
+    assert_eq!(c.session, sid);
+    c.tree = tid;
+    c.create("still", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
+    // LOGOFF ends it.
+    let r = c.call(Command::Logoff, smb_proto::simple::encode_empty);
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    assert_eq!(
+        c.create("gone", RW, ALL_SHARE, disposition::OPEN_IF, 0)
+            .unwrap_err(),
+        NtStatus::USER_SESSION_DELETED
+    );
+}
