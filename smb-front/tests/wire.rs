@@ -689,3 +689,105 @@ fn smb1_negotiate_upgrades_to_smb2() {
         NtStatus::USER_SESSION_DELETED
     );
 }
+
+#[test]
+fn server_side_copy_and_validate_negotiate() {
+    use smb_proto::ioctl::{
+        fsctl, CopyChunk, CopyChunkRequest, IoctlRequest, IoctlResponse, ValidateNegotiateInfoRequest,
+        IOCTL_IS_FSCTL,
+    };
+    let fx = start(|_| {});
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(fx.origin().join("src"), &data).unwrap();
+    let mut c = Client::login(&fx);
+    let ioctl = |c: &mut Client, ctl_code, file_id, input: Bytes| {
+        let r = c.call(Command::Ioctl, |b| {
+            IoctlRequest {
+                ctl_code,
+                file_id,
+                input,
+                max_input_response: 0,
+                output: Bytes::new(),
+                max_output_response: 65536,
+                flags: IOCTL_IS_FSCTL,
+            }
+            .encode(b)
+        });
+        let status = r.h.status;
+        (status, IoctlResponse::decode(r.body).ok().map(|x| x.output))
+    };
+    let src = c
+        .create("src", access::FILE_READ_DATA, ALL_SHARE, disposition::OPEN, 0)
+        .unwrap();
+    let dst = c.create("dst", RW, ALL_SHARE, disposition::CREATE, 0).unwrap();
+    let (status, key) = ioctl(&mut c, fsctl::SRV_REQUEST_RESUME_KEY, src, Bytes::new());
+    assert_eq!(status, NtStatus::SUCCESS);
+    let source_key: [u8; 24] = key.unwrap()[..24].try_into().unwrap();
+    let mut input = BytesMut::new();
+    CopyChunkRequest {
+        source_key,
+        chunks: vec![
+            CopyChunk {
+                source_offset: 0,
+                target_offset: 0,
+                length: 200_000,
+            },
+            CopyChunk {
+                source_offset: 200_000,
+                target_offset: 200_000,
+                length: 100_000,
+            },
+        ],
+    }
+    .encode(&mut input);
+    let (status, out) = ioctl(&mut c, fsctl::SRV_COPYCHUNK_WRITE, dst, input.freeze());
+    assert_eq!(status, NtStatus::SUCCESS);
+    let out = out.unwrap();
+    assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 300_000);
+    close(&mut c, dst);
+    assert!(std::fs::read(fx.origin().join("dst")).unwrap() == data);
+    // A resume key nobody gave out.
+    let mut input = BytesMut::new();
+    CopyChunkRequest {
+        source_key: [9; 24],
+        chunks: vec![CopyChunk {
+            source_offset: 0,
+            target_offset: 0,
+            length: 1,
+        }],
+    }
+    .encode(&mut input);
+    let (status, _) = ioctl(&mut c, fsctl::SRV_COPYCHUNK_WRITE, src, input.freeze());
+    assert_eq!(status, NtStatus::OBJECT_NAME_NOT_FOUND);
+    // VALIDATE_NEGOTIATE_INFO: what this client negotiated, and a lie.
+    let validate = |dialects: Vec<u16>| {
+        let mut b = BytesMut::new();
+        ValidateNegotiateInfoRequest {
+            capabilities: 0,
+            guid: [7; 16],
+            security_mode: 1,
+            dialects,
+        }
+        .encode(&mut b);
+        b.freeze()
+    };
+    let (status, _) = ioctl(
+        &mut c,
+        fsctl::VALIDATE_NEGOTIATE_INFO,
+        FileId {
+            persistent: u64::MAX,
+            volatile: u64::MAX,
+        },
+        validate(vec![0x0202, 0x0210, 0x0300, 0x0302]),
+    );
+    assert_eq!(status, NtStatus::SUCCESS);
+    let (status, _) = ioctl(
+        &mut c,
+        fsctl::VALIDATE_NEGOTIATE_INFO,
+        FileId::ANY,
+        validate(vec![0x0202]),
+    );
+    assert_eq!(status, NtStatus::ACCESS_DENIED);
+    let (status, _) = ioctl(&mut c, 0x0009_0000, src, Bytes::new());
+    assert_eq!(status, NtStatus::INVALID_DEVICE_REQUEST);
+}
