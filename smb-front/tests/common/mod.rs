@@ -75,6 +75,8 @@ impl Fixture {
     }
 }
 
+/// A small two-shard engine with caches in `dir`; attributes trusted for
+/// an hour so that what a test reads back is what the server cached.
 pub fn engine_config(dir: &Path) -> EngineConfig {
     EngineConfig {
         shards: 2,
@@ -82,18 +84,13 @@ pub fn engine_config(dir: &Path) -> EngineConfig {
         ram_bytes: 64 << 20,
         cache_dir: dir.join("cache"),
         cache_bytes: 0,
-        block_size: 64 << 10,
-        segment_size: 1 << 20,
-        readahead_max: 1 << 20,
+        state_dir: dir.join("state"),
         policy: CachePolicy {
             attr_verify: Duration::from_secs(3600),
             dir_verify: Duration::from_secs(3600),
             negative_lookups: true,
         },
-        filer_timeout: Duration::from_secs(5),
-        queue_depth: 256,
-        spin: EngineConfig::default().spin,
-        state_dir: dir.join("state"),
+        ..EngineConfig::default()
     }
 }
 
