@@ -313,7 +313,6 @@ pub struct Settings {
     /// The core filer is the embedded default `<data_dir>/origin` (created when missing).
     pub origin_is_default: bool,
     pub preset: Preset,
-    pub smb_listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub log: String,
     pub engine: EngineConfig,
@@ -597,7 +596,6 @@ impl Config {
             core_filer,
             origin_is_default,
             preset: policy.preset,
-            smb_listen: server.smb_listen,
             metrics_listen: server.metrics_listen,
             log: server.log.clone(),
             engine,

@@ -64,21 +64,15 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let running = Running(engine);
     let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
         nfs_front::StartError::Listen { addr, source } => {
-            let why = match source.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    "the port is taken (another NFS server or rpcbind?)".to_string()
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
-                }
-                _ => source.to_string(),
-            };
-            anyhow!(
-                "NFS front end: cannot listen on {addr}: {why}; choose another address with \
-                 --nfs-listen or [server] nfs_listen"
-            )
+            listen_error("NFS", addr, &source, "another NFS server or rpcbind?", "nfs")
         }
         other => anyhow!("NFS front end: {other}"),
+    })?;
+    let smb = smb_front::SmbServer::start(running.0.clone(), settings.smb.clone()).map_err(|e| match e {
+        smb_front::StartError::Listen { addr, source } => {
+            listen_error("SMB", addr, &source, "Samba's smbd?", "smb")
+        }
+        other => anyhow!("SMB front end: {other}"),
     })?;
     let sidecar = running.0.sidecar().clone();
     sidecar.spawn(metrics_http::serve(listener, metrics));
@@ -94,7 +88,15 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
         let term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         (int, term)
     };
-    print_banner(&settings, &location, &running.0, metrics_addr, &nfs, admin.path());
+    print_banner(
+        &settings,
+        &location,
+        &running.0,
+        metrics_addr,
+        &nfs,
+        &smb,
+        admin.path(),
+    );
     tracing::info!(shards = running.0.shard_count(), "serving");
 
     let which = sidecar.block_on(async {
@@ -106,6 +108,7 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     tracing::info!("{which}: shutting down");
     drop((interrupt, terminate));
     drop(admin);
+    drop(smb);
     drop(nfs);
     drop(running);
     tracing::info!("stopped");
@@ -251,12 +254,34 @@ fn host_of(addr: SocketAddr) -> String {
     }
 }
 
+/// A front end's bind failure, said so that the operator knows what to change.
+fn listen_error(
+    front: &str,
+    addr: SocketAddr,
+    source: &std::io::Error,
+    taken_by: &str,
+    key: &str,
+) -> anyhow::Error {
+    let why = match source.kind() {
+        std::io::ErrorKind::AddrInUse => format!("the port is taken ({taken_by})"),
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE".to_string()
+        }
+        _ => source.to_string(),
+    };
+    anyhow!(
+        "{front} front end: cannot listen on {addr}: {why}; choose another address with \
+         --{key}-listen or [server] {key}_listen"
+    )
+}
+
 fn print_banner(
     s: &Settings,
     location: &str,
     engine: &Engine,
     metrics: SocketAddr,
     nfs: &nfs_front::NfsServer,
+    smb: &smb_front::SmbServer,
     admin: &Path,
 ) {
     let e = engine.config();
@@ -270,7 +295,13 @@ fn print_banner(
         )
     };
     let p = &e.policy;
-    let smb = s.smb_listen;
+    let smb_addr = smb.addr();
+    let share = s
+        .smb
+        .effective_shares()
+        .into_iter()
+        .next()
+        .map_or_else(|| "export".to_string(), |sh| sh.name);
     let nfs_addr = nfs.local_addr();
     let export = nfs
         .export_paths()
@@ -297,8 +328,9 @@ fn print_banner(
          \x20 NFS            NFSv3, MOUNT, NLM on {nfs_addr} (exports: {exports}){portmapper}\n\
          \x20                  mount -t nfs -o vers=3,proto=tcp,port={np},mountport={np},nolock {nh}:{export} /mnt\n\
          \x20                  nfs://{nh}{export}?version=3&nfsport={np}&mountport={np}\n\
-         \x20 SMB front end  not in this build (configured for {smb}); once it lands, mount with\n\
-         \x20                  mount -t cifs //{sh}/export /mnt -o port={sp},vers=3.1.1,username=USER\n\
+         \x20 SMB            SMB 2.0.2-3.1.1 on {smb_addr} (shares: {shares}; users: weir smbpasswd NAME)\n\
+         \x20                  smbclient //{sh}/{share} -p {sp} -U USER\n\
+         \x20                  mount -t cifs //{sh}/{share} /mnt -o port={sp},vers=3.1.1,username=USER\n\
          Stop with Ctrl-C or SIGTERM.",
         version = env!("CARGO_PKG_VERSION"),
         kind = s.core_filer.kind(),
@@ -336,8 +368,15 @@ fn print_banner(
         np = nfs_addr.port(),
         nh = host_of(nfs_addr),
         exports = nfs.export_paths().join(", "),
-        sp = smb.port(),
-        sh = host_of(smb),
+        sp = smb_addr.port(),
+        sh = host_of(smb_addr),
+        shares = s
+            .smb
+            .effective_shares()
+            .iter()
+            .map(|sh| sh.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");

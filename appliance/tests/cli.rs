@@ -209,7 +209,12 @@ fn serve_starts_serves_metrics_and_stops_on_sigterm() {
     );
     assert!(all.contains("NFSv3, MOUNT, NLM on 127.0.0.1:"), "{all}");
     assert!(all.contains("mount -t nfs -o vers=3,proto=tcp,port="), "{all}");
-    assert!(all.contains("SMB front end  not in this build"), "{all}");
+    assert!(all.contains("SMB 2.0.2-3.1.1 on 127.0.0.1:"), "{all}");
+    assert!(all.contains("smbclient //127.0.0.1/export -p "), "{all}");
+    assert!(
+        all.contains("mount -t cifs //127.0.0.1/export /mnt -o port="),
+        "{all}"
+    );
     assert!(data.join("origin").is_dir(), "default origin not created");
 
     let addr = metrics_addr(&banner);

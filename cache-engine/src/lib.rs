@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod filer;
+pub mod front;
 pub mod handle;
 pub mod junction;
 pub mod perm;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
-use compio::net::{TcpListener, TcpStream};
+use compio::net::TcpStream;
 use futures::channel::mpsc;
 use futures::StreamExt;
 use nfs_proto::record::RecordReader;
@@ -21,53 +21,11 @@ use crate::Server;
 /// Most buffers handed to one vectored write (the kernel takes up to 1024).
 const MAX_IOVECS: usize = 512;
 
-/// A TCP listener with SO_REUSEPORT, so every shard can accept on the port.
-pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        // "[::]" serves IPv4 clients too.
-        let _ = s.set_only_v6(false);
-    }
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
 /// Start accepting on this shard's thread until `stop` closes.
 pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
-    let listener = match TcpListener::from_std(l) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("nfs: cannot use listener on this shard: {e}");
-            return;
-        }
-    };
-    compio::runtime::spawn(async move {
-        loop {
-            let stopped = stop.recv();
-            let accept = listener.accept();
-            futures::pin_mut!(stopped, accept);
-            let accepted = match futures::future::select(stopped, accept).await {
-                futures::future::Either::Left(_) => break,
-                futures::future::Either::Right((a, _)) => a,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    compio::runtime::spawn(serve(srv.clone(), stream, peer)).detach();
-                }
-                Err(e) => {
-                    tracing::warn!("nfs: accept failed: {e}");
-                    compio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    })
-    .detach();
+    cache_engine::front::spawn_acceptor("nfs", l, stop, move |stream, peer| {
+        serve(srv.clone(), stream, peer)
+    });
 }
 
 /// Serve one connection until the client goes or breaks the record stream.

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cache_engine::types::Credentials;
 use cache_engine::Engine;
 
 pub use config::{Access, ExportConfig, NfsConfig, RuleConfig, Squash};
@@ -92,7 +91,8 @@ impl NfsServer {
         let parsed = exports::parse(&cfg.exports).map_err(StartError::Exports)?;
         let mut list = Vec::new();
         for (path, subdir, rules) in parsed {
-            let root = resolve_dir(&engine, &subdir)
+            let root = engine
+                .resolve_dir(&subdir)
                 .await
                 .map_err(|error| StartError::Subdir {
                     path: path.clone(),
@@ -106,29 +106,8 @@ impl NfsServer {
                 root,
             });
         }
-        let shards = engine.shard_count();
-        // SO_REUSEPORT would let a second server share a taken port: probe without it first.
-        if cfg.listen.port() != 0 {
-            drop(
-                std::net::TcpListener::bind(cfg.listen).map_err(|source| StartError::Listen {
-                    addr: cfg.listen,
-                    source,
-                })?,
-            );
-        }
-        let first = conn::reuseport_listener(cfg.listen).map_err(|source| StartError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-        let addr = first.local_addr().map_err(|source| StartError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-        let mut listeners = vec![first];
-        for _ in 1..shards {
-            listeners
-                .push(conn::reuseport_listener(addr).map_err(|source| StartError::Listen { addr, source })?);
-        }
+        let (addr, listeners) = cache_engine::front::listeners_for_shards(cfg.listen, engine.shard_count())
+            .map_err(|(addr, source)| StartError::Listen { addr, source })?;
         let portmap = if cfg.portmapper {
             let at = SocketAddr::new(addr.ip(), cfg.portmapper_port);
             let bound = portmap::bind(at).map_err(|source| StartError::Listen { addr: at, source })?;
@@ -260,18 +239,4 @@ fn nsm_state(dir: Option<&std::path::Path>) -> i32 {
         tracing::warn!("nsm: cannot keep the state number in {}: {e}", path.display());
     }
     next
-}
-
-/// The engine handle of `/a/b` under the core filer's root.
-async fn resolve_dir(engine: &Engine, path: &str) -> cache_engine::Result<cache_engine::FileHandle> {
-    let mut fh = engine.root();
-    let root = Credentials::root();
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        let (h, attr, _) = engine.lookup(&root, &fh, c.as_bytes()).await?;
-        if attr.ftype != cache_engine::types::FileType::Directory {
-            return Err(cache_engine::Error::NotDir);
-        }
-        fh = h;
-    }
-    Ok(fh)
 }

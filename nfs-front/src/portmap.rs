@@ -21,7 +21,7 @@ pub(crate) struct Bound {
 }
 
 pub(crate) fn bind(at: SocketAddr) -> std::io::Result<Bound> {
-    let tcp = crate::conn::reuseport_listener(at)?;
+    let tcp = cache_engine::front::reuseport_listener(at)?;
     let udp = std::net::UdpSocket::bind(at)?;
     udp.set_nonblocking(true)?;
     Ok(Bound { tcp, udp })

@@ -115,11 +115,15 @@ pub struct UsersFile {
 }
 
 impl UsersFile {
-    /// Read `path`; a missing file is an empty one.
+    /// Read `path`; a missing file (or one whose directory cannot exist,
+    /// which the data dir check reports) is an empty one.
     pub fn load(path: &Path) -> Result<UsersFile, String> {
+        use std::io::ErrorKind;
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                Ok(UsersFile::default())
+            }
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }

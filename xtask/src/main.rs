@@ -31,7 +31,7 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ),
     ("test -x /sbin/rpcbind", "rpcbind"),
     // The SMB harness (tests/smb, `cargo xtask samba`): Samba as the reference
-    // server, its smbclient, and smbtorture.
+    // server, its smbclient (which smb-front's tests drive Weir with too), and smbtorture.
     ("command -v smbd", "samba"),
     ("command -v smbclient", "smbclient"),
     ("command -v smbtorture", "samba-testsuite"),

@@ -54,6 +54,8 @@ pub fn serve_args(data: &Path, metrics: &str) -> Vec<String> {
         metrics,
         "--nfs-listen",
         "127.0.0.1:0",
+        "--smb-listen",
+        "127.0.0.1:0",
         "--cache-size",
         "64MiB",
         "--memory",

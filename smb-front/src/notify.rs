@@ -1,0 +1,79 @@
+//! CHANGE_NOTIFY: a watcher on the directory's owning shard, answered
+//! when this server changes a name in the directory (or with
+//! NOTIFY_CLEANUP when the directory is closed, CANCELLED on CANCEL).
+//! Changes made straight on the core filer are not seen, and neither are
+//! changes that happen while no CHANGE_NOTIFY is pending.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use cache_engine::FileHandle;
+use smb_proto::dir::{encode_notify_list, encode_output_buffer_response, ChangeNotifyRequest, FileNotify};
+use smb_proto::NtStatus;
+
+use crate::conn::{Ctx, Reply, Result};
+use crate::state::{on_file, Watcher};
+use crate::Server;
+
+/// Tell the watchers of `dir` that `name` changed (in the background).
+pub(crate) fn changed(srv: &Arc<Server>, dir: FileHandle, filter: u32, action: u32, name: &str) {
+    let srv = srv.clone();
+    let change = FileNotify {
+        action,
+        name: name.to_string(),
+    };
+    compio::runtime::spawn(async move {
+        let _ = on_file(&srv, dir, move |f| f.changed(filter, &[change])).await;
+    })
+    .detach();
+}
+
+pub(crate) async fn change_notify(ctx: &mut Ctx, req: ChangeNotifyRequest) -> Result<Reply> {
+    let o = ctx.open(req.file_id)?;
+    if !o.is_dir {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    o.require(smb_proto::security::access::FILE_LIST_DIRECTORY)?;
+    let srv = ctx.srv().clone();
+    let (tx, rx) = async_channel::bounded(16);
+    let id = srv.unique();
+    let w = Watcher {
+        key: o.key,
+        id,
+        filter: req.completion_filter,
+        tx,
+    };
+    on_file(&srv, o.fh, move |f| f.watch(w)).await?;
+    let cancel = ctx.go_async();
+    let got = {
+        let a = rx.recv();
+        let b = cancel.recv();
+        futures::pin_mut!(a, b);
+        match futures::future::select(a, b).await {
+            futures::future::Either::Left((r, _)) => Some(r),
+            futures::future::Either::Right(_) => None,
+        }
+    };
+    let mut b = BytesMut::new();
+    match got {
+        None => {
+            // Only this request's watcher goes; the open stays.
+            on_file(&srv, o.fh, move |f| f.unwatch(id)).await?;
+            Err(NtStatus::CANCELLED)
+        }
+        Some(Err(_)) => {
+            encode_output_buffer_response(&[], &mut b);
+            Ok(Reply::with(NtStatus::NOTIFY_CLEANUP, b))
+        }
+        Some(Ok(changes)) => {
+            let mut list = BytesMut::new();
+            encode_notify_list(&changes, &mut list);
+            if list.len() > req.output_buffer_length as usize {
+                encode_output_buffer_response(&[], &mut b);
+                return Ok(Reply::with(NtStatus::NOTIFY_ENUM_DIR, b));
+            }
+            encode_output_buffer_response(&list, &mut b);
+            Ok(Reply::ok(b))
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! SESSION_SETUP (driving the SPNEGO/NTLM acceptor, pre-auth integrity,
+//! key derivation, guest mapping, logon throttling), reauthentication and
+//! LOGOFF.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use cache_engine::types::Credentials;
+use smb_proto::crypto::kdf::SessionKeys;
+use smb_proto::crypto::preauth::PreauthHash;
+use smb_proto::crypto::Dialect;
+use smb_proto::negotiate::security_mode;
+use smb_proto::session::{session_flags, SessionSetupRequest, SessionSetupResponse};
+use smb_proto::NtStatus;
+
+use crate::auth::users::User;
+use crate::auth::{Acceptor, AuthFailure, Identity, Step};
+use crate::config::Encryption;
+use crate::conn::{Ctx, Preauth, Reply, Result};
+use crate::tree::Tree;
+
+pub(crate) struct Session {
+    /// Logged on (a reauthentication in progress leaves it valid).
+    logged_on: bool,
+    acceptor: Option<Acceptor>,
+    preauth: PreauthHash,
+    pub user: String,
+    pub cred: Credentials,
+    pub guest: bool,
+    pub keys: Option<SessionKeys>,
+    /// Every request and response of the session is signed.
+    pub signed: bool,
+    /// Every request and response of the session is sealed.
+    pub encrypt: bool,
+    pub trees: HashMap<u32, Tree>,
+    pub next_tree: u32,
+}
+
+impl Session {
+    pub fn valid(&self) -> bool {
+        self.logged_on
+    }
+
+    pub fn preauth_update(&mut self, msg: &[u8]) {
+        if self.acceptor.is_some() {
+            self.preauth.update(msg);
+        }
+    }
+}
+
+fn anonymous_user(user: &User) -> (String, Credentials) {
+    (
+        user.name.clone(),
+        Credentials {
+            uid: user.uid,
+            gid: user.gid,
+            gids: user.groups.clone(),
+            ..Default::default()
+        },
+    )
+}
+
+pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Reply> {
+    let conn = ctx.conn.clone();
+    let srv = conn.srv.clone();
+    let neg = conn.neg().ok_or(NtStatus::INVALID_PARAMETER)?;
+    if req.is_binding() {
+        return Err(NtStatus::REQUEST_NOT_ACCEPTED);
+    }
+    if srv.cfg.encryption == Encryption::Required && (!neg.dialect.is_smb3() || neg.cipher.is_none()) {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let sid = if ctx.hdr.session_id == 0 {
+        let id = srv.unique();
+        let mut st = conn.st.borrow_mut();
+        let preauth = st.preauth.fork();
+        st.sessions.insert(
+            id,
+            Session {
+                logged_on: false,
+                acceptor: None,
+                preauth,
+                user: String::new(),
+                cred: Credentials::root(),
+                guest: false,
+                keys: None,
+                signed: false,
+                encrypt: false,
+                trees: HashMap::new(),
+                next_tree: 1,
+            },
+        );
+        id
+    } else {
+        ctx.hdr.session_id
+    };
+    ctx.session_id = sid;
+    let token = {
+        let mut st = conn.st.borrow_mut();
+        let fresh = st.preauth.fork();
+        let s = st.sessions.get_mut(&sid).ok_or(NtStatus::USER_SESSION_DELETED)?;
+        if s.acceptor.is_none() {
+            s.acceptor = Some(Acceptor::new(srv.users.clone(), srv.names.clone()));
+            if s.logged_on {
+                s.preauth = fresh;
+            }
+        }
+        if neg.dialect == Dialect::Smb311 {
+            s.preauth.update(&ctx.msg);
+        }
+        req.security_buffer.clone()
+    };
+    let ip = conn.peer.ip();
+    let wait = srv
+        .throttle
+        .lock()
+        .map(|t| t.delay(ip, Instant::now()))
+        .unwrap_or_default();
+    if !wait.is_zero() {
+        compio::time::sleep(wait).await;
+    }
+    let step = {
+        let mut st = conn.st.borrow_mut();
+        let s = st.sessions.get_mut(&sid).ok_or(NtStatus::USER_SESSION_DELETED)?;
+        match s.acceptor.as_mut() {
+            Some(a) => a.step(&token),
+            None => Step::Failed(AuthFailure::UnexpectedToken),
+        }
+    };
+    let (identity, key, out_token) = match step {
+        Step::Continue(out) => {
+            if neg.dialect == Dialect::Smb311 {
+                ctx.preauth = Some(Preauth::Session(sid));
+            }
+            let mut b = BytesMut::new();
+            SessionSetupResponse {
+                session_flags: 0,
+                security_buffer: Bytes::from(out),
+            }
+            .encode(&mut b);
+            return Ok(Reply::with(NtStatus::MORE_PROCESSING_REQUIRED, b));
+        }
+        Step::Done {
+            identity,
+            session_key,
+            out_token,
+        } => (Some(identity), session_key, out_token),
+        Step::Failed(AuthFailure::UnknownUser(u)) if srv.users.guest().is_some() => {
+            tracing::info!(peer = %conn.peer, "smb: unknown user {u:?} logged on as guest");
+            (None, Vec::new(), Vec::new())
+        }
+        Step::Failed(why) => {
+            tracing::warn!(peer = %conn.peer, "smb: logon failed: {why}");
+            if let Ok(mut t) = srv.throttle.lock() {
+                t.record_failure(ip, Instant::now());
+            }
+            let mut st = conn.st.borrow_mut();
+            if st.sessions.get(&sid).is_some_and(|s| !s.logged_on) {
+                st.sessions.remove(&sid);
+            } else if let Some(s) = st.sessions.get_mut(&sid) {
+                s.acceptor = None;
+            }
+            return Err(NtStatus::LOGON_FAILURE);
+        }
+    };
+    let (user, cred, guest) = match identity {
+        Some(Identity::User { user, .. }) => {
+            let (n, c) = anonymous_user(&user);
+            (n, c, false)
+        }
+        _ => match srv.users.guest() {
+            Some(g) => {
+                let (n, c) = anonymous_user(g);
+                (n, c, true)
+            }
+            None => {
+                tracing::warn!(peer = %conn.peer, "smb: anonymous logon refused (no guest account)");
+                conn.st.borrow_mut().sessions.remove(&sid);
+                return Err(NtStatus::LOGON_FAILURE);
+            }
+        },
+    };
+    if let Ok(mut t) = srv.throttle.lock() {
+        t.record_success(ip);
+    }
+    let mut flags = 0;
+    {
+        let mut st = conn.st.borrow_mut();
+        let s = st.sessions.get_mut(&sid).ok_or(NtStatus::USER_SESSION_DELETED)?;
+        if s.logged_on && s.user != user {
+            // A reauthentication must not change who the session is.
+            s.acceptor = None;
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        s.acceptor = None;
+        s.user = user;
+        s.cred = cred;
+        s.guest = guest;
+        s.logged_on = true;
+        if guest || key.is_empty() {
+            flags |= session_flags::IS_GUEST;
+            s.keys = None;
+            s.signed = false;
+        } else {
+            s.keys = Some(SessionKeys::derive(
+                neg.dialect,
+                neg.cipher,
+                &key,
+                s.preauth.value(),
+            ));
+            s.signed =
+                neg.signing_required || u16::from(req.security_mode) & security_mode::SIGNING_REQUIRED != 0;
+            s.encrypt = srv.cfg.encryption == Encryption::Required && neg.dialect.is_smb3();
+            if s.encrypt {
+                flags |= session_flags::ENCRYPT_DATA;
+            }
+            ctx.sign = s.signed || neg.dialect == Dialect::Smb311;
+        }
+    }
+    let mut b = BytesMut::new();
+    SessionSetupResponse {
+        session_flags: flags,
+        security_buffer: Bytes::from(out_token),
+    }
+    .encode(&mut b);
+    Ok(Reply::ok(b))
+}
+
+pub(crate) async fn logoff(ctx: &mut Ctx) -> Result<Reply> {
+    let sid = ctx.session_id;
+    crate::fileops::close_where(&ctx.conn, |o| o.session == sid).await;
+    // The response is still signed with the session's key: the session
+    // stops serving now and is dropped once the response is out.
+    ctx.sign = ctx.with_session(|s| {
+        s.logged_on = false;
+        s.signed
+    })?;
+    let conn = ctx.conn.clone();
+    compio::runtime::spawn(async move {
+        conn.st.borrow_mut().sessions.remove(&sid);
+    })
+    .detach();
+    Ok(Reply::encode(smb_proto::simple::encode_empty))
+}

@@ -1,0 +1,109 @@
+//! A real engine over a temp dir with the SMB front end on 127.0.0.1:0,
+//! and a runner for the `smbclient` command-line client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_engine::filer::local::LocalFiler;
+use cache_engine::{CachePolicy, Engine, EngineConfig};
+use smb_front::config::UserConfig;
+use smb_front::{SmbConfig, SmbServer};
+
+pub const USER: &str = "alice";
+pub const PASS: &str = "wonder land";
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub server: SmbServer,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.server.stop();
+            self.engine.shutdown();
+        }
+    }
+}
+
+impl Fixture {
+    pub fn origin(&self) -> PathBuf {
+        self.dir.path().join("origin")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Run smbclient against `share` with `commands`, as `user%pass`.
+    pub fn smbclient(&self, share: &str, auth: &str, extra: &[&str], commands: &str) -> Output {
+        let mut c = Command::new("smbclient");
+        c.arg(format!("//127.0.0.1/{share}"))
+            .arg("-p")
+            .arg(self.addr().port().to_string())
+            .arg("-U")
+            .arg(auth)
+            .args(extra)
+            .arg("-c")
+            .arg(commands)
+            .env("HOME", self.dir.path());
+        c.output().expect("smbclient runs (apt-get install smbclient)")
+    }
+
+    /// smbclient as the test user; panics with its output if it fails.
+    pub fn run(&self, extra: &[&str], commands: &str) -> String {
+        let out = self.smbclient("export", &format!("{USER}%{PASS}"), extra, commands);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "smbclient {extra:?} -c {commands:?} failed:\n{text}"
+        );
+        assert!(
+            !text.contains("NT_STATUS_"),
+            "smbclient {extra:?} -c {commands:?}:\n{text}"
+        );
+        text
+    }
+}
+
+/// A small two-shard engine with caches in `dir`; attributes trusted for
+/// an hour so that what a test reads back is what the server cached.
+pub fn engine_config(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        pin_threads: false,
+        ram_bytes: 64 << 20,
+        cache_dir: dir.join("cache"),
+        cache_bytes: 0,
+        state_dir: dir.join("state"),
+        policy: CachePolicy {
+            attr_verify: Duration::from_secs(3600),
+            dir_verify: Duration::from_secs(3600),
+            negative_lookups: true,
+        },
+        ..EngineConfig::default()
+    }
+}
+
+pub fn start(tune: impl FnOnce(&mut SmbConfig)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("origin")).unwrap();
+    let filer = LocalFiler::open(&dir.path().join("origin")).unwrap();
+    let engine = Engine::start(engine_config(dir.path()), Arc::new(filer)).unwrap();
+    let mut cfg = SmbConfig::new("127.0.0.1:0".parse().unwrap());
+    let hash = smb_front::auth::users::nt_hash(PASS);
+    cfg.users
+        .insert(USER.into(), UserConfig::new(&hash, 0, 0, Vec::new()));
+    tune(&mut cfg);
+    let server = SmbServer::start(engine.clone(), cfg).unwrap();
+    Fixture { dir, engine, server }
+}
