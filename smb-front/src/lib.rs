@@ -21,11 +21,13 @@ pub mod lease;
 mod lock;
 mod negotiate;
 mod notify;
+mod oplock;
 mod posix;
 mod session;
 mod state;
 mod tree;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +83,11 @@ pub(crate) struct Server {
     pub id: u64,
     pub throttle: Mutex<LogonThrottle>,
     next_id: AtomicU64,
+    /// Every open of this server: the shard of its connection (break
+    /// notifications go there).
+    pub opens: Mutex<HashMap<u64, usize>>,
+    /// Lease keys of each client (ClientGuid) and the files they name.
+    pub lease_keys: Mutex<HashMap<lease::ClientGuid, lease::LeaseTable<FileHandle>>>,
 }
 
 impl Server {
@@ -152,13 +159,16 @@ impl SmbServer {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             throttle: Mutex::new(LogonThrottle::default()),
             next_id: AtomicU64::new(1),
+            opens: Mutex::new(HashMap::new()),
+            lease_keys: Mutex::new(HashMap::new()),
         });
+        oplock::subscribe(&server);
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         for (i, l) in listeners.into_iter().enumerate() {
             let (srv, stop) = (server.clone(), stop_rx.clone());
             engine
                 .run_on(i, move || async move {
-                    conn::spawn_acceptor(srv, l, stop);
+                    conn::spawn_acceptor(srv, l, stop, i);
                 })
                 .await
                 .map_err(StartError::Shard)?;
