@@ -28,9 +28,12 @@ use crate::lease::{
 use crate::state::on_file;
 use crate::Server;
 
+/// An open's connection and session.
+type Home = (Weak<Conn>, u64);
+
 thread_local! {
-    /// This shard's opens: their connection and session, by server and open key.
-    static CONNS: RefCell<HashMap<(u64, u64), (Weak<Conn>, u64)>> = RefCell::new(HashMap::new());
+    /// This shard's opens, by server and open key.
+    static CONNS: RefCell<HashMap<(u64, u64), Home>> = RefCell::new(HashMap::new());
 }
 
 /// Make open `key` of `session` reachable for break notifications.
