@@ -587,7 +587,7 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     let len = u32::try_from(req.data.len()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     check_io_size(ctx, len)?;
     let srv = ctx.srv().clone();
-    oplock::before_write(ctx, &o).await?;
+    oplock::before_change(ctx, &o, false).await?;
     let offset = if req.offset == u64::MAX {
         // Append (FILE_APPEND_DATA writes at end of file).
         srv.engine.getattr(&o.fh).await.nt()?.size

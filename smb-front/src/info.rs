@@ -270,7 +270,10 @@ pub(crate) async fn set(ctx: &mut Ctx, req: SetInfoRequest) -> Result<Reply> {
                 SetFileInfo::EndOfFile { .. } | SetFileInfo::Allocation { .. }
             );
             if resizes && !o.is_dir && o.require(sa::FILE_WRITE_DATA).is_ok() {
-                crate::oplock::before_write(ctx, &o).await?;
+                crate::oplock::before_change(ctx, &o, false).await?;
+            }
+            if matches!(info, SetFileInfo::Rename(_)) && o.require(sa::DELETE).is_ok() {
+                crate::oplock::before_change(ctx, &o, true).await?;
             }
             set_file(ctx, &o, info).await?;
         }

@@ -186,16 +186,23 @@ pub(crate) async fn wait(
     }
 }
 
-/// Before open `o` writes or resizes its file: break the caching of
-/// others, waiting for the acknowledgments of write caching.
-pub(crate) async fn before_write(ctx: &mut Ctx, o: &Open) -> Result<()> {
+/// Before open `o` writes or resizes its file (or renames it, `renames`):
+/// break the caching of others, waiting for the acknowledgments the
+/// breaks need.
+pub(crate) async fn before_change(ctx: &mut Ctx, o: &Open, renames: bool) -> Result<()> {
     let srv = ctx.srv().clone();
     let key = o.key;
     let mut cancel = None;
     loop {
         let (tx, rx) = async_channel::bounded(1);
         let (go, deadline, breaks) = on_file(&srv, o.fh, move |f| {
-            let (p, breaks) = f.lease(|ls, now| ls.write(By::Open(key), now));
+            let (p, breaks) = f.lease(|ls, now| {
+                if renames {
+                    ls.rename_or_delete(By::Open(key), now)
+                } else {
+                    ls.write(By::Open(key), now)
+                }
+            });
             let go = p == Proceed::Now;
             if !go {
                 f.add_waiter(tx);
