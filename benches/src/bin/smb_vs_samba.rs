@@ -96,7 +96,8 @@ fn start_samba(export: &Path) -> anyhow::Result<Server> {
 }
 
 /// `weir serve` with its SMB front end over `export` (the `local` core filer),
-/// a user made with `weir smbpasswd NAME --data-dir D` (password on stdin).
+/// a user made with `weir smbpasswd NAME --data-dir D` (password on stdin),
+/// acting as root as Samba's user does.
 fn start_weir(export: &Path, work: &Path, weir: &Path) -> anyhow::Result<Server> {
     let data = work.join("weir-data");
     std::fs::create_dir_all(&data)?;
@@ -104,7 +105,7 @@ fn start_weir(export: &Path, work: &Path, weir: &Path) -> anyhow::Result<Server>
     let mut child = Command::new(weir)
         .arg("smbpasswd")
         .arg(user)
-        .arg("--data-dir")
+        .args(["--uid", "0", "--gid", "0", "--data-dir"])
         .arg(&data)
         .stdin(Stdio::piped())
         .spawn()?;
