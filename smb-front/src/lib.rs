@@ -104,7 +104,7 @@ impl Server {
 /// A running SMB front end.
 pub struct SmbServer {
     addr: SocketAddr,
-    stop: Option<async_channel::Sender<()>>,
+    stop: cache_engine::front::StopSignal,
 }
 
 impl SmbServer {
@@ -153,7 +153,7 @@ impl SmbServer {
             throttle: Mutex::new(LogonThrottle::default()),
             next_id: AtomicU64::new(1),
         });
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let (stop_tx, stop_rx) = cache_engine::front::StopSignal::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let (srv, stop) = (server.clone(), stop_rx.clone());
             engine
@@ -163,10 +163,7 @@ impl SmbServer {
                 .await
                 .map_err(StartError::Shard)?;
         }
-        Ok(SmbServer {
-            addr,
-            stop: Some(stop_tx),
-        })
+        Ok(SmbServer { addr, stop: stop_tx })
     }
 
     /// The address the server listens on.
@@ -176,17 +173,6 @@ impl SmbServer {
 
     /// Stop accepting connections (open ones end with the engine).
     pub fn stop(&mut self) {
-        self.stop.take();
-    }
-}
-
-impl Drop for SmbServer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Waking a shard thread from a panicking one aborts the process.
-            std::mem::forget(self.stop.take());
-            return;
-        }
-        self.stop();
+        self.stop.stop();
     }
 }
