@@ -96,3 +96,29 @@ impl Engine {
         Ok(fh)
     }
 }
+
+/// Closes a front end's acceptors when stopped or dropped; the receiver
+/// goes to each `spawn_acceptor`.
+pub struct StopSignal(Option<async_channel::Sender<()>>);
+
+impl StopSignal {
+    pub fn new() -> (StopSignal, async_channel::Receiver<()>) {
+        let (tx, rx) = async_channel::bounded(1);
+        (StopSignal(Some(tx)), rx)
+    }
+
+    /// Stop accepting connections (open ones end with the engine).
+    pub fn stop(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for StopSignal {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Waking a shard thread from a panicking one aborts the process
+            // (compio guards its remote wake-ups): leave the listeners be.
+            std::mem::forget(self.0.take());
+        }
+    }
+}

@@ -74,7 +74,7 @@ pub struct NfsServer {
     server: Arc<Server>,
     addr: SocketAddr,
     portmapper: Option<SocketAddr>,
-    stop: Option<async_channel::Sender<()>>,
+    stop: cache_engine::front::StopSignal,
 }
 
 impl NfsServer {
@@ -137,7 +137,7 @@ impl NfsServer {
             mounts: Mutex::new(Vec::new()),
             lockers: Mutex::new(Default::default()),
         });
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let (stop_tx, stop_rx) = cache_engine::front::StopSignal::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let (srv, stop) = (server.clone(), stop_rx.clone());
             engine
@@ -171,7 +171,7 @@ impl NfsServer {
             server,
             addr,
             portmapper,
-            stop: Some(stop_tx),
+            stop: stop_tx,
         })
     }
 
@@ -202,19 +202,7 @@ impl NfsServer {
 
     /// Stop accepting connections (open ones end with the engine).
     pub fn stop(&mut self) {
-        self.stop.take();
-    }
-}
-
-impl Drop for NfsServer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Waking a shard thread from a panicking one aborts the process
-            // (compio guards its remote wake-ups): leave the listeners be.
-            std::mem::forget(self.stop.take());
-            return;
-        }
-        self.stop();
+        self.stop.stop();
     }
 }
 

@@ -175,7 +175,7 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
     };
     let share = &srv.shares[share_idx];
-    let key = srv.unique();
+    let key = srv.open_key(ctx.conn.shard);
     // Changes this open makes carry its key: they break no caching of its own.
     let cred = ctx.with_session(|s| s.cred.clone())?.with_origin(key);
     if req.create_disposition > disposition::OVERWRITE_IF

@@ -29,7 +29,7 @@ mod tree;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cache_engine::{Engine, FileHandle};
@@ -59,6 +59,9 @@ pub enum StartError {
     Shard(cache_engine::Error),
 }
 
+/// Where an open key keeps its connection's shard.
+pub(crate) const OPEN_KEY_SHARD_SHIFT: u32 = 48;
+
 /// One share as served: its configuration and the directory it shows.
 pub(crate) struct Share {
     pub name: String,
@@ -83,9 +86,9 @@ pub(crate) struct Server {
     pub id: u64,
     pub throttle: Mutex<LogonThrottle>,
     next_id: AtomicU64,
-    /// Every open of this server: the shard of its connection (break
-    /// notifications go there).
-    pub opens: Mutex<HashMap<u64, usize>>,
+    /// How many opens the server has: with none, other front ends'
+    /// changes need no look at the per-file state.
+    pub open_count: AtomicUsize,
     /// Lease keys of each client (ClientGuid) and the files they name.
     pub lease_keys: Mutex<HashMap<lease::ClientGuid, lease::LeaseTable<FileHandle>>>,
 }
@@ -94,6 +97,13 @@ impl Server {
     /// A server-wide unique number (session ids, open keys).
     pub fn unique(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A unique key for an open made on a connection of shard `shard`; the
+    /// shard is in the top bits, so break notifications find their way
+    /// with no table.
+    pub fn open_key(&self, shard: usize) -> u64 {
+        (shard as u64) << OPEN_KEY_SHARD_SHIFT | self.unique()
     }
 
     pub fn signing_required(&self) -> bool {
@@ -111,7 +121,7 @@ impl Server {
 /// A running SMB front end.
 pub struct SmbServer {
     addr: SocketAddr,
-    stop: Option<async_channel::Sender<()>>,
+    stop: cache_engine::front::StopSignal,
 }
 
 impl SmbServer {
@@ -159,11 +169,11 @@ impl SmbServer {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             throttle: Mutex::new(LogonThrottle::default()),
             next_id: AtomicU64::new(1),
-            opens: Mutex::new(HashMap::new()),
+            open_count: AtomicUsize::new(0),
             lease_keys: Mutex::new(HashMap::new()),
         });
         oplock::subscribe(&server);
-        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let (stop_tx, stop_rx) = cache_engine::front::StopSignal::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let (srv, stop) = (server.clone(), stop_rx.clone());
             engine
@@ -173,10 +183,7 @@ impl SmbServer {
                 .await
                 .map_err(StartError::Shard)?;
         }
-        Ok(SmbServer {
-            addr,
-            stop: Some(stop_tx),
-        })
+        Ok(SmbServer { addr, stop: stop_tx })
     }
 
     /// The address the server listens on.
@@ -186,17 +193,6 @@ impl SmbServer {
 
     /// Stop accepting connections (open ones end with the engine).
     pub fn stop(&mut self) {
-        self.stop.take();
-    }
-}
-
-impl Drop for SmbServer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Waking a shard thread from a panicking one aborts the process.
-            std::mem::forget(self.stop.take());
-            return;
-        }
-        self.stop();
+        self.stop.stop();
     }
 }

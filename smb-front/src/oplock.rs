@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,20 +37,27 @@ thread_local! {
     static CONNS: RefCell<HashMap<(u64, u64), Home>> = RefCell::new(HashMap::new());
 }
 
-/// Make open `key` of `session` reachable for break notifications.
+/// Make open `key` of `session` reachable for break notifications (on its
+/// connection's shard, which the key names).
 pub(crate) fn register(conn: &Rc<Conn>, key: u64, session: u64) {
     let srv = &conn.srv;
     CONNS.with(|c| {
         c.borrow_mut()
             .insert((srv.id, key), (Rc::downgrade(conn), session))
     });
-    lock(&srv.opens).insert(key, conn.shard);
+    srv.open_count.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Forget open `key` (on its connection's shard).
 pub(crate) fn unregister(srv: &Server, key: u64) {
-    CONNS.with(|c| c.borrow_mut().remove(&(srv.id, key)));
-    lock(&srv.opens).remove(&key);
+    if CONNS.with(|c| c.borrow_mut().remove(&(srv.id, key))).is_some() {
+        srv.open_count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The shard of the connection that made open `key`.
+fn shard_of(key: u64) -> usize {
+    (key >> crate::OPEN_KEY_SHARD_SHIFT) as usize
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,15 +123,14 @@ pub(crate) fn granted(g: Granted, asked: &Caching) -> (u8, Option<CreateResponse
 /// Send break notifications to the connections of their holders.
 pub(crate) fn deliver(srv: &Arc<Server>, breaks: Vec<Break>) {
     for b in breaks {
-        let (keys, is_lease) = match &b.to {
-            BreakTo::Oplock { open, .. } => (vec![*open], false),
-            BreakTo::Lease { opens, .. } => (opens.clone(), true),
+        let (key, is_lease) = match &b.to {
+            BreakTo::Oplock { open, .. } => (*open, false),
+            BreakTo::Lease { opens, .. } => match opens.first() {
+                Some(k) => (*k, true),
+                None => continue,
+            },
         };
-        let target = {
-            let opens = lock(&srv.opens);
-            keys.iter().find_map(|k| opens.get(k).map(|shard| (*k, *shard)))
-        };
-        let Some((key, shard)) = target else { continue };
+        let shard = shard_of(key);
         let fid = |open| {
             Some(FileId {
                 persistent: open,
@@ -282,38 +289,45 @@ pub(crate) fn release_key(srv: &Server, client: [u8; 16], key: [u8; 16]) {
     }
 }
 
-/// Break SMB caching for changes other front ends make (NFS, or anything
-/// whose origin is not an open of this server); nothing waits for these
-/// breaks, the change has happened.
+/// Break SMB caching for changes other front ends make (NFS). Changes with
+/// a nonzero origin come from SMB opens, which broke what they had to
+/// before making them. Nothing waits for these breaks: the change is made.
+/// Data changes are reported on the file's owning shard, where its state
+/// is, so they cost a table lookup; namespace changes hop there.
 pub(crate) fn subscribe(srv: &Arc<Server>) {
     let weak = Arc::downgrade(srv);
     srv.engine.subscribe(Arc::new(move |c: &Change| {
+        if c.origin != 0 {
+            return;
+        }
         let Some(srv) = weak.upgrade() else { return };
+        if srv.open_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let (file, renamed) = match &c.kind {
             ChangeKind::Write { file, .. } => (*file, false),
             ChangeKind::SetAttr { file, set } if set.size.is_some() => (*file, false),
             ChangeKind::Removed { object, .. } | ChangeKind::Renamed { object, .. } => (*object, true),
             _ => return,
         };
-        {
-            let opens = lock(&srv.opens);
-            if opens.is_empty() || opens.contains_key(&c.origin) {
-                return;
+        let by_other = move |f: &mut crate::state::FileState| {
+            f.lease(|ls, now| {
+                if renamed {
+                    ls.rename_or_delete(By::Other, now)
+                } else {
+                    ls.write(By::Other, now)
+                }
+            })
+            .1
+        };
+        if !renamed {
+            if let Some(breaks) = crate::state::on_file_here(&srv, file, by_other) {
+                deliver(&srv, breaks);
             }
+            return;
         }
         compio::runtime::spawn(async move {
-            let r = on_file(&srv, file, move |f| {
-                f.lease(|ls, now| {
-                    if renamed {
-                        ls.rename_or_delete(By::Other, now)
-                    } else {
-                        ls.write(By::Other, now)
-                    }
-                })
-                .1
-            })
-            .await;
-            if let Ok(breaks) = r {
+            if let Ok(breaks) = on_file(&srv, file, by_other).await {
                 deliver(&srv, breaks);
             }
         })

@@ -304,6 +304,24 @@ where
         .map_err(crate::errors::status)
 }
 
+/// Run `f` on `fh`'s state, called on the thread of its owning shard:
+/// `None` (and `f` not called) when the file has no state here.
+pub(crate) fn on_file_here<R>(
+    srv: &Server,
+    fh: FileHandle,
+    f: impl FnOnce(&mut FileState) -> R,
+) -> Option<R> {
+    FILES.with(|t| {
+        let mut t = t.try_borrow_mut().ok()?;
+        let e = t.get_mut(&(srv.id, fh))?;
+        let r = f(e);
+        if e.idle() && !e.delete_pending {
+            t.remove(&(srv.id, fh));
+        }
+        Some(r)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$TMP/state" "$TMP/export"
 PORT="${WEIR_SMB_TEST_PORT:-$(free_port "$PY")}"
 
-if ! printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --data-dir "$TMP/state" \
+if ! printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" --data-dir "$TMP/state" \
     >"$TMP/smbpasswd.out" 2>&1; then
     say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
     exit 2
