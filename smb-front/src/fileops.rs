@@ -587,7 +587,6 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     let len = u32::try_from(req.data.len()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     check_io_size(ctx, len)?;
     let srv = ctx.srv().clone();
-    oplock::before_change(ctx, &o, false).await?;
     let offset = if req.offset == u64::MAX {
         // Append (FILE_APPEND_DATA writes at end of file).
         srv.engine.getattr(&o.fh).await.nt()?.size
@@ -606,17 +605,34 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     } else {
         Stability::Unstable
     };
-    let (eng, cred, fh, key, id, data) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id, req.data);
-    let r = srv
-        .engine
-        .run_on(srv.engine.owner(&fh), move || async move {
-            if !state::io_allowed_here(id, &fh, key, offset, len.into(), true) {
-                return Err(NtStatus::FILE_LOCK_CONFLICT);
+    let (fh, key) = (o.fh, o.key);
+    let mut cancel = None;
+    // One visit to the owning shard breaks other opens' caching, checks
+    // byte-range locks and writes; a break that needs acknowledging holds
+    // the write (as an async request) and it goes again.
+    let r = loop {
+        let (s, cred, data) = (srv.clone(), o.cred.clone(), req.data.clone());
+        let step = srv
+            .engine
+            .run_on(srv.engine.owner(&fh), move || async move {
+                if let Some(hold) = oplock::change_step_here(&s, fh, key) {
+                    return Ok(Err(hold));
+                }
+                if !state::io_allowed_here(s.id, &fh, key, offset, len.into(), true) {
+                    return Err(NtStatus::FILE_LOCK_CONFLICT);
+                }
+                s.engine.write(&cred, &fh, offset, data, how).await.nt().map(Ok)
+            })
+            .await
+            .nt()??;
+        match step {
+            Ok(r) => break r,
+            Err((rx, deadline)) => {
+                let c = cancel.get_or_insert_with(|| ctx.go_async());
+                oplock::wait(rx, deadline, c).await?;
             }
-            eng.write(&cred, &fh, offset, data, how).await.nt()
-        })
-        .await
-        .nt()??;
+        }
+    };
     if r.committed == Stability::Unstable {
         o.dirty.set(true);
     }

@@ -26,7 +26,7 @@ use crate::lease::{
     AckError, Break, BreakTo, By, Caching, Granted, LeaseRequest, LeaseState, LeaseV2, Notification,
     OplockLevel, Proceed,
 };
-use crate::state::on_file;
+use crate::state::{on_file, on_file_here, FileState};
 use crate::Server;
 
 /// An open's connection and session.
@@ -193,34 +193,48 @@ pub(crate) async fn wait(
     }
 }
 
-/// Before open `o` writes or resizes its file (or renames it, `renames`):
-/// break the caching of others, waiting for the acknowledgments the
-/// breaks need.
+/// A change an open waits for: until a break ends (the receiver wakes) or
+/// the first pending break is overdue.
+pub(crate) type Hold = (async_channel::Receiver<()>, Option<Instant>);
+
+/// Open `key` is about to write or resize its file (or rename it,
+/// `renames`): break the caching of other opens, on the file's owning
+/// shard. `None`: go ahead now; otherwise wait out the hold and ask again.
+fn change_step(srv: &Arc<Server>, f: &mut FileState, key: u64, renames: bool) -> Option<Hold> {
+    let (p, breaks) = f.lease(|ls, now| {
+        if renames {
+            ls.rename_or_delete(By::Open(key), now)
+        } else {
+            ls.write(By::Open(key), now)
+        }
+    });
+    let hold = (p != Proceed::Now).then(|| {
+        let (tx, rx) = async_channel::bounded(1);
+        f.add_waiter(tx);
+        (rx, f.break_deadline())
+    });
+    deliver(srv, breaks);
+    hold
+}
+
+/// [`change_step`] called on the owning shard of `fh` (the write path,
+/// which is there anyway).
+pub(crate) fn change_step_here(srv: &Arc<Server>, fh: FileHandle, key: u64) -> Option<Hold> {
+    on_file_here(srv, fh, |f| change_step(srv, f, key, false)).flatten()
+}
+
+/// Before open `o` resizes its file (or renames it, `renames`): break the
+/// caching of others, waiting for the acknowledgments the breaks need.
 pub(crate) async fn before_change(ctx: &mut Ctx, o: &Open, renames: bool) -> Result<()> {
     let srv = ctx.srv().clone();
     let key = o.key;
     let mut cancel = None;
     loop {
-        let (tx, rx) = async_channel::bounded(1);
-        let (go, deadline, breaks) = on_file(&srv, o.fh, move |f| {
-            let (p, breaks) = f.lease(|ls, now| {
-                if renames {
-                    ls.rename_or_delete(By::Open(key), now)
-                } else {
-                    ls.write(By::Open(key), now)
-                }
-            });
-            let go = p == Proceed::Now;
-            if !go {
-                f.add_waiter(tx);
-            }
-            (go, f.break_deadline(), breaks)
-        })
-        .await?;
-        deliver(&srv, breaks);
-        if go {
+        let s = srv.clone();
+        let Some((rx, deadline)) = on_file(&srv, o.fh, move |f| change_step(&s, f, key, renames)).await?
+        else {
             return Ok(());
-        }
+        };
         let c = cancel.get_or_insert_with(|| ctx.go_async());
         wait(rx, deadline, c).await?;
     }
@@ -310,7 +324,7 @@ pub(crate) fn subscribe(srv: &Arc<Server>) {
             ChangeKind::Removed { object, .. } | ChangeKind::Renamed { object, .. } => (*object, true),
             _ => return,
         };
-        let by_other = move |f: &mut crate::state::FileState| {
+        let by_other = move |f: &mut FileState| {
             f.lease(|ls, now| {
                 if renamed {
                     ls.rename_or_delete(By::Other, now)
@@ -321,7 +335,7 @@ pub(crate) fn subscribe(srv: &Arc<Server>) {
             .1
         };
         if !renamed {
-            if let Some(breaks) = crate::state::on_file_here(&srv, file, by_other) {
+            if let Some(breaks) = on_file_here(&srv, file, by_other) {
                 deliver(&srv, breaks);
             }
             return;
