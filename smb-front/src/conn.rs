@@ -40,9 +40,14 @@ const MAX_CREDITS: u64 = 8192;
 const MAX_INFLIGHT: usize = 128;
 
 /// Start accepting on this shard's thread until `stop` closes.
-pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
+pub fn spawn_acceptor(
+    srv: Arc<Server>,
+    l: std::net::TcpListener,
+    stop: async_channel::Receiver<()>,
+    shard: usize,
+) {
     cache_engine::front::spawn_acceptor("smb", l, stop, move |stream, peer| {
-        serve(srv.clone(), stream, peer)
+        serve(srv.clone(), stream, peer, shard)
     });
 }
 
@@ -123,6 +128,8 @@ pub(crate) struct Conn {
     pub srv: Arc<Server>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The shard thread the connection lives on.
+    pub shard: usize,
     tx: mpsc::UnboundedSender<Vec<Bytes>>,
     pub st: RefCell<ConnState>,
 }
@@ -202,6 +209,29 @@ impl Conn {
     /// Queue an unsigned, unsealed frame.
     pub fn send_plain(&self, buf: BytesMut) {
         send_frame(self, buf, Vec::new(), None);
+    }
+
+    /// Queue a server-to-client OPLOCK_BREAK notification (MS-SMB2
+    /// 3.3.4.6-7): MessageId all ones, signed with `session`'s key when it
+    /// is named in the header and signs, sealed when `keys_of` encrypts.
+    pub fn send_break(&self, header_session: u64, keys_of: u64, body: &[u8]) {
+        let mut h = Header::request(Command::OplockBreak, u64::MAX);
+        h.flags |= flags::SERVER_TO_REDIR;
+        h.session_id = header_session;
+        let (signs, seals) = {
+            let st = self.st.borrow();
+            let s = st.sessions.get(&keys_of).filter(|s| s.valid());
+            (s.is_some_and(|s| s.signed), s.is_some_and(|s| s.encrypt))
+        };
+        let mut chain = ResponseChain::new();
+        chain.push_encoded(&h, body);
+        let (mut buf, ranges) = chain.finish();
+        if signs && header_session != 0 && !seals {
+            if let Some(r) = ranges.first() {
+                sign_range(self, header_session, &mut buf[r.clone()]);
+            }
+        }
+        send_frame(self, buf, Vec::new(), seals.then_some(keys_of));
     }
 
     pub fn neg(&self) -> Option<Negotiated> {
@@ -358,7 +388,7 @@ fn send_frame(conn: &Conn, buf: BytesMut, data: Vec<Bytes>, seal_for: Option<u64
 }
 
 /// Serve one connection until the client goes or breaks the protocol.
-async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
+async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usize) {
     let local = stream.local_addr().unwrap_or(peer);
     let (mut rd, wr) = stream.into_split();
     let (permit_tx, permit_rx) = async_channel::bounded::<()>(MAX_INFLIGHT);
@@ -369,6 +399,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
         srv,
         peer,
         local,
+        shard,
         tx,
         st: RefCell::new(ConnState {
             neg: None,
@@ -743,7 +774,10 @@ async fn dispatch(ctx: &mut Ctx, req: Request) -> Result<Reply> {
         Request::TreeConnect(r) => tree::connect(ctx, r),
         Request::TreeDisconnect => tree::disconnect(ctx).await,
         Request::Cancel => Err(NtStatus::INVALID_PARAMETER),
-        Request::OplockBreak(_) => Err(NtStatus(0xC000_00E3)),
+        Request::OplockBreak(r) => {
+            tree::check(ctx)?;
+            crate::oplock::acknowledge(ctx, r).await
+        }
         other => {
             tree::check(ctx)?;
             match other {

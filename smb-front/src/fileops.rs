@@ -8,8 +8,7 @@ use bytes::BytesMut;
 use cache_engine::types::{access as eacc, Attr, CreateMode, Credentials, FileType, SetAttr, Stability};
 use cache_engine::FileHandle;
 use smb_proto::create::{
-    create_action, disposition, oplock_level, options, CreateContext, CreateRequest, CreateResponse,
-    CreateResponseContext,
+    create_action, disposition, options, CreateContext, CreateRequest, CreateResponse, CreateResponseContext,
 };
 use smb_proto::dir::notify_action;
 use smb_proto::dir::notify_filter;
@@ -24,8 +23,9 @@ use smb_proto::{FileId, NtStatus};
 use crate::conn::{Conn, Ctx, Reply, Result};
 use crate::dir::DirCursor;
 use crate::errors::EngineResult;
+use crate::lease::{Caching, Granted, OpenOutcome, OpenRequest};
 use crate::state::{self, on_file};
-use crate::{notify, posix, tree, Server};
+use crate::{notify, oplock, posix, tree, Server};
 
 /// One open of a file or directory.
 pub(crate) struct Open {
@@ -100,10 +100,71 @@ pub(crate) async fn maximal_access(
     Ok(if ro { posix::read_only(m) } else { m })
 }
 
-/// The one place CREATE decides what oplock or lease it grants: none yet,
-/// so clients neither cache nor wait for breaks.
-fn grant_oplock(_req: &CreateRequest) -> (u8, Option<CreateResponseContext>) {
-    (oplock_level::NONE, None)
+/// Register a new open in its file's state: the oplock or lease it gets
+/// (waiting, as an async request, for the breaks it causes) and its share
+/// mode.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    ctx: &mut Ctx,
+    req: &CreateRequest,
+    key: u64,
+    fh: FileHandle,
+    access: u32,
+    doc: bool,
+    directory: bool,
+    loc: &state::Location,
+) -> Result<Granted> {
+    let srv = ctx.srv().clone();
+    let caching = oplock::caching(&ctx.conn, req);
+    if let Caching::Lease(l) = &caching {
+        oplock::claim_key(&srv, l.client, l.key, fh)?;
+    }
+    let asked = OpenRequest {
+        open: key,
+        caching,
+        access,
+        share: req.share_access,
+        disposition: req.create_disposition,
+        directory,
+    };
+    let mut cancel = None;
+    loop {
+        let (tx, rx) = async_channel::bounded(1);
+        let l = loc.clone();
+        let (r, deadline, breaks) = on_file(&srv, fh, move |f| {
+            let (outcome, mut breaks) = f.lease(|ls, now| ls.open(&asked, now));
+            let r = match outcome {
+                OpenOutcome::Granted(g) => match f.register(key, access, asked.share, doc, l) {
+                    Ok(()) => Ok(Some(g)),
+                    Err(e) => {
+                        breaks.extend(f.lease(|ls, _| ls.close(key)).1);
+                        Err(e)
+                    }
+                },
+                OpenOutcome::Wait(_) => {
+                    f.add_waiter(tx);
+                    Ok(None)
+                }
+                other => Err(other.status().unwrap_or(NtStatus::INVALID_PARAMETER)),
+            };
+            let unused_key = match (&r, asked.caching) {
+                (Err(_), Caching::Lease(l)) => f.lease_unused(l.client, l.key).then_some((l.client, l.key)),
+                _ => None,
+            };
+            (r, f.break_deadline(), (breaks, unused_key))
+        })
+        .await?;
+        let (breaks, unused_key) = breaks;
+        oplock::deliver(&srv, breaks);
+        if let Some((client, k)) = unused_key {
+            oplock::release_key(&srv, client, k);
+        }
+        if let Some(g) = r? {
+            return Ok(g);
+        }
+        let c = cancel.get_or_insert_with(|| ctx.go_async());
+        oplock::wait(rx, deadline, c).await?;
+    }
 }
 
 pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
@@ -114,7 +175,9 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
     };
     let share = &srv.shares[share_idx];
-    let cred = ctx.with_session(|s| s.cred.clone())?;
+    let key = srv.open_key(ctx.conn.shard);
+    // Changes this open makes carry its key: they break no caching of its own.
+    let cred = ctx.with_session(|s| s.cred.clone())?.with_origin(key);
     if req.create_disposition > disposition::OVERWRITE_IF
         || req.create_options & options::DIRECTORY_FILE != 0
             && req.create_options & options::NON_DIRECTORY_FILE != 0
@@ -252,11 +315,15 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
     if doc && last.is_none() {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    let key = srv.unique();
     let loc = (parent, last.clone().unwrap_or_default().into_bytes());
-    let share_mode = req.share_access;
-    let l = loc.clone();
-    on_file(&srv, fh, move |f| f.register(key, desired, share_mode, doc, l)).await??;
+    oplock::register(&ctx.conn, key, ctx.session_id);
+    let granted = match admit(ctx, &req, key, fh, desired, doc, is_dir, &loc).await {
+        Ok(g) => g,
+        Err(e) => {
+            oplock::unregister(&srv, key);
+            return Err(e);
+        }
+    };
     if matches!(action, create_action::OVERWRITTEN | create_action::SUPERSEDED) {
         let set = SetAttr {
             size: Some(0),
@@ -265,12 +332,18 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         match srv.engine.setattr(&cred, &fh, &set, None).await {
             Ok(w) => attr = w.after.unwrap_or(attr),
             Err(e) => {
-                on_file(&srv, fh, move |f| f.unregister(key)).await?;
+                let (_, breaks) = on_file(&srv, fh, move |f| {
+                    f.unregister(key);
+                    f.lease(|ls, _| ls.close(key))
+                })
+                .await?;
+                oplock::deliver(&srv, breaks);
+                oplock::unregister(&srv, key);
                 return Err(crate::errors::status(e));
             }
         }
     }
-    let (oplock, lease) = grant_oplock(&req);
+    let (oplock, lease) = oplock::granted(granted, &oplock::caching(&ctx.conn, &req));
     let mut contexts = Vec::new();
     for c in &req.contexts {
         match c {
@@ -341,7 +414,20 @@ pub(crate) async fn release(conn: &Conn, o: &Open) {
         }
     }
     let key = o.key;
-    let Ok(Some((dir, name))) = on_file(srv, o.fh, move |f| f.unregister(key)).await else {
+    let r = on_file(srv, o.fh, move |f| {
+        let loc = f.unregister(key);
+        (loc, f.lease(|ls, _| ls.close(key)))
+    })
+    .await;
+    oplock::unregister(srv, key);
+    let Ok((loc, (lease, breaks))) = r else {
+        return;
+    };
+    oplock::deliver(srv, breaks);
+    if let Some((client, k)) = lease {
+        oplock::release_key(srv, client, k);
+    }
+    let Some((dir, name)) = loc else {
         return;
     };
     if name.is_empty() {
@@ -519,17 +605,34 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     } else {
         Stability::Unstable
     };
-    let (eng, cred, fh, key, id, data) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id, req.data);
-    let r = srv
-        .engine
-        .run_on(srv.engine.owner(&fh), move || async move {
-            if !state::io_allowed_here(id, &fh, key, offset, len.into(), true) {
-                return Err(NtStatus::FILE_LOCK_CONFLICT);
+    let (fh, key) = (o.fh, o.key);
+    let mut cancel = None;
+    // One visit to the owning shard breaks other opens' caching, checks
+    // byte-range locks and writes; a break that needs acknowledging holds
+    // the write (as an async request) and it goes again.
+    let r = loop {
+        let (s, cred, data) = (srv.clone(), o.cred.clone(), req.data.clone());
+        let step = srv
+            .engine
+            .run_on(srv.engine.owner(&fh), move || async move {
+                if let Some(hold) = oplock::change_step_here(&s, fh, key) {
+                    return Ok(Err(hold));
+                }
+                if !state::io_allowed_here(s.id, &fh, key, offset, len.into(), true) {
+                    return Err(NtStatus::FILE_LOCK_CONFLICT);
+                }
+                s.engine.write(&cred, &fh, offset, data, how).await.nt().map(Ok)
+            })
+            .await
+            .nt()??;
+        match step {
+            Ok(r) => break r,
+            Err((rx, deadline)) => {
+                let c = cancel.get_or_insert_with(|| ctx.go_async());
+                oplock::wait(rx, deadline, c).await?;
             }
-            eng.write(&cred, &fh, offset, data, how).await.nt()
-        })
-        .await
-        .nt()??;
+        }
+    };
     if r.committed == Stability::Unstable {
         o.dirty.set(true);
     }

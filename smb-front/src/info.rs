@@ -265,6 +265,16 @@ pub(crate) async fn set(ctx: &mut Ctx, req: SetInfoRequest) -> Result<Reply> {
     match req.info_type {
         info_type::FILE => {
             let info = SetFileInfo::decode(req.file_info_class, req.buffer).map_err(decode_status)?;
+            let resizes = matches!(
+                info,
+                SetFileInfo::EndOfFile { .. } | SetFileInfo::Allocation { .. }
+            );
+            if resizes && !o.is_dir && o.require(sa::FILE_WRITE_DATA).is_ok() {
+                crate::oplock::before_change(ctx, &o, false).await?;
+            }
+            if matches!(info, SetFileInfo::Rename(_)) && o.require(sa::DELETE).is_ok() {
+                crate::oplock::before_change(ctx, &o, true).await?;
+            }
             set_file(ctx, &o, info).await?;
         }
         info_type::SECURITY => {

@@ -21,13 +21,15 @@ pub mod lease;
 mod lock;
 mod negotiate;
 mod notify;
+mod oplock;
 mod posix;
 mod session;
 mod state;
 mod tree;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cache_engine::{Engine, FileHandle};
@@ -57,6 +59,9 @@ pub enum StartError {
     Shard(cache_engine::Error),
 }
 
+/// Where an open key keeps its connection's shard.
+pub(crate) const OPEN_KEY_SHARD_SHIFT: u32 = 48;
+
 /// One share as served: its configuration and the directory it shows.
 pub(crate) struct Share {
     pub name: String,
@@ -81,12 +86,24 @@ pub(crate) struct Server {
     pub id: u64,
     pub throttle: Mutex<LogonThrottle>,
     next_id: AtomicU64,
+    /// How many opens the server has: with none, other front ends'
+    /// changes need no look at the per-file state.
+    pub open_count: AtomicUsize,
+    /// Lease keys of each client (ClientGuid) and the files they name.
+    pub lease_keys: Mutex<HashMap<lease::ClientGuid, lease::LeaseTable<FileHandle>>>,
 }
 
 impl Server {
     /// A server-wide unique number (session ids, open keys).
     pub fn unique(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A unique key for an open made on a connection of shard `shard`; the
+    /// shard is in the top bits, so break notifications find their way
+    /// with no table.
+    pub fn open_key(&self, shard: usize) -> u64 {
+        (shard as u64) << OPEN_KEY_SHARD_SHIFT | self.unique()
     }
 
     pub fn signing_required(&self) -> bool {
@@ -152,13 +169,16 @@ impl SmbServer {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             throttle: Mutex::new(LogonThrottle::default()),
             next_id: AtomicU64::new(1),
+            open_count: AtomicUsize::new(0),
+            lease_keys: Mutex::new(HashMap::new()),
         });
+        oplock::subscribe(&server);
         let (stop_tx, stop_rx) = cache_engine::front::StopSignal::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let (srv, stop) = (server.clone(), stop_rx.clone());
             engine
                 .run_on(i, move || async move {
-                    conn::spawn_acceptor(srv, l, stop);
+                    conn::spawn_acceptor(srv, l, stop, i);
                 })
                 .await
                 .map_err(StartError::Shard)?;

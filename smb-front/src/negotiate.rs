@@ -38,7 +38,7 @@ fn response(conn: &Conn, dialect_revision: u16, contexts: Vec<NegotiateContext>)
     let max = if dialect_revision == dialect::SMB2_0_2 {
         65536
     } else {
-        capabilities |= caps::LARGE_MTU;
+        capabilities |= caps::LARGE_MTU | caps::LEASING;
         srv.cfg.max_io.max(65536)
     };
     if matches!(dialect_revision, dialect::SMB3_0 | dialect::SMB3_0_2)

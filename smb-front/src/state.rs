@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::Instant;
 
 use cache_engine::FileHandle;
 use smb_proto::create::share_access;
@@ -13,6 +14,7 @@ use smb_proto::dir::FileNotify;
 use smb_proto::security::access as sa;
 use smb_proto::NtStatus;
 
+use crate::lease::{Actions, Break, FileLeases};
 use crate::posix::{DATA_READ, DATA_WRITE};
 use crate::Server;
 
@@ -31,6 +33,7 @@ pub(crate) struct FileState {
     locks: Vec<LockRange>,
     waiters: Vec<async_channel::Sender<()>>,
     watchers: Vec<Watcher>,
+    leases: FileLeases,
 }
 
 struct OpenEntry {
@@ -80,7 +83,35 @@ pub(crate) struct Watcher {
 
 impl FileState {
     fn idle(&self) -> bool {
-        self.opens.is_empty() && self.locks.is_empty() && self.watchers.is_empty() && self.waiters.is_empty()
+        self.opens.is_empty()
+            && self.locks.is_empty()
+            && self.watchers.is_empty()
+            && self.waiters.is_empty()
+            && self.leases.is_idle()
+    }
+
+    /// Run an oplock/lease event, after ending the breaks that are overdue;
+    /// waiters wake when breaks end. The result and the notifications to send.
+    pub fn lease<T>(&mut self, f: impl FnOnce(&mut FileLeases, Instant) -> Actions<T>) -> (T, Vec<Break>) {
+        let now = Instant::now();
+        let overdue = self.leases.timeout(now);
+        let a = f(&mut self.leases, now);
+        if !overdue.resolved.is_empty() || !a.resolved.is_empty() {
+            self.wake();
+        }
+        let mut breaks = overdue.breaks;
+        breaks.extend(a.breaks);
+        (a.result, breaks)
+    }
+
+    /// Whether no open of the file holds lease `key` of `client`.
+    pub fn lease_unused(&self, client: [u8; 16], key: [u8; 16]) -> bool {
+        self.leases.lease_state(client, key).is_none()
+    }
+
+    /// When the first pending break times out.
+    pub fn break_deadline(&self) -> Option<Instant> {
+        self.leases.next_deadline()
     }
 
     /// Add an open, or refuse it for a share-mode conflict or a pending delete.
@@ -271,6 +302,24 @@ where
         })
         .await
         .map_err(crate::errors::status)
+}
+
+/// Run `f` on `fh`'s state, called on the thread of its owning shard:
+/// `None` (and `f` not called) when the file has no state here.
+pub(crate) fn on_file_here<R>(
+    srv: &Server,
+    fh: FileHandle,
+    f: impl FnOnce(&mut FileState) -> R,
+) -> Option<R> {
+    FILES.with(|t| {
+        let mut t = t.try_borrow_mut().ok()?;
+        let e = t.get_mut(&(srv.id, fh))?;
+        let r = f(e);
+        if e.idle() && !e.delete_pending {
+            t.remove(&(srv.id, fh));
+        }
+        Some(r)
+    })
 }
 
 #[cfg(test)]

@@ -9,15 +9,20 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use cache_engine::types::{Credentials, Stability};
 use common::*;
 use smb_front::auth::ntlm::{nt_proof_str, ntowfv2, session_base_key};
-use smb_proto::create::{disposition, options, share_access, CreateRequest, CreateResponse};
+use smb_proto::create::{
+    disposition, oplock_level, options, share_access, CreateContext, CreateRequest, CreateResponse,
+    CreateResponseContext, Lease,
+};
 use smb_proto::crypto::kdf::SessionKeys;
 use smb_proto::crypto::{sign, Dialect, SigningAlgorithm};
 use smb_proto::dir::{decode_output_buffer_response, ChangeNotifyRequest};
 use smb_proto::header::{flags, HeaderId};
-use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest};
+use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest, WriteRequest};
 use smb_proto::negotiate::{NegotiateRequest, NegotiateResponse};
+use smb_proto::oplock::{BreakAcknowledgment, LeaseBreakAck, OplockBreak};
 use smb_proto::security::access;
 use smb_proto::session::{SessionSetupRequest, SessionSetupResponse};
 use smb_proto::transport::frame_header;
@@ -26,6 +31,7 @@ use smb_proto::{Command, FileId, Header, NtStatus};
 
 struct Client {
     s: TcpStream,
+    guid: [u8; 16],
     mid: u64,
     session: u64,
     tree: u32,
@@ -41,8 +47,10 @@ impl Client {
     fn connect(fx: &Fixture) -> Client {
         let s = TcpStream::connect(fx.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
         Client {
             s,
+            guid: [NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed); 16],
             mid: 0,
             session: 0,
             tree: 0,
@@ -100,11 +108,12 @@ impl Client {
     }
 
     fn negotiate(&mut self) -> NegotiateResponse {
+        let client_guid = self.guid;
         let r = self.call(Command::Negotiate, |b| {
             NegotiateRequest {
                 security_mode: 1,
                 capabilities: 0,
-                client_guid: [7; 16],
+                client_guid,
                 client_start_time: 0,
                 dialects: vec![0x0202, 0x0210, 0x0300, 0x0302],
                 contexts: Vec::new(),
@@ -206,17 +215,11 @@ impl Client {
     fn create_req(&mut self, name: &str, access: u32, share: u32, disp: u32, opts: u32) -> Resp {
         self.call(Command::Create, |b| {
             CreateRequest {
-                security_flags: 0,
-                requested_oplock_level: 0,
-                impersonation_level: 2,
-                smb_create_flags: 0,
                 desired_access: access,
-                file_attributes: 0,
                 share_access: share,
                 create_disposition: disp,
                 create_options: opts,
-                name: name.into(),
-                contexts: Vec::new(),
+                ..create_body(name, 0, None)
             }
             .encode(b)
         })
@@ -571,22 +574,7 @@ fn mangled_requests_never_take_the_server_down() {
         samples.push(m.to_vec());
     };
     let fid = c.create("fz", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
-    capture(&mut c, Command::Create, &|b| {
-        CreateRequest {
-            security_flags: 0,
-            requested_oplock_level: 0,
-            impersonation_level: 2,
-            smb_create_flags: 0,
-            desired_access: RW,
-            file_attributes: 0,
-            share_access: ALL_SHARE,
-            create_disposition: disposition::OPEN_IF,
-            create_options: 0,
-            name: "fz".into(),
-            contexts: Vec::new(),
-        }
-        .encode(b)
-    });
+    capture(&mut c, Command::Create, &|b| create_body("fz", 0, None).encode(b));
     capture(&mut c, Command::Read, &|b| {
         ReadRequest {
             padding: 0x50,
@@ -760,11 +748,12 @@ fn server_side_copy_and_validate_negotiate() {
     let (status, _) = ioctl(&mut c, fsctl::SRV_COPYCHUNK_WRITE, src, input.freeze());
     assert_eq!(status, NtStatus::OBJECT_NAME_NOT_FOUND);
     // VALIDATE_NEGOTIATE_INFO: what this client negotiated, and a lie.
+    let guid = c.guid;
     let validate = |dialects: Vec<u16>| {
         let mut b = BytesMut::new();
         ValidateNegotiateInfoRequest {
             capabilities: 0,
-            guid: [7; 16],
+            guid,
             security_mode: 1,
             dialects,
         }
@@ -790,4 +779,198 @@ fn server_side_copy_and_validate_negotiate() {
     assert_eq!(status, NtStatus::ACCESS_DENIED);
     let (status, _) = ioctl(&mut c, 0x0009_0000, src, Bytes::new());
     assert_eq!(status, NtStatus::INVALID_DEVICE_REQUEST);
+}
+
+/// CREATE asking for an oplock level or (with `lease`) a lease of that key
+/// and state; answers the response.
+fn create_cached(c: &mut Client, name: &str, oplock: u8, lease: Option<([u8; 16], u32)>) -> Resp {
+    let h = c.header(Command::Create);
+    c.send_with(h, |b| create_body(name, oplock, lease).encode(b));
+    c.recv().expect("a response")
+}
+
+fn create_body(name: &str, oplock: u8, lease: Option<([u8; 16], u32)>) -> CreateRequest {
+    CreateRequest {
+        security_flags: 0,
+        requested_oplock_level: oplock,
+        impersonation_level: 2,
+        smb_create_flags: 0,
+        desired_access: RW,
+        file_attributes: 0,
+        share_access: ALL_SHARE,
+        create_disposition: disposition::OPEN_IF,
+        create_options: 0,
+        name: name.into(),
+        contexts: lease
+            .map(|(key, state)| {
+                CreateContext::RequestLease(Lease {
+                    key,
+                    state,
+                    flags: 0,
+                    duration: 0,
+                    v2: None,
+                })
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The lease a CREATE response grants.
+fn granted_lease(r: Resp) -> (FileId, u8, Option<u32>) {
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    let c = CreateResponse::decode(r.body).unwrap();
+    let state = c.contexts.iter().find_map(|x| match x {
+        CreateResponseContext::Lease(l) => Some(l.state),
+        _ => None,
+    });
+    (c.file_id, c.oplock_level, state)
+}
+
+/// A lease break notification: (key, current, new, ack required).
+fn lease_break(r: &Resp) -> ([u8; 16], u32, u32, bool) {
+    assert_eq!(r.h.command, Command::OplockBreak);
+    assert_eq!(r.h.message_id, u64::MAX);
+    assert_eq!(r.body.len(), 44, "a lease break notification");
+    let u32_at = |i: usize| u32::from_le_bytes(r.body[i..i + 4].try_into().unwrap());
+    (
+        r.body[8..24].try_into().unwrap(),
+        u32_at(24),
+        u32_at(28),
+        u32_at(4) & 1 != 0,
+    )
+}
+
+fn ack_lease(c: &mut Client, key: [u8; 16], state: u32) -> Resp {
+    c.call(Command::OplockBreak, |b| {
+        LeaseBreakAck {
+            flags: 0,
+            lease_key: key,
+            lease_state: state,
+            lease_duration: 0,
+        }
+        .encode(b)
+    })
+}
+
+fn write_at(c: &mut Client, file_id: FileId, data: &'static [u8]) -> Resp {
+    let h = c.header(Command::Write);
+    c.send_with(h, |b| {
+        WriteRequest {
+            offset: 0,
+            file_id,
+            channel: 0,
+            remaining_bytes: 0,
+            flags: 0,
+            channel_info: Bytes::new(),
+            data: Bytes::from_static(data),
+        }
+        .encode(b)
+    });
+    c.recv().expect("a response")
+}
+
+const RWH: u32 = 7;
+const RH: u32 = 1 | 2;
+
+#[test]
+fn lease_rwh_breaks_to_rh_for_a_second_open_and_read_for_a_write() {
+    let fx = start(|_| {});
+    let mut a = Client::login(&fx);
+    let mut b = Client::login(&fx);
+    let key = [0x11; 16];
+    let (_, level, state) = granted_lease(create_cached(
+        &mut a,
+        "leased",
+        oplock_level::LEASE,
+        Some((key, RWH)),
+    ));
+    assert_eq!((level, state), (oplock_level::LEASE, Some(RWH)));
+
+    // A second client's open waits (STATUS_PENDING) for the break to RH.
+    let h = b.header(Command::Create);
+    b.send_with(h, |x| create_body("leased", 0, None).encode(x));
+    let pending = b.recv().unwrap();
+    assert_eq!(pending.h.status, NtStatus::PENDING);
+    let n = a.recv().unwrap();
+    assert_eq!(lease_break(&n), (key, RWH, RH, true));
+    let r = ack_lease(&mut a, key, RH);
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    let BreakAcknowledgment::Lease(ack) = BreakAcknowledgment::decode(r.body).unwrap() else {
+        panic!("a lease break response")
+    };
+    assert_eq!((ack.lease_key, ack.lease_state), (key, RH));
+    let done = b.recv().unwrap();
+    assert_eq!(done.h.command, Command::Create);
+    assert_eq!(done.h.status, NtStatus::SUCCESS);
+    let fb = CreateResponse::decode(done.body).unwrap().file_id;
+
+    // A write through the other open takes R (and H) away; no ack needed.
+    let w = write_at(&mut b, fb, b"hello");
+    assert_eq!(w.h.status, NtStatus::SUCCESS);
+    let n = a.recv().unwrap();
+    let (k, from, to, _) = lease_break(&n);
+    assert_eq!((k, from, to), (key, RH, 0));
+}
+
+#[test]
+fn batch_oplock_breaks_to_level_ii_on_a_second_open() {
+    let fx = start(|_| {});
+    let mut a = Client::login(&fx);
+    let mut b = Client::login(&fx);
+    let (fa, level, _) = granted_lease(create_cached(&mut a, "batch", oplock_level::BATCH, None));
+    assert_eq!(level, oplock_level::BATCH);
+    let h = b.header(Command::Create);
+    b.send_with(h, |x| create_body("batch", oplock_level::II, None).encode(x));
+    assert_eq!(b.recv().unwrap().h.status, NtStatus::PENDING);
+    let n = a.recv().unwrap();
+    assert_eq!(n.h.command, Command::OplockBreak);
+    assert_eq!(n.h.message_id, u64::MAX);
+    assert_eq!(n.h.session_id, a.session);
+    let BreakAcknowledgment::Oplock(brk) = BreakAcknowledgment::decode(n.body).unwrap() else {
+        panic!("an oplock break")
+    };
+    assert_eq!((brk.oplock_level, brk.file_id), (oplock_level::II, fa));
+    let r = a.call(Command::OplockBreak, |x| {
+        OplockBreak {
+            oplock_level: oplock_level::II,
+            file_id: fa,
+        }
+        .encode(x)
+    });
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    let done = b.recv().unwrap();
+    assert_eq!(done.h.status, NtStatus::SUCCESS);
+    assert_eq!(
+        CreateResponse::decode(done.body).unwrap().oplock_level,
+        oplock_level::II
+    );
+}
+
+#[test]
+fn an_engine_write_from_another_front_end_breaks_a_lease() {
+    let fx = start(|_| {});
+    let mut a = Client::login(&fx);
+    let key = [0x22; 16];
+    let (_, _, state) = granted_lease(create_cached(
+        &mut a,
+        "shared",
+        oplock_level::LEASE,
+        Some((key, RWH)),
+    ));
+    assert_eq!(state, Some(RWH));
+    // As NFS would: origin 0.
+    let cred = Credentials::root();
+    futures::executor::block_on(async {
+        let root = fx.engine.root();
+        let (fh, _, _) = fx.engine.lookup(&cred, &root, b"shared").await.unwrap();
+        fx.engine
+            .write(&cred, &fh, 0, Bytes::from_static(b"nfs"), Stability::FileSync)
+            .await
+            .unwrap();
+    });
+    let n = a.recv().unwrap();
+    let (k, from, to, ack) = lease_break(&n);
+    assert_eq!((k, from, to, ack), (key, RWH, 0, true));
+    assert_eq!(ack_lease(&mut a, key, 0).h.status, NtStatus::SUCCESS);
 }
