@@ -303,11 +303,29 @@ pub(crate) fn release_key(srv: &Server, client: [u8; 16], key: [u8; 16]) {
     }
 }
 
+/// What a change made elsewhere does to one file's or directory's SMB caching.
+#[derive(Clone, Copy)]
+enum Hit {
+    /// Its data or size changed: others lose read and write caching.
+    Data,
+    /// It was renamed or removed: others lose handle caching.
+    Name,
+}
+
+fn hit_by_other(f: &mut FileState, hit: Hit) -> Vec<Break> {
+    match hit {
+        Hit::Data => f.lease(|ls, now| ls.write(By::Other, now)).1,
+        Hit::Name => f.lease(|ls, now| ls.rename_or_delete(By::Other, now)).1,
+    }
+}
+
 /// Break SMB caching for changes other front ends make (NFS). Changes with
 /// a nonzero origin come from SMB opens, which broke what they had to
 /// before making them. Nothing waits for these breaks: the change is made.
 /// Data changes are reported on the file's owning shard, where its state
-/// is, so they cost a table lookup; namespace changes hop there.
+/// is, so they cost a table lookup; removals and renames hop to the owners
+/// of the object and of the object a rename replaced. Directories hold no
+/// leases, so their entries changing breaks nothing.
 pub(crate) fn subscribe(srv: &Arc<Server>) {
     let weak = Arc::downgrade(srv);
     srv.engine.subscribe(Arc::new(move |c: &Change| {
@@ -318,33 +336,31 @@ pub(crate) fn subscribe(srv: &Arc<Server>) {
         if srv.open_count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let (file, renamed) = match &c.kind {
-            ChangeKind::Write { file, .. } => (*file, false),
-            ChangeKind::SetAttr { file, set } if set.size.is_some() => (*file, false),
-            ChangeKind::Removed { object, .. } | ChangeKind::Renamed { object, .. } => (*object, true),
+        let hits: Vec<(FileHandle, Hit)> = match &c.kind {
+            ChangeKind::Write { file, .. } => return data_here(&srv, *file),
+            ChangeKind::SetAttr { file, set } if set.size.is_some() => return data_here(&srv, *file),
+            ChangeKind::Removed { object, .. } => vec![(*object, Hit::Name)],
+            ChangeKind::Renamed { object, replaced, .. } => {
+                let mut v = vec![(*object, Hit::Name)];
+                v.extend(replaced.map(|r| (r, Hit::Name)));
+                v
+            }
             _ => return,
         };
-        let by_other = move |f: &mut FileState| {
-            f.lease(|ls, now| {
-                if renamed {
-                    ls.rename_or_delete(By::Other, now)
-                } else {
-                    ls.write(By::Other, now)
-                }
-            })
-            .1
-        };
-        if !renamed {
-            if let Some(breaks) = on_file_here(&srv, file, by_other) {
-                deliver(&srv, breaks);
-            }
-            return;
-        }
         compio::runtime::spawn(async move {
-            if let Ok(breaks) = on_file(&srv, file, by_other).await {
-                deliver(&srv, breaks);
+            for (fh, hit) in hits {
+                if let Ok(breaks) = on_file(&srv, fh, move |f| hit_by_other(f, hit)).await {
+                    deliver(&srv, breaks);
+                }
             }
         })
         .detach();
     }));
+}
+
+/// A data change, reported on the file's owning shard.
+fn data_here(srv: &Arc<Server>, file: FileHandle) {
+    if let Some(breaks) = on_file_here(srv, file, |f| hit_by_other(f, Hit::Data)) {
+        deliver(srv, breaks);
+    }
 }

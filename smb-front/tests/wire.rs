@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cache_engine::types::{Credentials, Stability};
+use cache_engine::types::{CreateMode, Credentials, SetAttr, Stability};
 use common::*;
 use smb_front::auth::ntlm::{nt_proof_str, ntowfv2, session_base_key};
 use smb_proto::create::{
@@ -947,19 +947,34 @@ fn batch_oplock_breaks_to_level_ii_on_a_second_open() {
     );
 }
 
+/// A client of `fx` holding a lease of `key` with `state` on `name`.
+fn leased_client(fx: &Fixture, name: &str, key: [u8; 16], state: u32) -> Client {
+    let mut a = Client::login(fx);
+    let (_, _, got) = granted_lease(create_cached(
+        &mut a,
+        name,
+        oplock_level::LEASE,
+        Some((key, state)),
+    ));
+    assert_eq!(got, Some(state));
+    a
+}
+
+/// The next message `a` gets is a break of lease `key` from `from` to `to`
+/// that needs an acknowledgment; acknowledge it.
+fn ack_next_break(a: &mut Client, key: [u8; 16], from: u32, to: u32) {
+    let n = a.recv().unwrap();
+    assert_eq!(lease_break(&n), (key, from, to, true));
+    assert_eq!(ack_lease(a, key, to).h.status, NtStatus::SUCCESS);
+}
+
+// The engine calls below stand for NFS: their changes have origin 0.
+
 #[test]
 fn an_engine_write_from_another_front_end_breaks_a_lease() {
     let fx = start(|_| {});
-    let mut a = Client::login(&fx);
     let key = [0x22; 16];
-    let (_, _, state) = granted_lease(create_cached(
-        &mut a,
-        "shared",
-        oplock_level::LEASE,
-        Some((key, RWH)),
-    ));
-    assert_eq!(state, Some(RWH));
-    // As NFS would: origin 0.
+    let mut a = leased_client(&fx, "shared", key, RWH);
     let cred = Credentials::root();
     futures::executor::block_on(async {
         let root = fx.engine.root();
@@ -969,8 +984,39 @@ fn an_engine_write_from_another_front_end_breaks_a_lease() {
             .await
             .unwrap();
     });
-    let n = a.recv().unwrap();
-    let (k, from, to, ack) = lease_break(&n);
-    assert_eq!((k, from, to, ack), (key, RWH, 0, true));
-    assert_eq!(ack_lease(&mut a, key, 0).h.status, NtStatus::SUCCESS);
+    ack_next_break(&mut a, key, RWH, 0);
+}
+
+#[test]
+fn a_directory_gets_no_lease() {
+    // DIRECTORY_LEASING is not announced: a listing is never cached, so
+    // entries changed by any front end need no break.
+    let fx = start(|_| {});
+    std::fs::create_dir(fx.origin().join("listed")).unwrap();
+    let mut a = Client::login(&fx);
+    let (_, _, got) = granted_lease(create_cached(
+        &mut a,
+        "listed",
+        oplock_level::LEASE,
+        Some(([0x33; 16], RH)),
+    ));
+    assert_eq!(got, Some(0));
+}
+
+#[test]
+fn an_engine_rename_over_a_leased_file_breaks_its_handle_caching() {
+    let fx = start(|_| {});
+    std::fs::write(fx.origin().join("src"), b"new").unwrap();
+    let key = [0x44; 16];
+    let mut a = leased_client(&fx, "target", key, RH);
+    // The rename deletes the leased file's name.
+    let cred = Credentials::root();
+    futures::executor::block_on(async {
+        let root = fx.engine.root();
+        fx.engine
+            .rename(&cred, &root, b"src", &root, b"target")
+            .await
+            .unwrap();
+    });
+    ack_next_break(&mut a, key, RH, 1);
 }

@@ -29,7 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.setrecursionlimit(20000)  # pyNfsClient unpacks directory entry lists recursively
 
-from nfsclient import auth_sys, connect, random_name  # noqa: E402
+from nfsclient import Session, auth_sys, random_name  # noqa: E402
 from pyNfsClient import const as C  # noqa: E402
 
 
@@ -121,23 +121,6 @@ def squash_export(main_export):
 @pytest.fixture(scope="session")
 def anon_ids():
     return int(_env("WEIR_NFS_ANON_UID", 65534)), int(_env("WEIR_NFS_ANON_GID", 65534))
-
-
-class Session:
-    """One mounted export: `nfs` (NfsClient), `root` (handle), `export`."""
-
-    def __init__(self, export, auth):
-        self.export = export
-        self.auth = auth
-        self.nfs, self.root, self.mnt = connect(export.host, export.nfs_port, export.mount_port,
-                                                export.path, auth)
-
-    def close(self):
-        for c in (self.nfs, self.mnt):
-            try:
-                c.disconnect()
-            except OSError:
-                pass
 
 
 @pytest.fixture(scope="module")

@@ -190,6 +190,24 @@ def connect(host, nfs_port, mount_port, export, auth, timeout=30):
     return nfs, fh, mnt
 
 
+class Session:
+    """One mounted export: `nfs` (NfsClient), `root` (handle), `export` (with host, nfs_port,
+    mount_port and path)."""
+
+    def __init__(self, export, auth):
+        self.export = export
+        self.auth = auth
+        self.nfs, self.root, self.mnt = connect(export.host, export.nfs_port, export.mount_port,
+                                                export.path, auth)
+
+    def close(self):
+        for c in (self.nfs, self.mnt):
+            try:
+                c.disconnect()
+            except OSError:
+                pass
+
+
 def random_name(prefix="t"):
     return f"{prefix}-{os.getpid()}-{random.randrange(1 << 40):010x}"
 

@@ -7,8 +7,7 @@ import stat
 import pytest
 from pyNfsClient import const as C
 
-from conftest import Session
-from nfsclient import auth_sys, expect, getattr_ok, lookup_fh, ok, random_name
+from nfsclient import Session, auth_sys, expect, getattr_ok, lookup_fh, ok, random_name
 
 
 @pytest.fixture

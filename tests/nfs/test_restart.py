@@ -7,8 +7,7 @@ import subprocess
 import pytest
 from pyNfsClient import const as C
 
-from conftest import Session
-from nfsclient import auth_sys, getattr_ok, ok, random_name
+from nfsclient import Session, auth_sys, getattr_ok, ok, random_name
 
 
 def test_write_verifier_changes_after_restart(main_export):

@@ -31,3 +31,41 @@ run_smb_suite() {
     shift
     (cd "$SMBTESTS_DIR" && "$py" -m pytest -p no:cacheprovider -rfEsxX "$@")
 }
+
+# check_weir_smb: whether $WEIR_BIN exists and has an SMB server; when not, says why and
+# returns the runner's exit code (2: no binary, 77: no SMB server in this build).
+check_weir_smb() {
+    if [ ! -x "$WEIR_BIN" ]; then
+        say "no weir binary at $WEIR_BIN: build it (cargo build -p appliance --bin weir) or set WEIR_BIN"
+        return 2
+    fi
+    if ! "$WEIR_BIN" smbpasswd --help >/dev/null 2>&1; then
+        say "weir has no SMB server in this build ($WEIR_BIN has no 'smbpasswd' command)"
+        return 77
+    fi
+}
+
+# weir_run_dir PREFIX: set TMP to a new directory (with state/ and export/) for one weir
+# run; on exit, the weir whose PID is in $TMP/weir.pid is stopped and TMP removed
+# (KEEP_TMP keeps it).
+weir_run_dir() {
+    TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
+    trap weir_run_cleanup EXIT
+    trap 'exit 130' INT TERM
+    mkdir -p "$TMP/state" "$TMP/export"
+}
+
+weir_run_cleanup() {
+    stop_pid "$(cat "$TMP/weir.pid" 2>/dev/null)" weir
+    rm -rf "$TMP/state/cache" # preallocated cache files
+    if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+
+# add_smb_user: `weir smbpasswd $SMB_USER` in $TMP/state, as the caller's uid and gid,
+# with the password $SMB_PASS (read on stdin).
+add_smb_user() {
+    printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" \
+        --data-dir "$TMP/state" >"$TMP/smbpasswd.out" 2>&1 && return 0
+    say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
+    return 1
+}

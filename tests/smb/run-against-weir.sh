@@ -21,33 +21,13 @@ export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/weir}"
 SMB_USER="${SMB_USER:-weir-test}"
 SMB_PASS="${SMB_PASS:-weir-test-pass}"
 
-if [ ! -x "$WEIR_BIN" ]; then
-    say "no weir binary at $WEIR_BIN: build it (cargo build -p appliance --bin weir) or set WEIR_BIN"
-    exit 2
-fi
-if ! "$WEIR_BIN" smbpasswd --help >/dev/null 2>&1; then
-    say "weir has no SMB server in this build ($WEIR_BIN has no 'smbpasswd' command)"
-    exit 77
-fi
+check_weir_smb || exit $?
 ensure_smb_clients || exit 2
 PY="$(ensure_venv)" || { say "could not set up the Python venv"; exit 2; }
 
-TMP="$(mktemp -d /tmp/weir-smb-weir.XXXXXX)"
-cleanup() {
-    stop_pid "$(cat "$TMP/weir.pid" 2>/dev/null)" weir
-    rm -rf "$TMP/state/cache" # preallocated cache files
-    if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$TMP/state" "$TMP/export"
+weir_run_dir weir-smb-weir
 PORT="${WEIR_SMB_TEST_PORT:-$(free_port "$PY")}"
-
-if ! printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" --data-dir "$TMP/state" \
-    >"$TMP/smbpasswd.out" 2>&1; then
-    say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
-    exit 2
-fi
+add_smb_user || exit 2
 "$WEIR_BIN" serve --data-dir "$TMP/state" --origin "$TMP/export" \
     --smb-listen "127.0.0.1:$PORT" --nfs-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
     </dev/null >"$TMP/weir.out" 2>&1 &

@@ -5,7 +5,8 @@
 //! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings`, the
 //! whole test suite, the NFSv3 conformance suite with real clients against
 //! `weir serve` (`tests/nfs/`), the end-to-end scripts (`SCRIPT_STEPS`: the
-//! kernel NFS and CIFS clients in a qemu guest, the SMB suite and smbtorture)
+//! kernel NFS and CIFS clients in a qemu guest, the SMB suite, NFS and SMB
+//! clients on one server, and smbtorture)
 //! and each fuzz target briefly, stopping at the first failure with its exit
 //! code. `cargo xtask samba` runs the SMB harness against Samba. It must stay
 //! small and only
@@ -47,6 +48,9 @@ const SCRIPT_STEPS: &[&[&str]] = &[
     // SMB: the smbprotocol/smbclient suite, smbtorture against Weir's known
     // failures, and the kernel CIFS client.
     &["tests/smb/run-against-weir.sh"],
+    // NFS and SMB clients on one weir: data, attributes, and the SMB lease
+    // and oplock breaks NFS changes cause.
+    &["tests/multiproto/run-against-weir.sh"],
     &[
         "tests/smb/run-against-weir.sh",
         "--exec",
@@ -70,7 +74,8 @@ tasks:
                        (tests/kernel-client/run-against-weir.sh) and through weir
                        caching nfs-ganesha, compared with ganesha alone
                        (tests/kernel-client/run-through-weir-to-ganesha.sh),
-                       the SMB suite (tests/smb/run-against-weir.sh), smbtorture
+                       the SMB suite (tests/smb/run-against-weir.sh), NFS and SMB
+                       clients on one weir (tests/multiproto/run-against-weir.sh), smbtorture
                        against weir's known failures, the kernel CIFS client
                        (tests/kernel-client/run-cifs-against-weir.sh)
                        and each target of every fuzz crate (*/fuzz) for 15 s

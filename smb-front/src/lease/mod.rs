@@ -6,8 +6,7 @@
 //! the file, and drives it with events: an open asks for caching
 //! ([`FileLeases::open`]), an open closes ([`FileLeases::close`]), the file
 //! is written or truncated ([`FileLeases::write`]), renamed or deleted
-//! ([`FileLeases::rename_or_delete`]), a directory's entries change
-//! ([`FileLeases::children_changed`]), a break is acknowledged
+//! ([`FileLeases::rename_or_delete`]), a break is acknowledged
 //! ([`FileLeases::ack_oplock`], [`FileLeases::ack_lease`]) or times out
 //! ([`FileLeases::timeout`]). Each returns [`Actions`]: what to answer,
 //! which break notifications to send, and which breaks ended.
@@ -525,14 +524,6 @@ impl<T> Actions<T> {
             resolved: Vec::new(),
         }
     }
-
-    fn with<U>(self, result: U) -> Actions<U> {
-        Actions {
-            result,
-            breaks: self.breaks,
-            resolved: self.resolved,
-        }
-    }
 }
 
 impl FileLeases {
@@ -795,10 +786,13 @@ impl FileLeases {
                 Granted::Oplock(OplockLevel::of_state(s))
             }
             Caching::Lease(l) => {
-                let mut want = l.state.and(cap).legal();
-                if req.directory {
-                    want = want.without(LeaseState::W);
-                }
+                // No directory leases: DIRECTORY_LEASING is not announced,
+                // and nothing breaks a cached listing when entries change.
+                let want = if req.directory {
+                    LeaseState::NONE
+                } else {
+                    l.state.and(cap).legal()
+                };
                 let key = HolderKey::Lease(l.client, l.key);
                 let h = self.holders.entry(key).or_insert_with(|| Holder {
                     state: LeaseState::NONE,
@@ -862,14 +856,6 @@ impl FileLeases {
     /// clients may close handles that would block it).
     pub fn rename_or_delete(&mut self, by: By, now: Instant) -> Actions<Proceed> {
         self.break_others(by, LeaseState::RW, LeaseState::H, now)
-    }
-
-    /// An entry of this directory is created, removed or renamed by `by`
-    /// (for SMB, the parent lease key of the open that did it): directory
-    /// leases of other keys are broken to none. Nothing waits.
-    pub fn children_changed(&mut self, by: By, now: Instant) -> Actions<()> {
-        self.break_others(by, LeaseState::NONE, LeaseState::NONE, now)
-            .with(())
     }
 
     /// Lower every holder but `by`'s to `target`; wait for those that held

@@ -4,7 +4,6 @@ const C1: ClientGuid = [1; 16];
 const C2: ClientGuid = [2; 16];
 const K1: LeaseKey = [0x11; 16];
 const K2: LeaseKey = [0x22; 16];
-const K3: LeaseKey = [0x33; 16];
 
 const RW_ALL: u32 = access::FILE_READ_DATA | access::FILE_WRITE_DATA;
 const SHARE_ALL: u32 = share_access::READ | share_access::WRITE | share_access::DELETE;
@@ -166,7 +165,7 @@ fn illegal_states_and_directories() {
     let mut d = FileLeases::default();
     let mut r = lease_req(1, C1, K1, LeaseState::RWH);
     r.directory = true;
-    assert_eq!(granted_state(&d.open(&r, now)), LeaseState::RH);
+    assert_eq!(granted_state(&d.open(&r, now)), LeaseState::NONE);
     let mut o = oplock_req(2, OplockLevel::Batch);
     o.directory = true;
     assert_eq!(granted_level(&d.open(&o, now)), OplockLevel::None);
@@ -511,33 +510,6 @@ fn rename_breaks_handle_caching_and_waits() {
     assert_eq!(lease_break(&r.breaks), (K1, LeaseState::RH, LeaseState::R, true));
     assert!(matches!(r.result, Proceed::WaitFor(_)));
     assert_eq!(f.lease_state(C2, K2), Some(LeaseState::RH));
-}
-
-#[test]
-fn directory_children_change_spares_the_parent_key() {
-    let mut d = FileLeases::default();
-    let now = t0();
-    for (open, client, key) in [(1, C1, K1), (2, C2, K2), (3, C1, K3)] {
-        let mut r = lease_req(open, client, key, LeaseState::RH);
-        r.directory = true;
-        r.access = access::FILE_READ_DATA;
-        d.open(&r, now);
-    }
-    let c = d.children_changed(By::Lease(C1, K1), now);
-    let mut broken: Vec<LeaseKey> = c
-        .breaks
-        .iter()
-        .map(|b| match &b.to {
-            BreakTo::Lease { key, to, .. } => {
-                assert_eq!(*to, LeaseState::NONE);
-                *key
-            }
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    broken.sort();
-    assert_eq!(broken, vec![K2, K3]);
-    assert_eq!(d.lease_state(C1, K1), Some(LeaseState::RH));
 }
 
 #[test]
