@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cache_engine::types::{CreateMode, Credentials, SetAttr, Stability};
+use cache_engine::types::{Credentials, Stability};
 use common::*;
 use smb_front::auth::ntlm::{nt_proof_str, ntowfv2, session_base_key};
 use smb_proto::create::{
