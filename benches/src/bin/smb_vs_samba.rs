@@ -53,6 +53,10 @@ struct Args {
     /// The weir binary [default: `weir` beside this binary].
     #[arg(long)]
     weir_cmd: Option<PathBuf>,
+    /// RAM tier of the Weir this driver starts (holds the data set, as the
+    /// page cache does for Samba: hot cache).
+    #[arg(long, default_value = "3GiB")]
+    weir_memory: String,
     /// Python with smbprotocol [default: the test venv, made by tests/smb/lib.sh].
     #[arg(long)]
     python: Option<PathBuf>,
@@ -98,7 +102,7 @@ fn start_samba(export: &Path) -> anyhow::Result<Server> {
 /// `weir serve` with its SMB front end over `export` (the `local` core filer),
 /// a user made with `weir smbpasswd NAME --data-dir D` (password on stdin),
 /// acting as root as Samba's user does.
-fn start_weir(export: &Path, work: &Path, weir: &Path) -> anyhow::Result<Server> {
+fn start_weir(export: &Path, work: &Path, weir: &Path, memory: &str) -> anyhow::Result<Server> {
     let data = work.join("weir-data");
     std::fs::create_dir_all(&data)?;
     let (user, password) = ("bench", "weir-bench-pass");
@@ -129,6 +133,7 @@ fn start_weir(export: &Path, work: &Path, weir: &Path) -> anyhow::Result<Server>
         .arg("--smb-listen")
         .arg(addr.to_string())
         .args(["--nfs-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--memory", memory])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -330,7 +335,7 @@ fn main() -> anyhow::Result<()> {
                         .and_then(|p| p.parent().map(|d| d.join("weir")))
                         .unwrap_or_else(|| PathBuf::from("weir"))
                 });
-                start_weir(&export, &work, &weir)?
+                start_weir(&export, &work, &weir, &a.weir_memory)?
             }
             other => anyhow::bail!("unknown server {other:?}: samba or weir"),
         });
