@@ -612,19 +612,22 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     // the write (as an async request) and it goes again.
     let r = loop {
         let (s, cred, data) = (srv.clone(), o.cred.clone(), req.data.clone());
-        let step = srv
+        let (step, breaks) = srv
             .engine
             .run_on(srv.engine.owner(&fh), move || async move {
-                if let Some(hold) = oplock::change_step_here(&s, fh, key) {
-                    return Ok(Err(hold));
+                let (hold, breaks) = oplock::change_step_here(&s, fh, key);
+                if let Some(hold) = hold {
+                    return Ok((Err(hold), breaks));
                 }
                 if !state::io_allowed_here(s.id, &fh, key, offset, len.into(), true) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
                 }
-                s.engine.write(&cred, &fh, offset, data, how).await.nt().map(Ok)
+                let r = s.engine.write(&cred, &fh, offset, data, how).await.nt()?;
+                Ok((Ok(r), breaks))
             })
             .await
             .nt()??;
+        oplock::deliver(&srv, breaks);
         match step {
             Ok(r) => break r,
             Err((rx, deadline)) => {

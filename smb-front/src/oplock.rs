@@ -143,12 +143,20 @@ pub(crate) fn deliver(srv: &Arc<Server>, breaks: Vec<Break>) {
             Some(Notification::Lease(n)) => n.encode(&mut body),
             None => continue,
         }
+        // Sent at once when the holder's connection lives on this thread,
+        // so the notification goes out before the answer to whatever
+        // request comes next on it (clients expect the break first).
+        if send_here(srv.id, key, is_lease, &body) {
+            continue;
+        }
         let srv = srv.clone();
         compio::runtime::spawn(async move {
             let id = srv.id;
             let sent = srv
                 .engine
-                .run_on(shard, move || async move { send_here(id, key, is_lease, &body) })
+                .run_on(shard, move || async move {
+                    send_here(id, key, is_lease, &body);
+                })
                 .await;
             if let Err(e) = sent {
                 tracing::debug!("smb: break notification not sent: {e}");
@@ -158,16 +166,18 @@ pub(crate) fn deliver(srv: &Arc<Server>, breaks: Vec<Break>) {
     }
 }
 
-fn send_here(server: u64, key: u64, is_lease: bool, body: &[u8]) {
+/// Send a break to open `key`'s connection if it lives on this thread.
+fn send_here(server: u64, key: u64, is_lease: bool, body: &[u8]) -> bool {
     let Some((conn, session)) = CONNS.with(|c| {
         let c = c.borrow();
         let (w, s) = c.get(&(server, key))?;
         Some((w.upgrade()?, *s))
     }) else {
-        return;
+        return false;
     };
     // Lease breaks name no session (MS-SMB2 3.3.4.7); oplock breaks the open's.
     conn.send_break(if is_lease { 0 } else { session }, session, body);
+    true
 }
 
 /// Park a request until a break ends (`woke`), the first one is overdue,
@@ -199,8 +209,9 @@ pub(crate) type Hold = (async_channel::Receiver<()>, Option<Instant>);
 
 /// Open `key` is about to write or resize its file (or rename it,
 /// `renames`): break the caching of other opens, on the file's owning
-/// shard. `None`: go ahead now; otherwise wait out the hold and ask again.
-fn change_step(srv: &Arc<Server>, f: &mut FileState, key: u64, renames: bool) -> Option<Hold> {
+/// shard. The hold is `None` to go ahead now; otherwise wait it out and ask
+/// again. The breaks are for the caller to [`deliver`] from its own shard.
+fn change_step(f: &mut FileState, key: u64, renames: bool) -> (Option<Hold>, Vec<Break>) {
     let (p, breaks) = f.lease(|ls, now| {
         if renames {
             ls.rename_or_delete(By::Open(key), now)
@@ -213,14 +224,13 @@ fn change_step(srv: &Arc<Server>, f: &mut FileState, key: u64, renames: bool) ->
         f.add_waiter(tx);
         (rx, f.break_deadline())
     });
-    deliver(srv, breaks);
-    hold
+    (hold, breaks)
 }
 
 /// [`change_step`] called on the owning shard of `fh` (the write path,
 /// which is there anyway).
-pub(crate) fn change_step_here(srv: &Arc<Server>, fh: FileHandle, key: u64) -> Option<Hold> {
-    on_file_here(srv, fh, |f| change_step(srv, f, key, false)).flatten()
+pub(crate) fn change_step_here(srv: &Server, fh: FileHandle, key: u64) -> (Option<Hold>, Vec<Break>) {
+    on_file_here(srv, fh, |f| change_step(f, key, false)).unwrap_or_default()
 }
 
 /// Before open `o` resizes its file (or renames it, `renames`): break the
@@ -230,9 +240,9 @@ pub(crate) async fn before_change(ctx: &mut Ctx, o: &Open, renames: bool) -> Res
     let key = o.key;
     let mut cancel = None;
     loop {
-        let s = srv.clone();
-        let Some((rx, deadline)) = on_file(&srv, o.fh, move |f| change_step(&s, f, key, renames)).await?
-        else {
+        let (hold, breaks) = on_file(&srv, o.fh, move |f| change_step(f, key, renames)).await?;
+        deliver(&srv, breaks);
+        let Some((rx, deadline)) = hold else {
             return Ok(());
         };
         let c = cancel.get_or_insert_with(|| ctx.go_async());
