@@ -205,81 +205,89 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
         None => (&comps[..], None),
     };
     let parent = walk(&srv, &cred, share.root, parent_comps).await?;
-    let existing = match &last {
-        None => Some((share.root, srv.engine.getattr(&share.root).await.nt()?)),
-        Some(name) => match srv.engine.lookup(&cred, &parent, name.as_bytes()).await {
-            Ok((fh, attr, _)) => Some((fh, attr)),
-            Err(cache_engine::Error::NoEnt) => None,
-            Err(e) => return Err(crate::errors::status(e)),
-        },
-    };
     let d = req.create_disposition;
-    let (fh, mut attr, action) = match existing {
-        Some((fh, attr)) => {
-            let is_dir = attr.ftype == FileType::Directory;
-            if d == disposition::CREATE {
-                return Err(NtStatus::OBJECT_NAME_COLLISION);
+    let mut raced = false;
+    let (fh, mut attr, action) = loop {
+        let existing = match &last {
+            None => Some((share.root, srv.engine.getattr(&share.root).await.nt()?)),
+            Some(name) => match srv.engine.lookup(&cred, &parent, name.as_bytes()).await {
+                Ok((fh, attr, _)) => Some((fh, attr)),
+                Err(cache_engine::Error::NoEnt) => None,
+                Err(e) => return Err(crate::errors::status(e)),
+            },
+        };
+        match existing {
+            Some((fh, attr)) => {
+                let is_dir = attr.ftype == FileType::Directory;
+                if d == disposition::CREATE {
+                    return Err(NtStatus::OBJECT_NAME_COLLISION);
+                }
+                if want_dir && !is_dir {
+                    return Err(NtStatus::NOT_A_DIRECTORY);
+                }
+                if want_file && is_dir {
+                    return Err(NtStatus::FILE_IS_A_DIRECTORY);
+                }
+                let overwrite = matches!(
+                    d,
+                    disposition::OVERWRITE | disposition::OVERWRITE_IF | disposition::SUPERSEDE
+                );
+                if overwrite && is_dir {
+                    return Err(NtStatus::INVALID_PARAMETER);
+                }
+                if overwrite && t.read_only {
+                    return Err(NtStatus::ACCESS_DENIED);
+                }
+                let action = match d {
+                    disposition::SUPERSEDE => create_action::SUPERSEDED,
+                    disposition::OVERWRITE | disposition::OVERWRITE_IF => create_action::OVERWRITTEN,
+                    _ => create_action::OPENED,
+                };
+                break (fh, attr, action);
             }
-            if want_dir && !is_dir {
-                return Err(NtStatus::NOT_A_DIRECTORY);
+            None => {
+                if matches!(d, disposition::OPEN | disposition::OVERWRITE) {
+                    return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+                }
+                if t.read_only {
+                    return Err(NtStatus::ACCESS_DENIED);
+                }
+                let Some(name) = &last else {
+                    return Err(NtStatus::OBJECT_NAME_INVALID);
+                };
+                let readonly = req.file_attributes & fa::READONLY != 0;
+                let set = SetAttr {
+                    mode: Some(match (want_dir, readonly) {
+                        (true, _) => 0o755,
+                        (false, true) => 0o444,
+                        (false, false) => 0o644,
+                    }),
+                    ..SetAttr::default()
+                };
+                let made = if want_dir {
+                    srv.engine.mkdir(&cred, &parent, name.as_bytes(), &set).await
+                } else {
+                    srv.engine
+                        .create(&cred, &parent, name.as_bytes(), CreateMode::Guarded, &set)
+                        .await
+                };
+                let made = match made {
+                    // Another open made the name first: open what it made.
+                    Err(cache_engine::Error::Exist) if d != disposition::CREATE && !raced => {
+                        raced = true;
+                        continue;
+                    }
+                    Err(cache_engine::Error::Exist) => return Err(NtStatus::OBJECT_NAME_COLLISION),
+                    other => other.nt()?,
+                };
+                let filter = if want_dir {
+                    notify_filter::DIR_NAME
+                } else {
+                    notify_filter::FILE_NAME
+                };
+                notify::changed(&srv, parent, filter, notify_action::ADDED, name);
+                break (made.handle, made.attr, create_action::CREATED);
             }
-            if want_file && is_dir {
-                return Err(NtStatus::FILE_IS_A_DIRECTORY);
-            }
-            let overwrite = matches!(
-                d,
-                disposition::OVERWRITE | disposition::OVERWRITE_IF | disposition::SUPERSEDE
-            );
-            if overwrite && is_dir {
-                return Err(NtStatus::INVALID_PARAMETER);
-            }
-            if overwrite && t.read_only {
-                return Err(NtStatus::ACCESS_DENIED);
-            }
-            let action = match d {
-                disposition::SUPERSEDE => create_action::SUPERSEDED,
-                disposition::OVERWRITE | disposition::OVERWRITE_IF => create_action::OVERWRITTEN,
-                _ => create_action::OPENED,
-            };
-            (fh, attr, action)
-        }
-        None => {
-            if matches!(d, disposition::OPEN | disposition::OVERWRITE) {
-                return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-            }
-            if t.read_only {
-                return Err(NtStatus::ACCESS_DENIED);
-            }
-            let Some(name) = &last else {
-                return Err(NtStatus::OBJECT_NAME_INVALID);
-            };
-            let readonly = req.file_attributes & fa::READONLY != 0;
-            let set = SetAttr {
-                mode: Some(match (want_dir, readonly) {
-                    (true, _) => 0o755,
-                    (false, true) => 0o444,
-                    (false, false) => 0o644,
-                }),
-                ..SetAttr::default()
-            };
-            let made = if want_dir {
-                srv.engine.mkdir(&cred, &parent, name.as_bytes(), &set).await
-            } else {
-                srv.engine
-                    .create(&cred, &parent, name.as_bytes(), CreateMode::Guarded, &set)
-                    .await
-            };
-            let made = match made {
-                Err(cache_engine::Error::Exist) => return Err(NtStatus::OBJECT_NAME_COLLISION),
-                other => other.nt()?,
-            };
-            let filter = if want_dir {
-                notify_filter::DIR_NAME
-            } else {
-                notify_filter::FILE_NAME
-            };
-            notify::changed(&srv, parent, filter, notify_action::ADDED, name);
-            (made.handle, made.attr, create_action::CREATED)
         }
     };
     let is_dir = attr.ftype == FileType::Directory;
