@@ -393,7 +393,8 @@ async fn disposition(ctx: &Ctx, o: &Open, on: bool) -> Result<()> {
             return Err(NtStatus::CANNOT_DELETE);
         }
     }
-    on_file(&srv, o.fh, move |f| f.set_delete_pending(on)).await
+    let key = o.key;
+    on_file(&srv, o.fh, move |f| f.set_delete_pending(key, on)).await
 }
 
 /// The directory and name a rename or link target names.
@@ -441,7 +442,8 @@ async fn rename(ctx: &Ctx, o: &Open, r: RenameInfo) -> Result<()> {
     let loc = (dir, name.clone().into_bytes());
     *o.loc.borrow_mut() = loc.clone();
     *o.path.borrow_mut() = comps.join("\\");
-    on_file(&srv, o.fh, move |f| f.relocate(loc)).await?;
+    let key = o.key;
+    on_file(&srv, o.fh, move |f| f.relocate(key, loc)).await?;
     let filter = if o.is_dir {
         notify_filter::DIR_NAME
     } else {

@@ -29,7 +29,9 @@ pub(crate) type Location = (FileHandle, Vec<u8>);
 pub(crate) struct FileState {
     opens: Vec<OpenEntry>,
     pub delete_pending: bool,
-    loc: Option<Location>,
+    /// The name to remove when the last open closes (with hard links, the
+    /// one the delete was asked through, not the others').
+    doomed: Option<Location>,
     locks: Vec<LockRange>,
     waiters: Vec<async_channel::Sender<()>>,
     watchers: Vec<Watcher>,
@@ -41,6 +43,7 @@ struct OpenEntry {
     access: u32,
     share: u32,
     delete_on_close: bool,
+    loc: Location,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +126,9 @@ impl FileState {
         delete_on_close: bool,
         loc: Location,
     ) -> Result<(), NtStatus> {
-        if self.delete_pending {
+        // Only the name being deleted refuses opens; other hard links of
+        // the file stay usable.
+        if self.delete_pending && self.doomed.as_ref() == Some(&loc) {
             return Err(NtStatus::DELETE_PENDING);
         }
         let uses = |a: u32| (a & DATA_READ != 0, a & DATA_WRITE != 0, a & sa::DELETE != 0);
@@ -151,8 +156,8 @@ impl FileState {
             access,
             share,
             delete_on_close,
+            loc,
         });
-        self.loc = Some(loc);
         Ok(())
     }
 
@@ -160,8 +165,10 @@ impl FileState {
     /// when it was the last open of a file with a delete pending.
     pub fn unregister(&mut self, key: u64) -> Option<Location> {
         if let Some(i) = self.opens.iter().position(|o| o.key == key) {
-            if self.opens.swap_remove(i).delete_on_close {
+            let o = self.opens.swap_remove(i);
+            if o.delete_on_close {
                 self.delete_pending = true;
+                self.doomed = Some(o.loc);
             }
         }
         let before = self.locks.len();
@@ -172,18 +179,27 @@ impl FileState {
         self.watchers.retain(|w| w.key != key);
         if self.opens.is_empty() && self.delete_pending {
             self.delete_pending = false;
-            return self.loc.take();
+            return self.doomed.take();
         }
         None
     }
 
-    /// FileDispositionInformation: the file goes when its last open closes.
-    pub fn set_delete_pending(&mut self, on: bool) {
+    /// FileDispositionInformation through open `key`: its name goes when
+    /// the file's last open closes.
+    pub fn set_delete_pending(&mut self, key: u64, on: bool) {
         self.delete_pending = on;
+        self.doomed = if on {
+            self.opens.iter().find(|o| o.key == key).map(|o| o.loc.clone())
+        } else {
+            None
+        };
     }
 
-    pub fn relocate(&mut self, loc: Location) {
-        self.loc = Some(loc);
+    /// Open `key` renamed the file to `loc`.
+    pub fn relocate(&mut self, key: u64, loc: Location) {
+        if let Some(o) = self.opens.iter_mut().find(|o| o.key == key) {
+            o.loc = loc;
+        }
     }
 
     pub fn open_count(&self) -> usize {
@@ -363,6 +379,31 @@ mod tests {
             Err(NtStatus::DELETE_PENDING)
         );
         assert_eq!(s.unregister(3), Some((fh(), b"a".to_vec())));
+    }
+
+    #[test]
+    fn delete_on_close_removes_the_name_it_was_asked_through() {
+        // Two hard links of one file: deleting `b` leaves `a` usable, and
+        // the last close (through `a`) removes `b`.
+        let mut s = FileState::default();
+        let all = share_access::READ | share_access::WRITE | share_access::DELETE;
+        let (a, b) = ((fh(), b"a".to_vec()), (fh(), b"b".to_vec()));
+        s.register(1, sa::FILE_READ_DATA, all, false, a.clone()).unwrap();
+        s.register(2, sa::DELETE, all, true, b.clone()).unwrap();
+        assert_eq!(s.unregister(2), None);
+        assert_eq!(
+            s.register(3, sa::FILE_READ_DATA, all, false, b.clone()),
+            Err(NtStatus::DELETE_PENDING)
+        );
+        s.register(4, sa::FILE_READ_DATA, all, false, a.clone()).unwrap();
+        assert_eq!(s.unregister(1), None);
+        assert_eq!(s.unregister(4), Some(b.clone()));
+        // FileDispositionInformation names the open's own link too.
+        s.register(5, sa::DELETE, all, false, a.clone()).unwrap();
+        s.register(6, sa::FILE_READ_DATA, all, false, b).unwrap();
+        s.set_delete_pending(5, true);
+        assert_eq!(s.unregister(5), None);
+        assert_eq!(s.unregister(6), Some(a));
     }
 
     #[test]
