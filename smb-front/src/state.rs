@@ -177,7 +177,13 @@ impl FileState {
             self.wake();
         }
         self.watchers.retain(|w| w.key != key);
-        if self.opens.is_empty() && self.delete_pending {
+        // The doomed name goes when its own last open closes, as on
+        // Windows: opens through other hard links do not hold it.
+        let held = match &self.doomed {
+            Some(d) => self.opens.iter().any(|o| &o.loc == d),
+            None => !self.opens.is_empty(),
+        };
+        if self.delete_pending && !held {
             self.delete_pending = false;
             return self.doomed.take();
         }
@@ -384,26 +390,26 @@ mod tests {
     #[test]
     fn delete_on_close_removes_the_name_it_was_asked_through() {
         // Two hard links of one file: deleting `b` leaves `a` usable, and
-        // the last close (through `a`) removes `b`.
+        // `b` goes when its own last open closes, while `a` is still open.
         let mut s = FileState::default();
         let all = share_access::READ | share_access::WRITE | share_access::DELETE;
         let (a, b) = ((fh(), b"a".to_vec()), (fh(), b"b".to_vec()));
         s.register(1, sa::FILE_READ_DATA, all, false, a.clone()).unwrap();
         s.register(2, sa::DELETE, all, true, b.clone()).unwrap();
+        s.register(3, sa::FILE_READ_DATA, all, false, b.clone()).unwrap();
         assert_eq!(s.unregister(2), None);
         assert_eq!(
-            s.register(3, sa::FILE_READ_DATA, all, false, b.clone()),
+            s.register(4, sa::FILE_READ_DATA, all, false, b.clone()),
             Err(NtStatus::DELETE_PENDING)
         );
-        s.register(4, sa::FILE_READ_DATA, all, false, a.clone()).unwrap();
-        assert_eq!(s.unregister(1), None);
-        assert_eq!(s.unregister(4), Some(b.clone()));
-        // FileDispositionInformation names the open's own link too.
-        s.register(5, sa::DELETE, all, false, a.clone()).unwrap();
-        s.register(6, sa::FILE_READ_DATA, all, false, b).unwrap();
-        s.set_delete_pending(5, true);
+        s.register(5, sa::FILE_READ_DATA, all, false, a.clone()).unwrap();
+        assert_eq!(s.unregister(3), Some(b.clone()));
         assert_eq!(s.unregister(5), None);
-        assert_eq!(s.unregister(6), Some(a));
+        // FileDispositionInformation names the open's own link too.
+        s.register(6, sa::DELETE, all, false, b).unwrap();
+        s.set_delete_pending(1, true);
+        assert_eq!(s.unregister(1), Some(a));
+        assert_eq!(s.unregister(6), None);
     }
 
     #[test]
