@@ -107,6 +107,7 @@ pub(crate) async fn maximal_access(
 async fn admit(
     ctx: &mut Ctx,
     req: &CreateRequest,
+    caching: Caching,
     key: u64,
     fh: FileHandle,
     access: u32,
@@ -115,7 +116,6 @@ async fn admit(
     loc: &state::Location,
 ) -> Result<Granted> {
     let srv = ctx.srv().clone();
-    let caching = oplock::caching(&ctx.conn, req);
     if let Caching::Lease(l) = &caching {
         oplock::claim_key(&srv, l.client, l.key, fh)?;
     }
@@ -325,7 +325,8 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
     }
     let loc = (parent, last.clone().unwrap_or_default().into_bytes());
     oplock::register(&ctx.conn, key, ctx.session_id);
-    let granted = match admit(ctx, &req, key, fh, desired, doc, is_dir, &loc).await {
+    let caching = oplock::caching(&ctx.conn, &req);
+    let granted = match admit(ctx, &req, caching, key, fh, desired, doc, is_dir, &loc).await {
         Ok(g) => g,
         Err(e) => {
             oplock::unregister(&srv, key);
@@ -351,7 +352,7 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
             }
         }
     }
-    let (oplock, lease) = oplock::granted(granted, &oplock::caching(&ctx.conn, &req));
+    let (oplock, lease) = oplock::granted(granted, &caching);
     let mut contexts = Vec::new();
     for c in &req.contexts {
         match c {
