@@ -1,8 +1,13 @@
 //! What every front end needs from the engine to serve: listeners that
-//! every shard accepts on (`SO_REUSEPORT`), and the directory a configured
-//! path (an export, a share) names.
+//! every shard accepts on (`SO_REUSEPORT`) with connections spread evenly,
+//! buffers for large messages, and the directory a configured path (an
+//! export, a share) names.
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::types::{Credentials, FileType};
 use crate::{Engine, Error, FileHandle, Result};
@@ -42,11 +47,78 @@ pub fn listeners_for_shards(
     Ok((bound, all))
 }
 
+/// Spreads a front end's connections evenly over the shards. SO_REUSEPORT
+/// picks the accepting shard by a hash of the addresses, which with a
+/// handful of clients (a render node's mounts, a benchmark) can pile them
+/// on one core; a shard that accepts while it serves more connections than
+/// another hands the new one over (once, at accept).
+pub struct Spread {
+    conns: Vec<AtomicUsize>,
+    inbox: Vec<Handoff>,
+}
+
+type Handed = (std::net::TcpStream, SocketAddr);
+
+struct Handoff {
+    tx: async_channel::Sender<Handed>,
+    rx: async_channel::Receiver<Handed>,
+}
+
+impl Spread {
+    pub fn new(shards: usize) -> Arc<Spread> {
+        let n = shards.max(1);
+        Arc::new(Spread {
+            conns: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            inbox: (0..n)
+                .map(|_| {
+                    let (tx, rx) = async_channel::bounded(64);
+                    Handoff { tx, rx }
+                })
+                .collect(),
+        })
+    }
+
+    /// Where a connection accepted on `here` should be served.
+    fn place(&self, here: usize) -> usize {
+        let load = |i: usize| self.conns[i].load(Ordering::Relaxed);
+        let least = (0..self.conns.len()).min_by_key(|&i| load(i)).unwrap_or(here);
+        if load(least) < load(here) {
+            least
+        } else {
+            here
+        }
+    }
+
+    /// Hand `stream` to shard `to`; gives it back if that cannot be done.
+    fn hand_over(
+        &self,
+        to: usize,
+        stream: compio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Option<compio::net::TcpStream> {
+        // The socket leaves this shard's ring as a plain descriptor.
+        let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
+            return Some(stream);
+        };
+        match self.inbox[to].tx.try_send((std::net::TcpStream::from(fd), peer)) {
+            Ok(()) => None,
+            Err(_) => Some(stream),
+        }
+    }
+}
+
 /// Accept on `l` on this shard's thread until `stop` closes, handing each
-/// connection (with TCP_NODELAY set) to `serve` as a task of this thread.
-/// `what` names the front end in log lines.
-pub fn spawn_acceptor<F, Fut>(what: &'static str, l: TcpListener, stop: async_channel::Receiver<()>, serve: F)
-where
+/// connection (with TCP_NODELAY set) to `serve` as a task of this thread,
+/// or of a less busy shard when `spread` says so: every shard's acceptor
+/// must then be given the same `Spread` and its own index. `what` names
+/// the front end in log lines.
+pub fn spawn_acceptor<F, Fut>(
+    what: &'static str,
+    l: TcpListener,
+    stop: async_channel::Receiver<()>,
+    spread: Option<(Arc<Spread>, usize)>,
+    serve: F,
+) where
     F: Fn(compio::net::TcpStream, SocketAddr) -> Fut + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
@@ -57,6 +129,45 @@ where
             return;
         }
     };
+    let serve = Rc::new(serve);
+    let start = {
+        let spread = spread.clone();
+        Rc::new(move |stream: compio::net::TcpStream, peer: SocketAddr| {
+            let _ = stream.set_nodelay(true);
+            let (serve, spread) = (serve.clone(), spread.clone());
+            compio::runtime::spawn(async move {
+                if let Some((s, i)) = &spread {
+                    s.conns[*i].fetch_add(1, Ordering::Relaxed);
+                }
+                serve(stream, peer).await;
+                if let Some((s, i)) = &spread {
+                    s.conns[*i].fetch_sub(1, Ordering::Relaxed);
+                }
+            })
+            .detach();
+        })
+    };
+    if let Some((s, i)) = &spread {
+        // Its own task: an accept dropped while in flight can lose the
+        // connection the kernel just gave it.
+        let (inbox, start, stop) = (s.inbox[*i].rx.clone(), start.clone(), stop.clone());
+        compio::runtime::spawn(async move {
+            loop {
+                let stopped = stop.recv();
+                let handed = inbox.recv();
+                futures::pin_mut!(stopped, handed);
+                let (std_stream, peer) = match futures::future::select(stopped, handed).await {
+                    futures::future::Either::Right((Ok(h), _)) => h,
+                    _ => break,
+                };
+                match compio::net::TcpStream::from_std(std_stream) {
+                    Ok(stream) => start(stream, peer),
+                    Err(e) => tracing::warn!("{what}: cannot take a handed-over connection: {e}"),
+                }
+            }
+        })
+        .detach();
+    }
     compio::runtime::spawn(async move {
         loop {
             let stopped = stop.recv();
@@ -68,8 +179,17 @@ where
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    compio::runtime::spawn(serve(stream, peer)).detach();
+                    let stream = match &spread {
+                        Some((s, here)) => match s.place(*here) {
+                            to if to != *here => match s.hand_over(to, stream, peer) {
+                                None => continue,
+                                Some(back) => back,
+                            },
+                            _ => stream,
+                        },
+                        None => stream,
+                    };
+                    start(stream, peer);
                 }
                 Err(e) => {
                     tracing::warn!("{what}: accept failed: {e}");
@@ -120,5 +240,78 @@ impl Drop for StopSignal {
             // (compio guards its remote wake-ups): leave the listeners be.
             std::mem::forget(self.0.take());
         }
+    }
+}
+
+/// Large messages (WRITE payloads): each is read straight into a buffer of
+/// its own, with no copy out of a shared read buffer, and the buffer goes
+/// back to a pool when the last `Bytes` of it drops, wherever that is. A
+/// fresh buffer would cost a page fault per 4 KiB on every message.
+pub mod large {
+    use std::sync::LazyLock;
+
+    use bytes::Bytes;
+    use compio::buf::{BufResult, IntoInner, IoBuf};
+    use compio::io::AsyncRead;
+    use crossbeam_queue::ArrayQueue;
+
+    /// Messages from this size on are read by [`read_rest`].
+    pub const MIN: usize = 128 << 10;
+    /// Buffers kept for reuse, shared by all shards.
+    const POOLED: usize = 8;
+
+    static POOL: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(POOLED));
+
+    struct Recycled(Vec<u8>);
+
+    impl AsRef<[u8]> for Recycled {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Recycled {
+        fn drop(&mut self) {
+            let mut v = std::mem::take(&mut self.0);
+            v.clear();
+            let _ = POOL.push(v);
+        }
+    }
+
+    /// Read the rest of a `len`-byte message of which `head` has arrived.
+    /// A connection that ends first is an `UnexpectedEof` error.
+    pub async fn read_rest(rd: &mut impl AsyncRead, head: &[u8], len: usize) -> std::io::Result<Bytes> {
+        let mut buf = POOL.pop().unwrap_or_default();
+        buf.reserve_exact(len);
+        buf.extend_from_slice(&head[..head.len().min(len)]);
+        while buf.len() < len {
+            let at = buf.len();
+            // The slice ends at the message: the next one stays in the socket.
+            let BufResult(res, slice) = rd.read(buf.slice(at..len)).await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Bytes::from_owner(Recycled(buf)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_to_a_shard_serving_fewer() {
+        let s = Spread::new(3);
+        assert_eq!(s.place(1), 1);
+        s.conns[1].store(2, Ordering::Relaxed);
+        s.conns[0].store(1, Ordering::Relaxed);
+        s.conns[2].store(1, Ordering::Relaxed);
+        assert!(matches!(s.place(1), 0 | 2));
+        // A tie stays where it was accepted: no needless hand-over.
+        assert_eq!(s.place(0), 0);
     }
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cache_engine::front::large;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -22,8 +23,15 @@ use crate::Server;
 const MAX_IOVECS: usize = 512;
 
 /// Start accepting on this shard's thread until `stop` closes.
-pub fn spawn_acceptor(srv: Arc<Server>, l: std::net::TcpListener, stop: async_channel::Receiver<()>) {
-    cache_engine::front::spawn_acceptor("nfs", l, stop, move |stream, peer| {
+/// `spread`: the shards' common `Spread` and this shard's index, to even
+/// out connections (not for a listener only one shard has).
+pub fn spawn_acceptor(
+    srv: Arc<Server>,
+    l: std::net::TcpListener,
+    stop: async_channel::Receiver<()>,
+    spread: Option<(Arc<cache_engine::front::Spread>, usize)>,
+) {
+    cache_engine::front::spawn_acceptor("nfs", l, stop, spread, move |stream, peer| {
         serve(srv.clone(), stream, peer)
     });
 }
@@ -38,9 +46,15 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
     let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
     let mut records = RecordReader::new(srv.cfg.max_record);
+    // A large record read by itself, to run before the buffered ones.
+    let mut pending: Option<Bytes> = None;
     'conn: loop {
         loop {
-            match records.next_record() {
+            let next = match pending.take() {
+                Some(rec) => Ok(Some(rec)),
+                None => records.next_record(),
+            };
+            match next {
                 Ok(Some(rec)) => {
                     cache_engine::note_work();
                     if permit_tx.send(()).await.is_err() {
@@ -71,6 +85,17 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                     break 'conn;
                 }
             }
+        }
+        match records.take_partial(large::MIN) {
+            Ok(None) => {}
+            Ok(Some((len, head))) => match large::read_rest(&mut rd, &head, len).await {
+                Ok(rec) => {
+                    pending = Some(rec);
+                    continue;
+                }
+                Err(_) => break,
+            },
+            Err(_) => break,
         }
         let mut buf = std::mem::take(records.buffer());
         buf.reserve(records.wanted().clamp(32 << 10, srv.cfg.max_record + 4));

@@ -30,7 +30,7 @@ pub(crate) fn bind(at: SocketAddr) -> std::io::Result<Bound> {
 /// Serve portmapper on this thread: TCP through the normal connection
 /// code (which answers program 100000 on any port), UDP here.
 pub(crate) fn spawn(srv: Arc<Server>, b: Bound, stop: async_channel::Receiver<()>) {
-    crate::conn::spawn_acceptor(srv.clone(), b.tcp, stop.clone());
+    crate::conn::spawn_acceptor(srv.clone(), b.tcp, stop.clone(), None);
     let Ok(udp) = UdpSocket::from_std(b.udp) else {
         tracing::error!("portmapper: cannot use the UDP socket");
         return;

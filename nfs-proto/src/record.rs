@@ -61,6 +61,22 @@ impl RecordReader {
         Some(((v & !LAST) as usize, v & LAST != 0))
     }
 
+    /// The record in progress, when it is a single fragment of at least
+    /// `min` bytes that has not all arrived: its length and the part of it
+    /// that has, taken out of the buffer. The caller reads the rest itself.
+    pub fn take_partial(&mut self, min: usize) -> Result<Option<(usize, BytesMut)>, RecordError> {
+        match self.header() {
+            Some((len, true)) if self.partial.is_empty() && len >= min && self.buf.len() < 4 + len => {
+                if len > self.max {
+                    return Err(RecordError::TooLarge { max: self.max });
+                }
+                self.buf.advance(4);
+                Ok(Some((len, self.buf.split())))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The next whole record, if one has arrived. A single-fragment record is
     /// a slice of the read buffer (no copy).
     pub fn next_record(&mut self) -> Result<Option<Bytes>, RecordError> {
@@ -116,6 +132,23 @@ pub fn frame(payload: &[u8], max_fragment: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_single_fragment_record_is_handed_over_with_what_has_arrived() {
+        let mut r = RecordReader::new(100);
+        r.buffer().extend_from_slice(&record_mark(10));
+        r.buffer().extend_from_slice(b"abc");
+        assert!(r.take_partial(11).unwrap().is_none());
+        let (len, head) = r.take_partial(10).unwrap().unwrap();
+        assert_eq!((len, &head[..]), (10, &b"abc"[..]));
+        assert!(r.buffer().is_empty());
+        // Too large is refused; fragments of a longer record are assembled here.
+        r.buffer().extend_from_slice(&record_mark(101));
+        assert!(r.take_partial(1).is_err());
+        let mut r = RecordReader::new(100);
+        r.buffer().extend_from_slice(&frame(&[1u8; 20], 8)[..14]);
+        assert!(r.take_partial(1).unwrap().is_none());
+    }
 
     fn feed(r: &mut RecordReader, bytes: &[u8], step: usize) -> Vec<Bytes> {
         let mut out = Vec::new();

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cache_engine::front::large;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -44,9 +45,10 @@ pub fn spawn_acceptor(
     srv: Arc<Server>,
     l: std::net::TcpListener,
     stop: async_channel::Receiver<()>,
+    spread: Arc<cache_engine::front::Spread>,
     shard: usize,
 ) {
-    cache_engine::front::spawn_acceptor("smb", l, stop, move |stream, peer| {
+    cache_engine::front::spawn_acceptor("smb", l, stop, Some((spread, shard)), move |stream, peer| {
         serve(srv.clone(), stream, peer, shard)
     });
 }
@@ -418,9 +420,15 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
         }),
     });
     let mut frames = FrameReader::new(max_frame);
+    // A large message read by itself, to run before the buffered ones.
+    let mut pending: Option<Bytes> = None;
     'conn: loop {
         loop {
-            match frames.next_frame() {
+            let next = match pending.take() {
+                Some(frame) => Ok(Some(frame)),
+                None => frames.next_frame(),
+            };
+            match next {
                 Ok(Some(frame)) => {
                     cache_engine::note_work();
                     let Some((plain, sealed)) = admit(&conn, frame) else {
@@ -448,6 +456,17 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
                     break 'conn;
                 }
             }
+        }
+        match frames.take_partial(large::MIN) {
+            Ok(None) => {}
+            Ok(Some((len, head))) => match large::read_rest(&mut rd, &head, len).await {
+                Ok(frame) => {
+                    pending = Some(frame);
+                    continue;
+                }
+                Err(_) => break,
+            },
+            Err(_) => break,
         }
         let mut buf = std::mem::take(frames.buffer());
         buf.reserve(frames.wanted().clamp(64 << 10, max_frame + 4));

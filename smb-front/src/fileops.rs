@@ -410,17 +410,23 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
     Ok(Reply::ok(b))
 }
 
-/// Let go of an open: commit its unstable writes, drop its share mode,
+/// Let go of an open: start committing its unstable writes, drop its share mode,
 /// locks and watchers, and delete the file if it was the last open of a
 /// file with a delete pending.
 pub(crate) async fn release(conn: &Conn, o: &Open) {
     let srv = &conn.srv;
     o.closing.close();
-    if o.dirty.get() {
-        o.dirty.set(false);
-        if let Err(e) = srv.engine.commit(&o.cred, &o.fh).await {
-            tracing::warn!("smb: commit on close failed: {e}");
-        }
+    if o.dirty.replace(false) {
+        // Flush behind: the close does not wait for stable storage (FLUSH
+        // and write-through do), as with Windows and Samba.
+        let (s, cred, fh) = (srv.clone(), o.cred.clone(), o.fh);
+        compio::runtime::spawn(async move {
+            match s.engine.commit(&cred, &fh).await {
+                Ok(_) | Err(cache_engine::Error::Stale) => {}
+                Err(e) => tracing::warn!("smb: flush after close failed: {e}"),
+            }
+        })
+        .detach();
     }
     let key = o.key;
     let r = on_file(srv, o.fh, move |f| {

@@ -174,11 +174,12 @@ impl SmbServer {
         });
         oplock::subscribe(&server);
         let (stop_tx, stop_rx) = cache_engine::front::StopSignal::new();
+        let spread = cache_engine::front::Spread::new(listeners.len());
         for (i, l) in listeners.into_iter().enumerate() {
-            let (srv, stop) = (server.clone(), stop_rx.clone());
+            let (srv, stop, spread) = (server.clone(), stop_rx.clone(), spread.clone());
             engine
                 .run_on(i, move || async move {
-                    conn::spawn_acceptor(srv, l, stop, i);
+                    conn::spawn_acceptor(srv, l, stop, spread, i);
                 })
                 .await
                 .map_err(StartError::Shard)?;

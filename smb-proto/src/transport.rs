@@ -67,6 +67,19 @@ impl FrameReader {
         Ok(Some(len))
     }
 
+    /// The message in progress, when its length is known to be at least
+    /// `min` and it has not all arrived: its length and the part of it that
+    /// has, taken out of the buffer. The caller reads the rest itself.
+    pub fn take_partial(&mut self, min: usize) -> Result<Option<(usize, BytesMut)>, DecodeError> {
+        match self.header()? {
+            Some(len) if len >= min && self.buf.len() < 4 + len => {
+                self.buf.advance(4);
+                Ok(Some((len, self.buf.split())))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The next whole message, as a slice of the read buffer (no copy). An
     /// error means the stream is unusable and the connection must close.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, DecodeError> {
@@ -106,6 +119,22 @@ mod tests {
             assert!(got[1].is_empty());
             assert_eq!(got[2].len(), 300);
         }
+    }
+
+    #[test]
+    fn a_large_message_in_progress_is_handed_over_with_what_has_arrived() {
+        let mut r = FrameReader::new(1 << 20);
+        r.buffer().extend_from_slice(&frame_header(10));
+        r.buffer().extend_from_slice(b"abc");
+        assert!(r.take_partial(11).unwrap().is_none());
+        let (len, head) = r.take_partial(10).unwrap().unwrap();
+        assert_eq!((len, &head[..]), (10, &b"abc"[..]));
+        assert!(r.buffer().is_empty());
+        // A whole message is for next_frame.
+        r.buffer().extend_from_slice(&frame_header(2));
+        r.buffer().extend_from_slice(b"hi");
+        assert!(r.take_partial(1).unwrap().is_none());
+        assert_eq!(&r.next_frame().unwrap().unwrap()[..], b"hi");
     }
 
     #[test]

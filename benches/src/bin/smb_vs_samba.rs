@@ -47,6 +47,10 @@ struct Args {
     /// Seconds of each smbtorture bench slice (torture:timelimit).
     #[arg(long, default_value_t = 10)]
     bench_seconds: u64,
+    /// Measured put/get pairs per server per round (each put into a file
+    /// just deleted).
+    #[arg(long, default_value_t = 3)]
+    seq_repeats: u32,
     /// Rounds: every workload once per server per round.
     #[arg(long, default_value_t = 2)]
     rounds: u32,
@@ -293,9 +297,17 @@ impl Figures {
             .or_default()
             .push(v);
     }
-    fn mean(&self, what: &str, server: &str) -> Option<f64> {
-        let v = self.samples.get(&(what.into(), server.into()))?;
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    /// The median sample: this machine's speed drifts, and one stall
+    /// should not move a figure.
+    fn median(&self, what: &str, server: &str) -> Option<f64> {
+        let mut v = self.samples.get(&(what.into(), server.into()))?.clone();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(v[n / 2]),
+            _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
     }
 }
 
@@ -388,19 +400,21 @@ fn main() -> anyhow::Result<()> {
             smbclient(s, &local, &format!("put seq.bin {remote}"))?;
             smbclient(s, &local, &format!("get {remote} back.bin"))?;
             std::fs::remove_file(local.join("back.bin"))?;
-            smbclient(s, &local, &format!("del {remote}"))?;
-            let put = smbclient(s, &local, &format!("put seq.bin {remote}"))?;
-            smbclient(s, &local, &format!("get {remote} back.bin"))?;
-            std::fs::remove_file(local.join("back.bin"))?;
-            let get = smbclient(s, &local, &format!("get {remote} back.bin"))?;
-            anyhow::ensure!(
-                std::fs::metadata(local.join("back.bin"))?.len() == a.seq_mib << 20,
-                "get of {remote} returned a file of the wrong size"
-            );
-            let mb = (a.seq_mib << 20) as f64 / 1e6;
-            fig.add("smbclient put 1 file MB/s", &s.name, mb / put.as_secs_f64());
-            fig.add("smbclient get 1 file MB/s", &s.name, mb / get.as_secs_f64());
-            std::fs::remove_file(local.join("back.bin"))?;
+            for _ in 0..a.seq_repeats.max(1) {
+                smbclient(s, &local, &format!("del {remote}"))?;
+                let put = smbclient(s, &local, &format!("put seq.bin {remote}"))?;
+                smbclient(s, &local, &format!("get {remote} back.bin"))?;
+                std::fs::remove_file(local.join("back.bin"))?;
+                let get = smbclient(s, &local, &format!("get {remote} back.bin"))?;
+                anyhow::ensure!(
+                    std::fs::metadata(local.join("back.bin"))?.len() == a.seq_mib << 20,
+                    "get of {remote} returned a file of the wrong size"
+                );
+                let mb = (a.seq_mib << 20) as f64 / 1e6;
+                fig.add("smbclient put 1 file MB/s", &s.name, mb / put.as_secs_f64());
+                fig.add("smbclient get 1 file MB/s", &s.name, mb / get.as_secs_f64());
+                std::fs::remove_file(local.join("back.bin"))?;
+            }
             std::fs::remove_file(export.join(&remote))?;
         }
         for s in &order {
@@ -434,9 +448,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     notes.push(format!(
-        "{} rounds; smbtorture benches {} s each; put/get {} MiB with smbclient -m SMB3, each after an unmeasured one (hot cache); \
+        "medians of {} rounds; smbtorture benches {} s each; put/get {} MiB with smbclient -m SMB3, {} of each per round after an unmeasured one (hot cache); \
          random reads: smbprotocol 3.1.1 signed, {} processes, {} s",
-        a.rounds, a.bench_seconds, a.seq_mib, a.rand_concurrency, a.rand_seconds
+        a.rounds, a.bench_seconds, a.seq_mib, a.seq_repeats, a.rand_concurrency, a.rand_seconds
     ));
 
     let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
@@ -447,7 +461,7 @@ fn main() -> anyhow::Result<()> {
     let mut table = Table::with_header(header);
     for what in &fig.order {
         let mut cells = vec![what.clone()];
-        let vals: Vec<Option<f64>> = names.iter().map(|n| fig.mean(what, n)).collect();
+        let vals: Vec<Option<f64>> = names.iter().map(|n| fig.median(what, n)).collect();
         cells.extend(vals.iter().map(|v| v.map_or("n/a".into(), |v| format!("{v:.1}"))));
         cells.push(
             match (vals.first().copied().flatten(), vals.get(1).copied().flatten()) {
