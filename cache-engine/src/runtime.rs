@@ -21,7 +21,8 @@ pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
 thread_local! {
     /// The shard whose thread this is, if it is one.
     static CURRENT: std::cell::RefCell<Option<Rc<Shard>>> = const { std::cell::RefCell::new(None) };
-    /// When this thread last received work (a job or a client request).
+    /// When this thread last received work (a job, a client request) or
+    /// started a cache read.
     static LAST_WORK: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
