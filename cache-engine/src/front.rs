@@ -78,15 +78,20 @@ impl Spread {
         })
     }
 
-    /// Where a connection accepted on `here` should be served.
+    /// Where a connection accepted on `here` should be served. It counts
+    /// there from now on, so a burst of connections spreads too.
     fn place(&self, here: usize) -> usize {
         let load = |i: usize| self.conns[i].load(Ordering::Relaxed);
         let least = (0..self.conns.len()).min_by_key(|&i| load(i)).unwrap_or(here);
-        if load(least) < load(here) {
-            least
-        } else {
-            here
-        }
+        let to = if load(least) < load(here) { least } else { here };
+        self.conns[to].fetch_add(1, Ordering::Relaxed);
+        to
+    }
+
+    /// A connection counted on `from` is served on `to` after all.
+    fn moved(&self, from: usize, to: usize) {
+        self.conns[from].fetch_sub(1, Ordering::Relaxed);
+        self.conns[to].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Hand `stream` to shard `to`; gives it back if that cannot be done.
@@ -136,9 +141,7 @@ pub fn spawn_acceptor<F, Fut>(
             let _ = stream.set_nodelay(true);
             let (serve, spread) = (serve.clone(), spread.clone());
             compio::runtime::spawn(async move {
-                if let Some((s, i)) = &spread {
-                    s.conns[*i].fetch_add(1, Ordering::Relaxed);
-                }
+                // Counted by `place` when accepted.
                 serve(stream, peer).await;
                 if let Some((s, i)) = &spread {
                     s.conns[*i].fetch_sub(1, Ordering::Relaxed);
@@ -151,6 +154,7 @@ pub fn spawn_acceptor<F, Fut>(
         // Its own task: an accept dropped while in flight can lose the
         // connection the kernel just gave it.
         let (inbox, start, stop) = (s.inbox[*i].rx.clone(), start.clone(), stop.clone());
+        let (s, i) = (s.clone(), *i);
         compio::runtime::spawn(async move {
             loop {
                 let stopped = stop.recv();
@@ -162,7 +166,10 @@ pub fn spawn_acceptor<F, Fut>(
                 };
                 match compio::net::TcpStream::from_std(std_stream) {
                     Ok(stream) => start(stream, peer),
-                    Err(e) => tracing::warn!("{what}: cannot take a handed-over connection: {e}"),
+                    Err(e) => {
+                        s.conns[i].fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!("{what}: cannot take a handed-over connection: {e}");
+                    }
                 }
             }
         })
@@ -183,7 +190,10 @@ pub fn spawn_acceptor<F, Fut>(
                         Some((s, here)) => match s.place(*here) {
                             to if to != *here => match s.hand_over(to, stream, peer) {
                                 None => continue,
-                                Some(back) => back,
+                                Some(back) => {
+                                    s.moved(to, *here);
+                                    back
+                                }
                             },
                             _ => stream,
                         },
@@ -306,12 +316,24 @@ mod tests {
     #[test]
     fn a_connection_goes_to_a_shard_serving_fewer() {
         let s = Spread::new(3);
+        let load = |s: &Spread| s.conns.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>();
         assert_eq!(s.place(1), 1);
+        assert_eq!(load(&s), [0, 1, 0]);
         s.conns[1].store(2, Ordering::Relaxed);
         s.conns[0].store(1, Ordering::Relaxed);
         s.conns[2].store(1, Ordering::Relaxed);
-        assert!(matches!(s.place(1), 0 | 2));
+        let to = s.place(1);
+        assert!(matches!(to, 0 | 2));
+        assert_eq!(s.conns[to].load(Ordering::Relaxed), 2);
         // A tie stays where it was accepted: no needless hand-over.
+        s.conns[0].store(1, Ordering::Relaxed);
+        s.conns[2].store(1, Ordering::Relaxed);
         assert_eq!(s.place(0), 0);
+        // A burst accepted on one shard alternates: each is counted at once.
+        let s = Spread::new(2);
+        let placed: Vec<usize> = (0..4).map(|_| s.place(0)).collect();
+        assert_eq!(placed, [0, 1, 0, 1]);
+        s.moved(1, 0);
+        assert_eq!(load(&s), [3, 1]);
     }
 }
