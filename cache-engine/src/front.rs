@@ -50,8 +50,9 @@ pub fn listeners_for_shards(
 /// Spreads a front end's connections evenly over the shards. SO_REUSEPORT
 /// picks the accepting shard by a hash of the addresses, which with a
 /// handful of clients (a render node's mounts, a benchmark) can pile them
-/// on one core; a shard that accepts while it serves more connections than
-/// another hands the new one over (once, at accept).
+/// on one core; instead each connection goes to the shard serving fewest,
+/// the accepting shard handing it over (once, at accept) when that is
+/// another.
 pub struct Spread {
     conns: Vec<AtomicUsize>,
     inbox: Vec<Handoff>,
@@ -78,12 +79,14 @@ impl Spread {
         })
     }
 
-    /// Where a connection accepted on `here` should be served. It counts
-    /// there from now on, so a burst of connections spreads too.
+    /// Where a connection accepted on `here` should be served: the shard
+    /// serving fewest, the lowest-numbered of those, so that placement does
+    /// not depend on which shard happened to accept (clients that open one
+    /// control connection and then their workers get the workers spread
+    /// evenly). It counts there from now on, so a burst spreads too.
     fn place(&self, here: usize) -> usize {
         let load = |i: usize| self.conns[i].load(Ordering::Relaxed);
-        let least = (0..self.conns.len()).min_by_key(|&i| load(i)).unwrap_or(here);
-        let to = if load(least) < load(here) { least } else { here };
+        let to = (0..self.conns.len()).min_by_key(|&i| load(i)).unwrap_or(here);
         self.conns[to].fetch_add(1, Ordering::Relaxed);
         to
     }
@@ -317,18 +320,15 @@ mod tests {
     fn a_connection_goes_to_a_shard_serving_fewer() {
         let s = Spread::new(3);
         let load = |s: &Spread| s.conns.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>();
-        assert_eq!(s.place(1), 1);
-        assert_eq!(load(&s), [0, 1, 0]);
-        s.conns[1].store(2, Ordering::Relaxed);
-        s.conns[0].store(1, Ordering::Relaxed);
+        assert_eq!(s.place(1), 0);
+        assert_eq!(load(&s), [1, 0, 0]);
+        s.conns[0].store(2, Ordering::Relaxed);
+        s.conns[1].store(1, Ordering::Relaxed);
         s.conns[2].store(1, Ordering::Relaxed);
-        let to = s.place(1);
-        assert!(matches!(to, 0 | 2));
-        assert_eq!(s.conns[to].load(Ordering::Relaxed), 2);
-        // A tie stays where it was accepted: no needless hand-over.
-        s.conns[0].store(1, Ordering::Relaxed);
-        s.conns[2].store(1, Ordering::Relaxed);
-        assert_eq!(s.place(0), 0);
+        // Ties go to the lowest-numbered shard, wherever accepted.
+        assert_eq!(s.place(2), 1);
+        assert_eq!(load(&s), [2, 2, 1]);
+        assert_eq!(s.place(0), 2);
         // A burst accepted on one shard alternates: each is counted at once.
         let s = Spread::new(2);
         let placed: Vec<usize> = (0..4).map(|_| s.place(0)).collect();
