@@ -24,6 +24,26 @@ thread_local! {
     /// When this thread last received work (a job, a client request) or
     /// started a cache read.
     static LAST_WORK: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// Cache reads this thread has in flight.
+    static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A cache read in flight on this thread: while one is, its shard polls
+/// its ring rather than sleeping (when it polls at all, see `spin`).
+pub(crate) struct ReadInFlight(());
+
+impl ReadInFlight {
+    pub(crate) fn start() -> Self {
+        READS.with(|r| r.set(r.get() + 1));
+        ReadInFlight(())
+    }
+}
+
+impl Drop for ReadInFlight {
+    fn drop(&mut self) {
+        READS.with(|r| r.set(r.get().saturating_sub(1)));
+        note_work();
+    }
 }
 
 /// Note that this thread just received work, so its shard keeps polling for
@@ -211,7 +231,8 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 rt.poll_with(Some(Duration::ZERO));
                 continue;
             }
-            let recent = LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin);
+            let recent = !spin.is_zero()
+                && (READS.with(|r| r.get()) > 0 || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             if recent {
                 rt.poll_with(Some(Duration::ZERO));
                 std::thread::yield_now();

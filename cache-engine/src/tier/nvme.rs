@@ -1270,7 +1270,7 @@ async fn read_exact_at(
         let done = buf.len();
         // Poll for the completion instead of sleeping on it: a wake-up per
         // read costs more than the read on a virtual disk.
-        crate::runtime::note_work();
+        let _polling = crate::runtime::ReadInFlight::start();
         let BufResult(res, slice) = submit_now(file.read_at(buf.slice(done..len), pos + done as u64)).await;
         buf = slice.into_inner();
         match res {
