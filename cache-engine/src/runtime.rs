@@ -211,17 +211,22 @@ fn shard_main(
     });
 }
 
+/// A yield that takes this long ran another thread.
+const CONTENDED: Duration = Duration::from_micros(50);
+
 /// `Runtime::block_on`, except that for `spin` after the last work arrived
 /// the thread keeps polling its ring instead of sleeping in it. A request
 /// that hops to another shard and back costs two thread wake-ups, each tens
 /// of microseconds on a virtual machine; a shard still polling sees the hop
 /// within a microsecond or two. Between polls the thread yields, so other
-/// processes on the core are not starved.
+/// processes on the core are not starved, and once one of them runs in
+/// that yield the thread sleeps until its next event instead.
 fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
         let mut cx = std::task::Context::from_waker(&waker);
         let mut future = std::pin::pin!(future);
+        let mut contended = false;
         loop {
             if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 rt.run();
@@ -233,10 +238,16 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
             }
             let recent = !spin.is_zero()
                 && (READS.with(|r| r.get()) > 0 || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
-            if recent {
+            if recent && !contended {
                 rt.poll_with(Some(Duration::ZERO));
+                let yielded = Instant::now();
                 std::thread::yield_now();
+                // Another thread ran meanwhile: the core is not ours to spin
+                // on (clients on the same machine, say), so once what this
+                // poll woke has run, sleep.
+                contended = yielded.elapsed() > CONTENDED;
             } else {
+                contended = false;
                 rt.poll();
             }
         }
