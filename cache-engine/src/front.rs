@@ -319,7 +319,12 @@ mod tests {
     #[test]
     fn a_connection_goes_to_a_shard_serving_fewer() {
         let s = Spread::new(3);
-        let load = |s: &Spread| s.conns.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>();
+        let load = |s: &Spread| {
+            s.conns
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(s.place(1), 0);
         assert_eq!(load(&s), [1, 0, 0]);
         s.conns[0].store(2, Ordering::Relaxed);

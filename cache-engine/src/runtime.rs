@@ -237,7 +237,8 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 continue;
             }
             let recent = !spin.is_zero()
-                && (READS.with(|r| r.get()) > 0 || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
+                && (READS.with(|r| r.get()) > 0
+                    || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             if recent && !contended {
                 rt.poll_with(Some(Duration::ZERO));
                 let yielded = Instant::now();
