@@ -310,6 +310,21 @@ pub mod large {
         }
         Ok(Bytes::from_owner(Recycled(buf)))
     }
+
+    /// What a connection's read loop does when its framer holds no whole
+    /// message, given the framer's `take_partial(MIN)`: `Ok(Some(msg))`, a
+    /// large message read here (run it before reading more); `Ok(None)`,
+    /// read more into the framer's buffer; `Err(())`, close the connection.
+    pub async fn read_taken<E>(
+        rd: &mut impl AsyncRead,
+        taken: Result<Option<(usize, bytes::BytesMut)>, E>,
+    ) -> Result<Option<Bytes>, ()> {
+        match taken {
+            Ok(None) => Ok(None),
+            Ok(Some((len, head))) => read_rest(rd, &head, len).await.map(Some).map_err(drop),
+            Err(_) => Err(()),
+        }
+    }
 }
 
 #[cfg(test)]

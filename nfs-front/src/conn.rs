@@ -86,16 +86,13 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
                 }
             }
         }
-        match records.take_partial(large::MIN) {
+        match large::read_taken(&mut rd, records.take_partial(large::MIN)).await {
+            Ok(Some(rec)) => {
+                pending = Some(rec);
+                continue;
+            }
             Ok(None) => {}
-            Ok(Some((len, head))) => match large::read_rest(&mut rd, &head, len).await {
-                Ok(rec) => {
-                    pending = Some(rec);
-                    continue;
-                }
-                Err(_) => break,
-            },
-            Err(_) => break,
+            Err(()) => break,
         }
         let mut buf = std::mem::take(records.buffer());
         buf.reserve(records.wanted().clamp(32 << 10, srv.cfg.max_record + 4));

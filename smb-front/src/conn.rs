@@ -457,16 +457,13 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
                 }
             }
         }
-        match frames.take_partial(large::MIN) {
+        match large::read_taken(&mut rd, frames.take_partial(large::MIN)).await {
+            Ok(Some(frame)) => {
+                pending = Some(frame);
+                continue;
+            }
             Ok(None) => {}
-            Ok(Some((len, head))) => match large::read_rest(&mut rd, &head, len).await {
-                Ok(frame) => {
-                    pending = Some(frame);
-                    continue;
-                }
-                Err(_) => break,
-            },
-            Err(_) => break,
+            Err(()) => break,
         }
         let mut buf = std::mem::take(frames.buffer());
         buf.reserve(frames.wanted().clamp(64 << 10, max_frame + 4));
