@@ -391,7 +391,14 @@ impl Engine {
         let cred = cred.clone();
         self.inner
             .shards
-            .call(self.shard_of(&r), move |s| f(s, r, cred))
+            .call(self.shard_of(&r), move |s| async move {
+                let out = f(s.clone(), r, cred).await;
+                if matches!(out, Err(Error::Stale)) {
+                    // Gone from the core filer: nothing cached of it may answer again.
+                    s.forget(&r);
+                }
+                out
+            })
             .await
     }
 
@@ -488,16 +495,49 @@ impl Engine {
                 let attr = self.attr_on(self.resolve(&root)?, cred, None).await?;
                 return Ok((root, attr, dir_attr));
             }
-            let name_owned = name.to_vec();
-            let (child, seed, dir_attr) = self
-                .inner
-                .shards
-                .call(shard, move |s| async move { s.lookup(&d, &c, &name_owned).await })
-                .await?;
-            let attr = self.attr_on(child, cred, seed).await?;
+            let (child, attr, dir_attr) = match self.lookup_name(d, cred, name).await {
+                Err(Error::Stale) => {
+                    self.forget_name(d, name).await?;
+                    self.lookup_name(d, cred, name).await?
+                }
+                r => r?,
+            };
             Ok((self.handle(&child), attr, dir_attr))
         })
         .await
+    }
+
+    /// `name` in `d` with its attributes and `d`'s. `Stale` when the names
+    /// cache led to an object the core filer no longer has.
+    async fn lookup_name(
+        &self,
+        d: Resolved,
+        cred: &Credentials,
+        name: &[u8],
+    ) -> Result<(Resolved, Attr, Attr)> {
+        let (c, n) = (cred.clone(), name.to_vec());
+        let (child, seed, dir_attr) = self
+            .inner
+            .shards
+            .call(
+                self.shard_of(&d),
+                move |s| async move { s.lookup(&d, &c, &n).await },
+            )
+            .await?;
+        let attr = self.attr_on(child, cred, seed).await?;
+        Ok((child, attr, dir_attr))
+    }
+
+    /// Drop a cached name whose object was removed behind the cache's back.
+    async fn forget_name(&self, d: Resolved, name: &[u8]) -> Result<()> {
+        let n = name.to_vec();
+        self.inner
+            .shards
+            .call(self.shard_of(&d), move |s| async move {
+                s.forget_name(&d, &n);
+                Ok(())
+            })
+            .await
     }
 
     /// Which of the ACCESS bits in `mask` the caller has.
@@ -613,65 +653,84 @@ impl Engine {
         self.timed(Op::Create, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Exist)?;
-            let (c, n, s2) = (cred.clone(), name.to_vec(), *set);
-            let out = self
-                .inner
-                .shards
-                .call(self.shard_of(&d), move |s| async move {
-                    let out = s.create(&d, &c, &n, &node, &s2).await?;
-                    if let ShardCreated::New(child, attr, _) = &out {
-                        s.notify(c.origin, || ChangeKind::Created {
-                            dir: s.handle(&d),
-                            name: n,
-                            object: s.handle(child),
-                            ftype: attr.ftype,
-                        });
-                    }
-                    Ok(out)
-                })
-                .await?;
-            match out {
-                ShardCreated::New(child, attr, dir_wcc) => {
-                    // A new object: any state cached under a reused file id is stale.
-                    self.refresh_on(child, Some(attr), true).await;
-                    Ok(Created {
-                        handle: self.handle(&child),
-                        attr,
-                        dir_wcc,
-                    })
+            match self.make_once(cred, d, name, node.clone(), set).await {
+                Err(Error::Stale) => {
+                    self.forget_name(d, name).await?;
+                    self.make_once(cred, d, name, node, set).await
                 }
-                ShardCreated::Existing(child, seed, dir_attr) => {
-                    let mut attr = self.attr_on(child, cred, seed).await?;
-                    if attr.ftype != FileType::Regular {
-                        return Err(if attr.ftype == FileType::Directory {
-                            Error::IsDir
-                        } else {
-                            Error::Exist
-                        });
-                    }
-                    let apply = SetAttr {
-                        size: set.size,
-                        ..Default::default()
-                    };
-                    if apply.size.is_some() {
-                        let h = self.handle(&child);
-                        if let Some(a) = self.setattr(cred, &h, &apply, None).await?.after {
-                            attr = a;
-                        }
-                    }
-                    let unchanged = Wcc {
-                        before: Some(WccAttr::from(&dir_attr)),
-                        after: Some(dir_attr),
-                    };
-                    Ok(Created {
-                        handle: self.handle(&child),
-                        attr,
-                        dir_wcc: unchanged,
-                    })
-                }
+                r => r,
             }
         })
         .await
+    }
+
+    /// Create `name` in `d`, or with an unchecked create open what is there.
+    /// `Stale` when the names cache led to an object the core filer no longer has.
+    async fn make_once(
+        &self,
+        cred: &Credentials,
+        d: Resolved,
+        name: &[u8],
+        node: NewNode,
+        set: &SetAttr,
+    ) -> Result<Created> {
+        let (c, n, s2) = (cred.clone(), name.to_vec(), *set);
+        let out = self
+            .inner
+            .shards
+            .call(self.shard_of(&d), move |s| async move {
+                let out = s.create(&d, &c, &n, &node, &s2).await?;
+                if let ShardCreated::New(child, attr, _) = &out {
+                    s.notify(c.origin, || ChangeKind::Created {
+                        dir: s.handle(&d),
+                        name: n,
+                        object: s.handle(child),
+                        ftype: attr.ftype,
+                    });
+                }
+                Ok(out)
+            })
+            .await?;
+        match out {
+            ShardCreated::New(child, attr, dir_wcc) => {
+                // A new object: any state cached under a reused file id is stale.
+                self.refresh_on(child, Some(attr), true).await;
+                Ok(Created {
+                    handle: self.handle(&child),
+                    attr,
+                    dir_wcc,
+                })
+            }
+            ShardCreated::Existing(child, seed, dir_attr) => {
+                let mut attr = self.attr_on(child, cred, seed).await?;
+                if attr.ftype != FileType::Regular {
+                    return Err(if attr.ftype == FileType::Directory {
+                        Error::IsDir
+                    } else {
+                        Error::Exist
+                    });
+                }
+                let apply = SetAttr {
+                    size: set.size,
+                    ..Default::default()
+                };
+                if apply.size.is_some() {
+                    let h = self.handle(&child);
+                    if let Some(a) = self.setattr(cred, &h, &apply, None).await?.after {
+                        attr = a;
+                    }
+                }
+                let unchanged = Wcc {
+                    before: Some(WccAttr::from(&dir_attr)),
+                    after: Some(dir_attr),
+                };
+                Ok(Created {
+                    handle: self.handle(&child),
+                    attr,
+                    dir_wcc: unchanged,
+                })
+            }
+        }
     }
 
     pub async fn create(

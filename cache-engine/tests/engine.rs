@@ -156,6 +156,51 @@ fn changes_behind_the_cache_show_after_the_verify_period() {
 }
 
 #[test]
+fn a_cached_name_whose_file_was_removed_behind_the_cache_is_looked_up_again() {
+    let fx = fixture(|c| {
+        c.policy.attr_verify = Duration::ZERO;
+        c.policy.dir_verify = Duration::from_secs(3600);
+    });
+    write_origin(&fx, "gone", b"x");
+    write_origin(&fx, "again", b"old");
+    block_on(async {
+        let r = fx.engine.root();
+        walk(&fx.engine, "gone").await.unwrap();
+        walk(&fx.engine, "again").await.unwrap();
+        std::fs::remove_file(fx.origin().join("gone")).unwrap();
+        std::fs::remove_file(fx.origin().join("again")).unwrap();
+        // The name is still trusted, but its file is gone: a lookup says so.
+        assert_eq!(
+            fx.engine.lookup(&root(), &r, b"gone").await.err(),
+            Some(Error::NoEnt)
+        );
+        // An unchecked create over the lost name makes a new file.
+        let set = SetAttr {
+            size: Some(0),
+            ..Default::default()
+        };
+        let made = fx
+            .engine
+            .create(&root(), &r, b"again", CreateMode::Unchecked, &set)
+            .await
+            .unwrap();
+        fx.engine
+            .write(
+                &root(),
+                &made.handle,
+                0,
+                Bytes::from_static(b"new"),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(fx.origin().join("again")).unwrap(), b"new");
+        let (fh, attr, _) = fx.engine.lookup(&root(), &r, b"again").await.unwrap();
+        assert_eq!((fh, attr.size), (made.handle, 3));
+    });
+}
+
+#[test]
 fn negative_lookups_are_cached_until_the_directory_changes() {
     let fx = fixture(|_| {});
     block_on(async {

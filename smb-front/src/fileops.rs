@@ -168,6 +168,15 @@ async fn admit(
 }
 
 pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
+    match open_or_create(ctx, &req).await {
+        // A cached name led to a file removed behind the cache's back; the
+        // engine has forgotten it, so a second try sees the core filer's tree.
+        Err(NtStatus::FILE_DELETED) => open_or_create(ctx, &req).await,
+        r => r,
+    }
+}
+
+async fn open_or_create(ctx: &mut Ctx, req: &CreateRequest) -> Result<Reply> {
     let srv = ctx.srv().clone();
     let t = tree::check(ctx)?;
     let Some(share_idx) = t.share else {
@@ -325,8 +334,8 @@ pub(crate) async fn create(ctx: &mut Ctx, req: CreateRequest) -> Result<Reply> {
     }
     let loc = (parent, last.clone().unwrap_or_default().into_bytes());
     oplock::register(&ctx.conn, key, ctx.session_id);
-    let caching = oplock::caching(&ctx.conn, &req);
-    let granted = match admit(ctx, &req, caching, key, fh, desired, doc, is_dir, &loc).await {
+    let caching = oplock::caching(&ctx.conn, req);
+    let granted = match admit(ctx, req, caching, key, fh, desired, doc, is_dir, &loc).await {
         Ok(g) => g,
         Err(e) => {
             oplock::unregister(&srv, key);

@@ -187,6 +187,17 @@ def test_cli_overwrite(cli, work, tmp_path):
     assert (work.host / "f").read_bytes() == b"second\n"
 
 
+def test_cli_put_over_a_file_removed_on_the_host(cli, work, tmp_path):
+    """A name still cached for a file deleted behind the server's back is
+    written again as a new file, not refused."""
+    (tmp_path / "one").write_bytes(b"first\n")
+    (tmp_path / "two").write_bytes(b"second\n")
+    cli.run(f"put one {work.rel}\\f", cwd=tmp_path)
+    (work.host / "f").unlink()
+    cli.run(f"put two {work.rel}\\f", cwd=tmp_path)
+    assert (work.host / "f").read_bytes() == b"second\n"
+
+
 # --- directories ---------------------------------------------------------------------------
 
 LISTING_FILES = 1500

@@ -385,7 +385,7 @@ impl Shard {
         }
     }
 
-    fn forget(&self, r: &Resolved) {
+    pub(crate) fn forget(&self, r: &Resolved) {
         let key = file_key(r);
         let dir = self
             .files

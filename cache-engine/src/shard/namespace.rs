@@ -109,6 +109,17 @@ impl Shard {
         self.listings.borrow_mut().pop(&file_key(dir));
     }
 
+    /// Forget what is cached of `name` in `dir` and of `dir` itself: the
+    /// core filer lost the object the name led to, so the directory changed
+    /// behind the cache's back.
+    pub(crate) fn forget_name(&self, dir: &Resolved, name: &[u8]) {
+        if let Some(names) = self.names.borrow_mut().get_mut(&file_key(dir)) {
+            names.remove(name);
+        }
+        self.drop_listing(dir);
+        self.expire(dir);
+    }
+
     /// A name in a directory: `Ok(child, attributes if just read from the core filer)`.
     pub(crate) async fn lookup(
         &self,
