@@ -479,6 +479,70 @@ fn permissions_follow_posix() {
 }
 
 #[test]
+fn files_made_through_the_engine_are_listed_without_a_probe_of_each() {
+    let fx = fixture(|_| {});
+    block_on(async {
+        let e = &fx.engine;
+        let d = e
+            .mkdir(&root(), &e.root(), b"d", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        let mut made = std::collections::HashMap::new();
+        for i in 0..300u32 {
+            let name = format!("f{i}");
+            let set = SetAttr {
+                size: Some(u64::from(i)),
+                ..Default::default()
+            };
+            let c = e
+                .create(&root(), &d, name.as_bytes(), CreateMode::Guarded, &set)
+                .await
+                .unwrap();
+            made.insert(name, (c.handle, c.attr.fileid));
+        }
+        let list_all = || async {
+            let (mut cookie, mut verf, mut seen) = (0, 0, Vec::new());
+            loop {
+                let page = e.readdir_plus(&root(), &d, cookie, verf, 64).await.unwrap();
+                verf = page.verifier;
+                for en in page.entries {
+                    cookie = en.cookie;
+                    seen.push(en);
+                }
+                if page.eof {
+                    return seen;
+                }
+            }
+        };
+        let pluses = fx.filer.readdir_pluses.load(Relaxed);
+        let seen = list_all().await;
+        assert_eq!(seen.len(), 300);
+        for en in &seen {
+            let name = String::from_utf8(en.name.clone()).unwrap();
+            let (fh, attr) = en.object.unwrap();
+            assert_eq!((fh, attr.fileid), made[&name]);
+            assert_eq!(attr.size, name[1..].parse::<u64>().unwrap());
+        }
+        assert_eq!(
+            fx.filer.readdir_pluses.load(Relaxed),
+            pluses,
+            "every name was known"
+        );
+        // A name the cache has never seen: that listing probes each entry.
+        std::fs::write(fx.origin().join("d/behind"), b"12345").unwrap();
+        e.create(&root(), &d, b"last", CreateMode::Guarded, &SetAttr::default())
+            .await
+            .unwrap();
+        let seen = list_all().await;
+        assert_eq!(seen.len(), 302);
+        let behind = seen.iter().find(|en| en.name == b"behind").unwrap();
+        assert_eq!(behind.object.unwrap().1.size, 5);
+        assert!(fx.filer.readdir_pluses.load(Relaxed) > pluses);
+    });
+}
+
+#[test]
 fn listings_resume_from_cookies_across_eviction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("origin/d")).unwrap();

@@ -19,6 +19,8 @@ pub struct CountingFiler<F> {
     pub getattrs: AtomicU64,
     pub lookups: AtomicU64,
     pub readdirs: AtomicU64,
+    /// Of `readdirs`, those with each entry's handle and attributes.
+    pub readdir_pluses: AtomicU64,
 }
 
 impl<F: CoreFiler> CountingFiler<F> {
@@ -37,6 +39,7 @@ impl<F: CoreFiler> CountingFiler<F> {
             getattrs: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
             readdirs: AtomicU64::new(0),
+            readdir_pluses: AtomicU64::new(0),
         }
     }
 
@@ -186,6 +189,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
     ) -> Result<(Vec<FilerDirEntryPlus>, bool)> {
         self.gate().await;
         self.readdirs.fetch_add(1, Relaxed);
+        self.readdir_pluses.fetch_add(1, Relaxed);
         self.inner.readdir_plus(cred, dir, cookie, max).await
     }
 

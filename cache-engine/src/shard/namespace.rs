@@ -468,17 +468,32 @@ impl Shard {
         let validated = Instant::now();
         let mut entries = Vec::new();
         let mut cookie = 0;
+        let mut by_names = self.names_known(dir) >= NAMES_WORTH_A_PLAIN_LISTING;
         loop {
-            let at = Instant::now();
-            let (page, eof) = self
-                .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
-                .await?;
-            for e in page {
-                cookie = e.entry.cookie;
-                if let Some((fh, _)) = &e.object {
-                    self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
+            let page = match by_names {
+                true => self.page_by_names(dir, cred, cookie).await?,
+                false => None,
+            };
+            let (page, eof) = match page {
+                Some(page) => page,
+                None => {
+                    by_names = false;
+                    let at = Instant::now();
+                    let (page, eof) = self
+                        .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
+                        .await?;
+                    for e in &page {
+                        if let Some((fh, _)) = &e.object {
+                            self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
+                        }
+                    }
+                    let page = page.into_iter().map(|e| ListEntry::listed(e, at)).collect();
+                    (page, eof)
                 }
-                entries.push(ListEntry::listed(e, at));
+            };
+            for e in page {
+                cookie = e.cookie;
+                entries.push(e);
             }
             if entries.len() > MAX_CACHED_LISTING {
                 return Ok(None);
@@ -496,7 +511,46 @@ impl Shard {
         self.listings.borrow_mut().put(key, listing.clone());
         Ok(Some(listing))
     }
+
+    /// How many names of `dir` the names cache holds.
+    fn names_known(&self, dir: &Resolved) -> usize {
+        self.names.borrow().peek(&file_key(dir)).map_or(0, |m| m.len())
+    }
+
+    /// A page of `dir`'s listing from its names alone, with each entry's
+    /// handle from the names cache (attributes come from each file's own
+    /// cache later); `None` if the cache lacks any of them. Files made or
+    /// looked up through the engine are listed without a probe of each.
+    async fn page_by_names(
+        &self,
+        dir: &Resolved,
+        cred: &Credentials,
+        cookie: u64,
+    ) -> Result<Option<(Vec<ListEntry>, bool)>> {
+        let filer = self.filer(dir)?.clone();
+        let page = self
+            .filer_call(filer.readdir(cred, &dir.filer_handle, cookie, LIST_PAGE))
+            .await?;
+        let mut out = Vec::with_capacity(page.entries.len());
+        for e in page.entries {
+            match self.cached_name(dir, &e.name) {
+                Some(Some((fh, fileid))) if fileid == e.fileid => out.push(ListEntry {
+                    name: e.name,
+                    fileid,
+                    cookie: e.cookie,
+                    ftype: e.ftype,
+                    handle: Some(fh),
+                    attr: None,
+                }),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some((out, page.eof)))
+    }
 }
+
+/// Below this many cached names, a listing is not first tried by names.
+const NAMES_WORTH_A_PLAIN_LISTING: usize = 16;
 
 /// Outcome of a create on the directory's shard.
 pub(crate) enum Created {
