@@ -543,6 +543,48 @@ fn files_made_through_the_engine_are_listed_without_a_probe_of_each() {
 }
 
 #[test]
+fn a_large_listing_is_read_from_the_core_filer_as_far_as_it_is_listed() {
+    let fx = fixture(|_| {});
+    std::fs::create_dir(fx.origin().join("big")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(fx.origin().join(format!("big/f{i}")), b"").unwrap();
+    }
+    block_on(async {
+        let e = &fx.engine;
+        let d = walk(e, "big").await.unwrap();
+        let before = fx.filer.readdirs.load(Relaxed);
+        let first = e.readdir_plus(&root(), &d, 0, 0, 100).await.unwrap();
+        assert_eq!(first.entries.len(), 100);
+        assert!(!first.eof);
+        assert_eq!(
+            fx.filer.readdirs.load(Relaxed) - before,
+            1,
+            "one page, not the directory"
+        );
+        let (mut cookie, mut names) = (first.entries[99].cookie, 100);
+        loop {
+            let page = e
+                .readdir_plus(&root(), &d, cookie, first.verifier, 100)
+                .await
+                .unwrap();
+            names += page.entries.len();
+            assert!(page.entries.iter().all(|en| en.object.is_some()));
+            if page.eof {
+                break;
+            }
+            cookie = page.entries.last().unwrap().cookie;
+        }
+        assert_eq!(names, 3000);
+        let pages = fx.filer.readdirs.load(Relaxed) - before;
+        assert_eq!(pages, 3, "3000 entries in pages of 1024, each read once");
+        // Listed again: all from the cache.
+        let again = e.readdir(&root(), &d, 0, 0, 5000).await.unwrap();
+        assert_eq!((again.entries.len(), again.eof), (3000, true));
+        assert_eq!(fx.filer.readdirs.load(Relaxed) - before, pages);
+    });
+}
+
+#[test]
 fn listings_resume_from_cookies_across_eviction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("origin/d")).unwrap();

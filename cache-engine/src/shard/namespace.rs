@@ -2,6 +2,7 @@
 //! (negative ones too), listings with stable cookies, and the operations that
 //! change a directory.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
@@ -14,11 +15,46 @@ use crate::types::*;
 use crate::{Error, Result};
 
 /// A directory's entries as the core filer listed them, with its cookies.
+/// It fills a page at a time as readers get to its end, so the first page
+/// of a large directory is answered without waiting for the last.
 pub(crate) struct Listing {
-    pub entries: Vec<ListEntry>,
+    filled: RefCell<Filled>,
+    /// Held while a page is fetched, so two readers do not fetch the same one.
+    filling: futures::lock::Mutex<()>,
+    validated: Instant,
+}
+
+#[derive(Default)]
+struct Filled {
+    entries: Vec<ListEntry>,
     /// Position of the entry each cookie resumes after.
     by_cookie: HashMap<u64, usize>,
-    validated: Instant,
+    /// Where the next page starts; `None` once the end was listed.
+    next: Option<u64>,
+    /// Whether the next page is first tried by names (see `page_by_names`).
+    by_names: bool,
+}
+
+impl Filled {
+    /// Up to `max` entries after `cookie`, if the listing holds them (or
+    /// holds the end): `Some(None)` when it is complete without the cookie.
+    fn page(&self, cookie: u64, max: usize) -> Option<Option<(Vec<ListEntry>, bool)>> {
+        let start = if cookie == 0 {
+            Some(0)
+        } else {
+            self.by_cookie.get(&cookie).map(|&i| i + 1)
+        };
+        let complete = self.next.is_none();
+        match start {
+            Some(start) if complete || start + max <= self.entries.len() => {
+                let end = (start + max).min(self.entries.len());
+                let eof = complete && end == self.entries.len();
+                Some(Some((self.entries[start.min(end)..end].to_vec(), eof)))
+            }
+            None if complete => Some(None),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -431,17 +467,18 @@ impl Shard {
     ) -> Result<(Vec<ListEntry>, bool, Attr)> {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::R)?;
-        let listing = self.listing(dir, cred).await?;
-        if let Some(listing) = listing {
-            let start = if cookie == 0 {
-                Some(0)
-            } else {
-                listing.by_cookie.get(&cookie).map(|&i| i + 1)
-            };
-            if let Some(start) = start {
-                let end = (start + max).min(listing.entries.len());
-                let eof = end == listing.entries.len();
-                return Ok((listing.entries[start.min(end)..end].to_vec(), eof, dattr));
+        if let Some(listing) = self.listing(dir) {
+            loop {
+                let found = listing.filled.borrow().page(cookie, max);
+                match found {
+                    Some(Some((entries, eof))) => return Ok((entries, eof, dattr)),
+                    Some(None) => break,
+                    None => {
+                        if !self.fill(dir, cred, &listing).await? {
+                            break;
+                        }
+                    }
+                }
             }
         }
         // Not cached, or a cookie of an entry removed since: ask the core filer.
@@ -454,62 +491,87 @@ impl Shard {
         Ok((entries, eof, dattr))
     }
 
-    /// The cached listing of `dir`, loading it if it is missing or stale;
-    /// `None` for a directory too large to cache.
-    async fn listing(&self, dir: &Resolved, cred: &Credentials) -> Result<Option<Rc<Listing>>> {
+    /// The cached listing of `dir`, a new empty one if it is missing or stale.
+    fn listing(&self, dir: &Resolved) -> Option<Rc<Listing>> {
         let key = file_key(dir);
         let period = self.policy(dir).dir_verify;
         if let Some(l) = self.listings.borrow_mut().get(&key) {
             if l.validated.elapsed() < period || self.filer_down() {
-                return Ok(Some(l.clone()));
+                return Some(l.clone());
             }
         }
-        let filer = self.filer(dir)?.clone();
-        let validated = Instant::now();
-        let mut entries = Vec::new();
-        let mut cookie = 0;
-        let mut by_names = self.names_known(dir) >= NAMES_WORTH_A_PLAIN_LISTING;
-        loop {
-            let page = match by_names {
-                true => self.page_by_names(dir, cred, cookie).await?,
-                false => None,
-            };
-            let (page, eof) = match page {
-                Some(page) => page,
-                None => {
-                    by_names = false;
-                    let at = Instant::now();
-                    let (page, eof) = self
-                        .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
-                        .await?;
-                    for e in &page {
-                        if let Some((fh, _)) = &e.object {
-                            self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
-                        }
-                    }
-                    let page = page.into_iter().map(|e| ListEntry::listed(e, at)).collect();
-                    (page, eof)
-                }
-            };
-            for e in page {
-                cookie = e.cookie;
-                entries.push(e);
-            }
-            if entries.len() > MAX_CACHED_LISTING {
-                return Ok(None);
-            }
-            if eof {
-                break;
-            }
+        if self.filer_down() {
+            return None;
         }
-        let by_cookie = entries.iter().enumerate().map(|(i, e)| (e.cookie, i)).collect();
         let listing = Rc::new(Listing {
-            entries,
-            by_cookie,
-            validated,
+            filled: RefCell::new(Filled {
+                next: Some(0),
+                by_names: self.names_known(dir) >= NAMES_WORTH_A_PLAIN_LISTING,
+                ..Filled::default()
+            }),
+            filling: futures::lock::Mutex::new(()),
+            validated: Instant::now(),
         });
         self.listings.borrow_mut().put(key, listing.clone());
-        Ok(Some(listing))
+        Some(listing)
+    }
+
+    /// Add the next page to `listing`. `false` when it cannot grow: the
+    /// directory is too large to cache, so it is paged from the core filer.
+    async fn fill(&self, dir: &Resolved, cred: &Credentials, listing: &Listing) -> Result<bool> {
+        let before = listing.filled.borrow().entries.len();
+        let _filling = listing.filling.lock().await;
+        let (cookie, by_names) = {
+            let f = listing.filled.borrow();
+            if f.entries.len() != before {
+                // Another reader added a page meanwhile.
+                return Ok(true);
+            }
+            match f.next {
+                Some(c) => (c, f.by_names),
+                None => return Ok(true),
+            }
+        };
+        if before > MAX_CACHED_LISTING {
+            self.listings.borrow_mut().pop(&file_key(dir));
+            return Ok(false);
+        }
+        let page = match by_names {
+            true => self.page_by_names(dir, cred, cookie).await?,
+            false => None,
+        };
+        let named = page.is_some();
+        let (page, eof) = match page {
+            Some(page) => page,
+            None => {
+                let filer = self.filer(dir)?.clone();
+                let at = Instant::now();
+                let (page, eof) = self
+                    .filer_call(filer.readdir_plus(cred, &dir.filer_handle, cookie, LIST_PAGE))
+                    .await?;
+                for e in &page {
+                    if let Some((fh, _)) = &e.object {
+                        self.cache_name(dir, &e.entry.name, Some((*fh, e.entry.fileid)));
+                    }
+                }
+                let page = page.into_iter().map(|e| ListEntry::listed(e, at)).collect();
+                (page, eof)
+            }
+        };
+        let mut f = listing.filled.borrow_mut();
+        // Once a page has names the cache lacks, the rest is probed.
+        f.by_names = named;
+        // A page that is empty but not the last would be asked for forever.
+        let end = eof || page.is_empty();
+        let mut next = cookie;
+        for e in page {
+            next = e.cookie;
+            let at = f.entries.len();
+            f.by_cookie.insert(e.cookie, at);
+            f.entries.push(e);
+        }
+        f.next = (!end).then_some(next);
+        Ok(true)
     }
 
     /// How many names of `dir` the names cache holds.
