@@ -283,7 +283,7 @@ pub(crate) async fn call(
         Nfs3Args::Rename(a) => b.put(&rename(s, ctx, a).await),
         Nfs3Args::Link(a) => b.put(&link(s, ctx, a).await),
         Nfs3Args::Readdir(a) => {
-            let r = readdir(s, ctx, &a.dir, a.cookie, a.cookieverf, a.count as usize, None).await;
+            let r = readdir(s, ctx, &a.dir, a.cookie, a.cookieverf, a.count as usize, false).await;
             b.put(&match r {
                 Ok((dir_attributes, cookieverf, entries, eof)) => NfsRes::Ok(Readdir3Ok {
                     dir_attributes,
@@ -305,16 +305,7 @@ pub(crate) async fn call(
         }
         Nfs3Args::Readdirplus(a) => {
             let max = a.maxcount as usize;
-            let r = readdir(
-                s,
-                ctx,
-                &a.dir,
-                a.cookie,
-                a.cookieverf,
-                max,
-                Some(a.dircount as usize),
-            )
-            .await;
+            let r = readdir(s, ctx, &a.dir, a.cookie, a.cookieverf, max, true).await;
             b.put(&match r {
                 Ok((dir_attributes, cookieverf, entries, eof)) => NfsRes::Ok(Readdirplus3Ok {
                     dir_attributes,
@@ -597,8 +588,13 @@ const COOKIE_BASE: u64 = 3;
 
 type Listed = (PostOpAttr, Verf3, Vec<EntryPlus3>, bool);
 
-/// READDIR (`dircount` None) and READDIRPLUS: entries that fit `maxcount`
-/// bytes (and `dircount` bytes of names and cookies).
+/// READDIR and READDIRPLUS (`plus`): entries that fit `maxcount` bytes.
+/// READDIRPLUS's `dircount` is no limit, as with Linux's nfsd and
+/// nfs-ganesha: it exists to spare the server listing more than the client
+/// wants, and listings here are cached and filled a page at a time anyway,
+/// so a full reply only saves the client round trips (Linux asks for a
+/// `dircount` of an eighth of `maxcount`, which would cap a reply at a few
+/// hundred small entries).
 async fn readdir(
     s: &Server,
     ctx: &Ctx,
@@ -606,10 +602,9 @@ async fn readdir(
     cookie: u64,
     verf: Verf3,
     maxcount: usize,
-    dircount: Option<usize>,
+    plus: bool,
 ) -> Result<Listed, (NfsStat3, PostOpAttr)> {
     let t = s.target(ctx, dir).map_err(|e| (e, None))?;
-    let plus = dircount.is_some();
     let fail = |e: Error| async move { (status(e), s.post_attr(&t.fh).await) };
     // status, dir attributes, verifier, end of list, eof
     let overhead = 4 + 4 + FATTR3_SIZE + 8 + 4 + 4;
@@ -618,7 +613,6 @@ async fn readdir(
         return Err((NfsStat3::TooSmall, s.post_attr(&t.fh).await));
     }
     let mut budget = limit - overhead;
-    let mut dir_budget = dircount.unwrap_or(usize::MAX);
     let fh_len = t.fh.as_bytes().len() + 1;
     let size_of = |name_len: usize| {
         if plus {
@@ -648,11 +642,10 @@ async fn readdir(
     };
     let mut out: Vec<EntryPlus3> = Vec::new();
     let mut complete = true;
-    let mut fits = |name_len: usize, first: bool| {
-        let (size, dsize) = (size_of(name_len), entry3_size(name_len));
-        if size <= budget && (dsize <= dir_budget || first) {
+    let mut fits = |name_len: usize| {
+        let size = size_of(name_len);
+        if size <= budget {
             budget -= size;
-            dir_budget = dir_budget.saturating_sub(dsize);
             true
         } else {
             false
@@ -674,7 +667,7 @@ async fn readdir(
         };
         dots.push((&b".."[..], DOTDOT_COOKIE, parent.0, parent.1));
         for (name, c, fh, attr) in dots {
-            if !fits(name.len(), out.is_empty()) {
+            if !fits(name.len()) {
                 complete = false;
                 break;
             }
@@ -692,7 +685,7 @@ async fn readdir(
             let Some(c) = e.cookie.checked_add(COOKIE_BASE) else {
                 return Err((NfsStat3::ServerFault, Some(fattr(&listing.dir_attr))));
             };
-            if !fits(e.name.len(), out.is_empty()) {
+            if !fits(e.name.len()) {
                 complete = false;
                 break;
             }
