@@ -385,13 +385,23 @@ impl Shard {
         }
     }
 
+    /// Drop what is cached of `r`, which the core filer no longer has.
     pub(crate) fn forget(&self, r: &Resolved) {
         let key = file_key(r);
-        let dir = self
-            .files
-            .borrow_mut()
-            .pop(&key)
-            .is_some_and(|st| st.attr.ftype == FileType::Directory);
+        let dir = {
+            let mut files = self.files.borrow_mut();
+            // The file id may belong to a newer object by now (file systems
+            // reuse inode numbers): its state stays.
+            if files
+                .peek(&key)
+                .is_some_and(|st| st.filer_handle != r.filer_handle)
+            {
+                return;
+            }
+            files
+                .pop(&key)
+                .is_some_and(|st| st.attr.ftype == FileType::Directory)
+        };
         if dir {
             self.drop_dir_caches(key);
         }
