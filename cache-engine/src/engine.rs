@@ -495,13 +495,9 @@ impl Engine {
                 let attr = self.attr_on(self.resolve(&root)?, cred, None).await?;
                 return Ok((root, attr, dir_attr));
             }
-            let (child, attr, dir_attr) = match self.lookup_name(d, cred, name).await {
-                Err(Error::Stale) => {
-                    self.forget_name(d, name).await?;
-                    self.lookup_name(d, cred, name).await?
-                }
-                r => r?,
-            };
+            let (child, attr, dir_attr) = self
+                .once_more_if_stale(d, name, || self.lookup_name(d, cred, name))
+                .await?;
             Ok((self.handle(&child), attr, dir_attr))
         })
         .await
@@ -528,16 +524,27 @@ impl Engine {
         Ok((child, attr, dir_attr))
     }
 
-    /// Drop a cached name whose object was removed behind the cache's back.
-    async fn forget_name(&self, d: Resolved, name: &[u8]) -> Result<()> {
-        let n = name.to_vec();
-        self.inner
-            .shards
-            .call(self.shard_of(&d), move |s| async move {
-                s.forget_name(&d, &n);
-                Ok(())
-            })
-            .await
+    /// Run `op` on `name` in `d`; if the names cache led it to an object
+    /// removed behind the cache's back (`Stale`), drop the name and run it
+    /// once more, against what the core filer has now.
+    async fn once_more_if_stale<T, Fut>(&self, d: Resolved, name: &[u8], op: impl Fn() -> Fut) -> Result<T>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match op().await {
+            Err(Error::Stale) => {
+                let n = name.to_vec();
+                self.inner
+                    .shards
+                    .call(self.shard_of(&d), move |s| async move {
+                        s.forget_name(&d, &n);
+                        Ok(())
+                    })
+                    .await?;
+                op().await
+            }
+            r => r,
+        }
     }
 
     /// Which of the ACCESS bits in `mask` the caller has.
@@ -653,13 +660,8 @@ impl Engine {
         self.timed(Op::Create, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Exist)?;
-            match self.make_once(cred, d, name, node.clone(), set).await {
-                Err(Error::Stale) => {
-                    self.forget_name(d, name).await?;
-                    self.make_once(cred, d, name, node, set).await
-                }
-                r => r,
-            }
+            self.once_more_if_stale(d, name, || self.make_once(cred, d, name, node.clone(), set))
+                .await
         })
         .await
     }

@@ -97,6 +97,14 @@ struct NameEntry {
     validated: Instant,
 }
 
+impl NameEntry {
+    /// What the entry says while it is trusted: within the directory verify
+    /// `period`, or at any age while the core filer is unreachable.
+    fn trusted(&self, period: Duration, filer_down: bool) -> Option<Option<(FilerHandle, u64)>> {
+        (filer_down || self.validated.elapsed() < period).then_some(self.child)
+    }
+}
+
 pub struct Shard {
     pub id: usize,
     pub shared: Arc<Shared>,

@@ -138,7 +138,7 @@ impl Shard {
             .borrow_mut()
             .get(&file_key(dir))
             .and_then(|m| m.get(name))
-            .and_then(|e| (e.validated.elapsed() < period || self.filer_down()).then_some(e.child))
+            .and_then(|e| e.trusted(period, self.filer_down()))
     }
 
     fn drop_listing(&self, dir: &Resolved) {
@@ -593,9 +593,15 @@ impl Shard {
         let page = self
             .filer_call(filer.readdir(cred, &dir.filer_handle, cookie, LIST_PAGE))
             .await?;
+        // The directory's names, looked up once for the whole page.
+        let (period, down) = (self.policy(dir).dir_verify, self.filer_down());
+        let mut names = self.names.borrow_mut();
+        let Some(known) = names.get(&file_key(dir)) else {
+            return Ok(None);
+        };
         let mut out = Vec::with_capacity(page.entries.len());
         for e in page.entries {
-            match self.cached_name(dir, &e.name) {
+            match known.get(&e.name[..]).and_then(|n| n.trusted(period, down)) {
                 Some(Some((fh, fileid))) if fileid == e.fileid => out.push(ListEntry {
                     name: e.name,
                     fileid,
