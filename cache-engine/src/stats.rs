@@ -11,6 +11,8 @@ pub struct ShardStats {
     /// Bytes neither tier held, for which a core filer read started.
     pub nvme_miss_bytes: Counter,
     pub ram_evictions: Counter,
+    /// Bytes of writes kept in the cache as they went to the core filer.
+    pub written_kept_bytes: Counter,
     pub filer_reads: Counter,
     pub filer_read_bytes: Counter,
     pub filer_writes: Counter,
@@ -36,6 +38,7 @@ impl ShardStats {
             ram_miss_bytes: counter!("weir_cache_miss_bytes_total", "tier" => "ram", "shard" => s.clone()),
             nvme_miss_bytes: counter!("weir_cache_miss_bytes_total", "tier" => "nvme", "shard" => s.clone()),
             ram_evictions: counter!("weir_cache_evictions_total", "tier" => "ram", "shard" => s.clone()),
+            written_kept_bytes: counter!("weir_cache_written_kept_bytes_total", "shard" => s.clone()),
             filer_reads: counter!("weir_filer_reads_total", "filer" => f.clone(), "shard" => s.clone()),
             filer_read_bytes: counter!("weir_filer_read_bytes_total", "filer" => f.clone(), "shard" => s.clone()),
             filer_writes: counter!("weir_filer_writes_total", "filer" => f.clone(), "shard" => s.clone()),

@@ -402,6 +402,89 @@ fn writes_go_through_and_reads_see_them() {
 }
 
 #[test]
+fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
+    let fx = fixture(|_| {});
+    block_on(async {
+        let c = fx
+            .engine
+            .create(
+                &root(),
+                &fx.engine.root(),
+                b"w",
+                CreateMode::Unchecked,
+                &SetAttr::default(),
+            )
+            .await
+            .unwrap();
+        let cred = root();
+        let write = |off: u64, data: Vec<u8>| {
+            fx.engine
+                .write(&cred, &c.handle, off, data.into(), Stability::Unstable)
+        };
+        let read_all = || async {
+            let r = fx.engine.read(&root(), &c.handle, 0, 1 << 20).await.unwrap();
+            assert!(r.eof);
+            r.to_bytes()
+        };
+        let mut want = pattern(300_000, 7);
+        write(0, want.clone()).await.unwrap();
+        // Whole blocks and the block ending at EOF come from the write itself;
+        // a small overwrite merges into the cached block it lands in.
+        write(70_000, b"XYZ".to_vec()).await.unwrap();
+        want[70_000..70_003].copy_from_slice(b"XYZ");
+        assert_eq!(&read_all().await[..], &want[..]);
+        assert_eq!(fx.filer.reads.load(Relaxed), 0);
+
+        // Two writes of one block in flight at once: the core filer may apply
+        // them in either order, so the block is read back from it.
+        let (a, b) = futures::join!(write(4096, vec![b'a'; 8192]), write(8192, vec![b'b'; 8192]));
+        a.unwrap();
+        b.unwrap();
+        let on_disk = std::fs::read(fx.origin().join("w")).unwrap();
+        assert_eq!(&read_all().await[..], &on_disk[..]);
+        assert!(fx.filer.reads.load(Relaxed) > 0);
+        assert!(on_disk[4096..8192].iter().all(|&x| x == b'a'));
+        assert!(on_disk[12288..16384].iter().all(|&x| x == b'b'));
+
+        // Past EOF the block before the write reads as zeros; truncation then
+        // leaves no written byte behind.
+        write(400_000, b"end".to_vec()).await.unwrap();
+        let got = read_all().await;
+        assert_eq!(got.len(), 400_003);
+        assert_eq!(&got[..], &std::fs::read(fx.origin().join("w")).unwrap()[..]);
+        let set = SetAttr {
+            size: Some(399_000),
+            ..Default::default()
+        };
+        fx.engine.setattr(&root(), &c.handle, &set, None).await.unwrap();
+        write(399_500, b"!".to_vec()).await.unwrap();
+        let got = read_all().await;
+        let mut tail = vec![0u8; 500];
+        tail.push(b'!');
+        assert_eq!(&got[399_000..], &tail[..]);
+        assert_eq!(&got[..], &std::fs::read(fx.origin().join("w")).unwrap()[..]);
+
+        // A write that finds the file changed behind the cache drops what the
+        // cache held of it.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(fx.origin().join("w"))
+                .unwrap();
+            f.write_all_at(b"behind", 0).unwrap();
+            f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+                .unwrap();
+        }
+        write(399_600, b"?".to_vec()).await.unwrap();
+        assert_eq!(
+            &read_all().await[..],
+            &std::fs::read(fx.origin().join("w")).unwrap()[..]
+        );
+    });
+}
+
+#[test]
 fn permissions_follow_posix() {
     let fx = fixture(|_| {});
     let alice = Credentials {

@@ -1,5 +1,5 @@
 //! The data path of a shard: reads served from RAM, NVMe or one shared core
-//! filer read per missing range, read-ahead, and write-through writes.
+//! filer read per missing range, read-ahead, and write-through writes whose bytes stay cached.
 
 use std::rc::Rc;
 
@@ -23,6 +23,57 @@ pub(crate) struct Inflight {
     epoch: u64,
     fetch: Fetch,
     index: usize,
+}
+
+/// A write or setattr in flight to the core filer, changing blocks
+/// `first..=last`. The core filer may apply overlapping ones in either order,
+/// so none of them leaves its bytes in the cache.
+pub(crate) struct Changing {
+    id: u64,
+    first: u64,
+    last: u64,
+    /// Another change of the same blocks was in flight meanwhile.
+    overlapped: bool,
+    /// Another change of the file was in flight meanwhile.
+    crowded: bool,
+}
+
+/// One registered change; unregisters when it ends or is abandoned.
+struct ChangeGuard<'a> {
+    shard: &'a Shard,
+    file: u64,
+    id: u64,
+}
+
+impl ChangeGuard<'_> {
+    /// (overlapped, crowded) as in [`Changing`].
+    fn outcome(&self) -> (bool, bool) {
+        self.shard
+            .changing
+            .borrow()
+            .get(&self.file)
+            .and_then(|l| l.iter().find(|c| c.id == self.id))
+            .map_or((true, true), |c| (c.overlapped, c.crowded))
+    }
+}
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        let mut changing = self.shard.changing.borrow_mut();
+        if let Some(list) = changing.get_mut(&self.file) {
+            list.retain(|c| c.id != self.id);
+            if list.is_empty() {
+                changing.remove(&self.file);
+            }
+        }
+    }
+}
+
+/// A block as a write left it (see [`Shard::written_blocks`]).
+struct Written {
+    block: u64,
+    data: Bytes,
+    own: bool,
 }
 
 /// Largest single core filer read; longer ranges go as several reads in flight.
@@ -526,15 +577,37 @@ impl Shard {
             _ => return Err(Error::Inval),
         }
         perm::require(cred, &snap.attr, perm::W)?;
-        offset.checked_add(data.len() as u64).ok_or(Error::FBig)?;
         let len = data.len() as u64;
+        let end = offset.checked_add(len).ok_or(Error::FBig)?;
+        let bs = self.bs();
+        let change = self.begin_change(file_key(r), offset / bs, (end.max(offset + 1) - 1) / bs);
         let filer = self.filer(r)?.clone();
         let w = self
-            .filer_call(filer.write(cred, &r.filer_handle, offset, data, stability))
+            .filer_call(filer.write(cred, &r.filer_handle, offset, data.clone(), stability))
             .await?;
+        let (overlapped, crowded) = change.outcome();
+        drop(change);
         self.stats.filer_writes.increment(1);
         self.stats.filer_write_bytes.increment(w.count as u64);
+        // With no change of ours in flight beside this one, the file as the
+        // core filer found it is the file as cached, unless someone changed
+        // it behind the cache.
+        let behind = !crowded
+            && w.wcc
+                .before
+                .is_some_and(|b| b.size != snap.attr.size || b.mtime != snap.attr.mtime);
+        if behind {
+            self.refresh(r, None, true);
+        }
+        let written = match w.wcc.after {
+            Some(after) if !overlapped && !behind && w.count > 0 => {
+                let count = (w.count as usize).min(data.len());
+                self.written_blocks(file_key(r), snap.gen, offset, &data.slice(..count), after.size)
+            }
+            _ => Vec::new(),
+        };
         self.after_data_change(r, offset, len.max(1), w.wcc.after);
+        self.keep_written(file_key(r), snap.gen, written);
         let before = w.wcc.before.or(Some(WccAttr::from(&snap.attr)));
         Ok((
             w.count,
@@ -544,6 +617,112 @@ impl Shard {
                 after: w.wcc.after,
             },
         ))
+    }
+
+    /// Register a change of blocks `first..=last` (none if `first > last`)
+    /// about to go to the core filer.
+    fn begin_change(&self, file: u64, first: u64, last: u64) -> ChangeGuard<'_> {
+        let id = self.next_fetch.get();
+        self.next_fetch.set(id + 1);
+        let mut changing = self.changing.borrow_mut();
+        let list = changing.entry(file).or_default();
+        let crowded = !list.is_empty();
+        let mut overlapped = false;
+        for c in list.iter_mut() {
+            c.crowded = true;
+            if c.first <= last && first <= c.last {
+                c.overlapped = true;
+                overlapped = true;
+            }
+        }
+        list.push(Changing {
+            id,
+            first,
+            last,
+            overlapped,
+            crowded,
+        });
+        ChangeGuard {
+            shard: self,
+            file,
+            id,
+        }
+    }
+
+    /// The blocks a write of `data` at `offset` leaves, as the cache should
+    /// hold them, each with whether it is the write's own bytes (a whole
+    /// block, or one ending at EOF) or was merged with the block it changed.
+    /// A partly written block whose old bytes are not in RAM is left out, and
+    /// so is everything if the file is not as the write found it.
+    fn written_blocks(&self, file: u64, gen: u32, offset: u64, data: &Bytes, new_size: u64) -> Vec<Written> {
+        let old_size = match self.files.borrow().peek(&file) {
+            Some(st) if st.gen == gen => st.attr.size,
+            _ => return Vec::new(),
+        };
+        let end = offset + data.len() as u64;
+        if new_size < end || new_size < old_size {
+            return Vec::new();
+        }
+        let bs = self.bs();
+        let ram = self.ram.borrow();
+        let mut out = Vec::new();
+        for block in offset / bs..=(end - 1) / bs {
+            let start = block * bs;
+            let (from, to) = (offset.max(start) - start, end.min(start + bs) - start);
+            let piece = data.slice((start + from - offset) as usize..(start + to - offset) as usize);
+            // Bytes the block holds after the write.
+            let need = (new_size - start).min(bs);
+            if from == 0 && to == need {
+                out.push(Written {
+                    block,
+                    data: piece,
+                    own: true,
+                });
+                continue;
+            }
+            let old_need = old_size.saturating_sub(start).min(bs) as usize;
+            let old = if old_need == 0 {
+                Some(Bytes::new())
+            } else {
+                ram.peek(&BlockKey { file, block })
+                    .filter(|b| b.gen == gen && b.data.len() >= old_need)
+                    .map(|b| b.data.slice(..old_need))
+            };
+            let Some(old) = old else { continue };
+            // Past the old EOF, up to the write, the block reads as zeros.
+            let mut merged = Vec::with_capacity(need as usize);
+            merged.extend_from_slice(&old);
+            merged.resize(need as usize, 0);
+            merged[from as usize..to as usize].copy_from_slice(&piece);
+            out.push(Written {
+                block,
+                data: merged.into(),
+                own: false,
+            });
+        }
+        out
+    }
+
+    /// Cache what a write left: in RAM, and the write's own bytes on NVMe
+    /// too (merged blocks would cost NVMe a block per small write).
+    fn keep_written(&self, file: u64, gen: u32, blocks: Vec<Written>) {
+        for w in blocks {
+            let key = BlockKey { file, block: w.block };
+            if w.own {
+                if let Some(nvme) = &self.nvme {
+                    nvme.insert(key, gen, &w.data);
+                }
+            }
+            self.stats.written_kept_bytes.increment(w.data.len() as u64);
+            self.ram_insert(
+                key,
+                RamBlock {
+                    data: w.data,
+                    gen,
+                    prefetched: false,
+                },
+            );
+        }
     }
 
     /// After the engine changed bytes `offset..offset+len`: drop the blocks
@@ -573,7 +752,14 @@ impl Shard {
     pub(crate) async fn commit(&self, r: &Resolved, cred: &Credentials) -> Result<Wcc> {
         let snap = self.state(r, cred).await?;
         let filer = self.filer(r)?.clone();
-        let mut wcc = self.filer_call(filer.commit(cred, &r.filer_handle)).await?;
+        let mut wcc = match self.filer_call(filer.commit(cred, &r.filer_handle)).await {
+            // The core filer lost unstable writes the cache may hold.
+            Err(Error::WritesLost) => {
+                self.refresh(r, None, true);
+                return Err(Error::WritesLost);
+            }
+            other => other?,
+        };
         wcc.before = wcc.before.or(Some(WccAttr::from(&snap.attr)));
         if let Some(a) = wcc.after {
             self.install(r, a, true);
@@ -593,6 +779,12 @@ impl Shard {
             return Err(Error::NotSync);
         }
         let set = perm::check_setattr(cred, &snap.attr, set)?;
+        let bs = self.bs();
+        // Other attributes change no blocks, but do change what a write finds.
+        let _change = match set.size {
+            Some(size) => self.begin_change(file_key(r), size.min(snap.attr.size) / bs, u64::MAX),
+            None => self.begin_change(file_key(r), u64::MAX, 0),
+        };
         let filer = self.filer(r)?.clone();
         let mut wcc = self
             .filer_call(filer.setattr(cred, &r.filer_handle, &set))
@@ -602,7 +794,6 @@ impl Shard {
             Some(size) => {
                 // Blocks past the new end, and the one it falls in, are stale.
                 let key = file_key(r);
-                let bs = self.bs();
                 if let Some(st) = self.files.borrow_mut().get_mut(&key) {
                     st.epoch += 1;
                 }

@@ -116,6 +116,8 @@ pub struct Shard {
     names: RefCell<LruCache<u64, DirNames>>,
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
     inflight: RefCell<crate::tier::FastMap<BlockKey, data::Inflight>>,
+    /// Writes and setattrs in flight to the core filer, by file.
+    changing: RefCell<crate::tier::FastMap<u64, Vec<data::Changing>>>,
     next_gen: Cell<u32>,
     next_fetch: Cell<u64>,
     /// While set and in the future, the core filer is taken as unreachable.
@@ -164,6 +166,7 @@ impl Shard {
             names: RefCell::new(LruCache::new(nz(NAME_DIRS))),
             listings: RefCell::new(LruCache::new(nz(LISTINGS))),
             inflight: RefCell::new(Default::default()),
+            changing: RefCell::new(Default::default()),
             next_gen: Cell::new(1),
             next_fetch: Cell::new(1),
             filer_down_until: Cell::new(None),
