@@ -485,6 +485,36 @@ fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
 }
 
 #[test]
+fn written_bytes_ram_cannot_hold_go_to_nvme() {
+    let fx = fixture(|c| c.ram_bytes = 512 << 10);
+    block_on(async {
+        let c = fx
+            .engine
+            .create(
+                &root(),
+                &fx.engine.root(),
+                b"w",
+                CreateMode::Unchecked,
+                &SetAttr::default(),
+            )
+            .await
+            .unwrap();
+        let data = pattern(4 << 20, 8);
+        for (i, chunk) in data.chunks(1 << 20).enumerate() {
+            let off = (i << 20) as u64;
+            let chunk = Bytes::copy_from_slice(chunk);
+            fx.engine
+                .write(&root(), &c.handle, off, chunk, Stability::Unstable)
+                .await
+                .unwrap();
+        }
+        let r = fx.engine.read(&root(), &c.handle, 0, 4 << 20).await.unwrap();
+        assert_eq!(&r.to_bytes()[..], &data[..]);
+    });
+    assert_eq!(fx.filer.reads.load(Relaxed), 0);
+}
+
+#[test]
 fn permissions_follow_posix() {
     let fx = fixture(|_| {});
     let alice = Credentials {

@@ -69,13 +69,6 @@ impl Drop for ChangeGuard<'_> {
     }
 }
 
-/// A block as a write left it (see [`Shard::written_blocks`]).
-struct Written {
-    block: u64,
-    data: Bytes,
-    own: bool,
-}
-
 /// Largest single core filer read; longer ranges go as several reads in flight.
 const MAX_FETCH: u64 = 1 << 20;
 const RA_START: u64 = 128 << 10;
@@ -158,11 +151,26 @@ impl Shard {
 
     fn ram_insert(&self, key: BlockKey, block: RamBlock) {
         let mut evicted = Vec::new();
-        self.ram.borrow_mut().insert(key, block, &mut evicted);
-        for (_, b) in evicted {
+        {
+            let mut ram = self.ram.borrow_mut();
+            // An older copy is replaced, never spilled.
+            ram.remove(&key);
+            ram.insert(key, block, &mut evicted);
+        }
+        for (key, b) in evicted {
             self.stats.ram_evictions.increment(1);
             if b.prefetched {
                 self.stats.readahead_wasted_bytes.increment(b.data.len() as u64);
+            }
+            if let (true, Some(nvme)) = (b.spill, &self.nvme) {
+                let current = self
+                    .files
+                    .borrow()
+                    .peek(&key.file)
+                    .is_some_and(|st| st.gen == b.gen);
+                if current {
+                    nvme.insert(key, b.gen, &b.data);
+                }
             }
         }
     }
@@ -243,6 +251,7 @@ impl Shard {
                             data: data.clone(),
                             gen: snap.gen,
                             prefetched: prefetch,
+                            spill: false,
                         },
                     );
                 }
@@ -650,11 +659,18 @@ impl Shard {
     }
 
     /// The blocks a write of `data` at `offset` leaves, as the cache should
-    /// hold them, each with whether it is the write's own bytes (a whole
-    /// block, or one ending at EOF) or was merged with the block it changed.
-    /// A partly written block whose old bytes are not in RAM is left out, and
-    /// so is everything if the file is not as the write found it.
-    fn written_blocks(&self, file: u64, gen: u32, offset: u64, data: &Bytes, new_size: u64) -> Vec<Written> {
+    /// hold them: the write's own bytes for a whole block (or one ending at
+    /// EOF), else the cached block merged with them. A partly written block
+    /// whose old bytes are not in RAM is left out, and so is everything if
+    /// the file is not as the write found it.
+    fn written_blocks(
+        &self,
+        file: u64,
+        gen: u32,
+        offset: u64,
+        data: &Bytes,
+        new_size: u64,
+    ) -> Vec<(u64, Bytes)> {
         let old_size = match self.files.borrow().peek(&file) {
             Some(st) if st.gen == gen => st.attr.size,
             _ => return Vec::new(),
@@ -673,11 +689,7 @@ impl Shard {
             // Bytes the block holds after the write.
             let need = (new_size - start).min(bs);
             if from == 0 && to == need {
-                out.push(Written {
-                    block,
-                    data: piece,
-                    own: true,
-                });
+                out.push((block, piece));
                 continue;
             }
             let old_need = old_size.saturating_sub(start).min(bs) as usize;
@@ -694,32 +706,23 @@ impl Shard {
             merged.extend_from_slice(&old);
             merged.resize(need as usize, 0);
             merged[from as usize..to as usize].copy_from_slice(&piece);
-            out.push(Written {
-                block,
-                data: merged.into(),
-                own: false,
-            });
+            out.push((block, merged.into()));
         }
         out
     }
 
-    /// Cache what a write left: in RAM, and the write's own bytes on NVMe
-    /// too (merged blocks would cost NVMe a block per small write).
-    fn keep_written(&self, file: u64, gen: u32, blocks: Vec<Written>) {
-        for w in blocks {
-            let key = BlockKey { file, block: w.block };
-            if w.own {
-                if let Some(nvme) = &self.nvme {
-                    nvme.insert(key, gen, &w.data);
-                }
-            }
-            self.stats.written_kept_bytes.increment(w.data.len() as u64);
+    /// Cache what a write left in RAM; NVMe gets it only when RAM evicts it,
+    /// so a write costs no NVMe write while RAM holds what was written.
+    fn keep_written(&self, file: u64, gen: u32, blocks: Vec<(u64, Bytes)>) {
+        for (block, data) in blocks {
+            self.stats.written_kept_bytes.increment(data.len() as u64);
             self.ram_insert(
-                key,
+                BlockKey { file, block },
                 RamBlock {
-                    data: w.data,
+                    data,
                     gen,
                     prefetched: false,
+                    spill: true,
                 },
             );
         }

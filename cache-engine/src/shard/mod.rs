@@ -52,6 +52,8 @@ pub(crate) struct RamBlock {
     gen: u32,
     /// Fetched by read-ahead and not read yet.
     prefetched: bool,
+    /// Held only here (written, not fetched): goes to NVMe when evicted.
+    spill: bool,
 }
 
 impl Weigh for RamBlock {
