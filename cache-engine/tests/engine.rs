@@ -15,6 +15,14 @@ fn write_origin(fx: &Fixture, name: &str, data: &[u8]) {
     std::fs::write(fx.origin().join(name), data).unwrap();
 }
 
+async fn create_in_root(fx: &Fixture, name: &[u8]) -> cache_engine::Created {
+    let (cred, dir, set) = (root(), fx.engine.root(), SetAttr::default());
+    fx.engine
+        .create(&cred, &dir, name, CreateMode::Unchecked, &set)
+        .await
+        .unwrap()
+}
+
 #[test]
 fn sixty_four_cold_readers_make_one_core_filer_read() {
     let fx = fixture_with_delay(Duration::from_millis(100), |_| {});
@@ -405,17 +413,7 @@ fn writes_go_through_and_reads_see_them() {
 fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
     let fx = fixture(|_| {});
     block_on(async {
-        let c = fx
-            .engine
-            .create(
-                &root(),
-                &fx.engine.root(),
-                b"w",
-                CreateMode::Unchecked,
-                &SetAttr::default(),
-            )
-            .await
-            .unwrap();
+        let c = create_in_root(&fx, b"w").await;
         let cred = root();
         let write = |off: u64, data: Vec<u8>| {
             fx.engine
@@ -488,17 +486,7 @@ fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
 fn written_bytes_ram_cannot_hold_go_to_nvme() {
     let fx = fixture(|c| c.ram_bytes = 512 << 10);
     block_on(async {
-        let c = fx
-            .engine
-            .create(
-                &root(),
-                &fx.engine.root(),
-                b"w",
-                CreateMode::Unchecked,
-                &SetAttr::default(),
-            )
-            .await
-            .unwrap();
+        let c = create_in_root(&fx, b"w").await;
         let data = pattern(4 << 20, 8);
         for (i, chunk) in data.chunks(1 << 20).enumerate() {
             let off = (i << 20) as u64;
