@@ -659,8 +659,8 @@ impl Shard {
     }
 
     /// The blocks a write of `data` at `offset` leaves, as the cache should
-    /// hold them: the write's own bytes for a whole block (or one ending at
-    /// EOF), else the cached block merged with them. A partly written block
+    /// hold them: the write's bytes for a whole block (or one ending at EOF),
+    /// else the cached block merged with them. A partly written block
     /// whose old bytes are not in RAM is left out, and so is everything if
     /// the file is not as the write found it.
     fn written_blocks(
@@ -689,7 +689,17 @@ impl Shard {
             // Bytes the block holds after the write.
             let need = (new_size - start).min(bs);
             if from == 0 && to == need {
-                out.push((block, piece));
+                // A smaller write is a slice of its connection's receive
+                // buffer, which a kept slice would hold whole: copy it.
+                let own = data.len() >= crate::front::large::MIN;
+                out.push((
+                    block,
+                    if own {
+                        piece
+                    } else {
+                        Bytes::copy_from_slice(&piece)
+                    },
+                ));
                 continue;
             }
             let old_need = old_size.saturating_sub(start).min(bs) as usize;
