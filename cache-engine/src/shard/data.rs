@@ -46,26 +46,29 @@ struct ChangeGuard<'a> {
 }
 
 impl ChangeGuard<'_> {
-    /// (overlapped, crowded) as in [`Changing`].
-    fn outcome(&self) -> (bool, bool) {
-        self.shard
-            .changing
-            .borrow()
-            .get(&self.file)
-            .and_then(|l| l.iter().find(|c| c.id == self.id))
-            .map_or((true, true), |c| (c.overlapped, c.crowded))
+    /// Unregister the change: (overlapped, crowded) as in [`Changing`].
+    fn end(self) -> (bool, bool) {
+        let out = self.unregister();
+        std::mem::forget(self);
+        out.map_or((true, true), |c| (c.overlapped, c.crowded))
+    }
+
+    fn unregister(&self) -> Option<Changing> {
+        let mut changing = self.shard.changing.borrow_mut();
+        let list = changing.get_mut(&self.file)?;
+        let at = list.iter().position(|c| c.id == self.id)?;
+        let c = list.swap_remove(at);
+        if list.is_empty() {
+            changing.remove(&self.file);
+        }
+        Some(c)
     }
 }
 
+/// A change abandoned before it ended (its caller went away).
 impl Drop for ChangeGuard<'_> {
     fn drop(&mut self) {
-        let mut changing = self.shard.changing.borrow_mut();
-        if let Some(list) = changing.get_mut(&self.file) {
-            list.retain(|c| c.id != self.id);
-            if list.is_empty() {
-                changing.remove(&self.file);
-            }
-        }
+        self.unregister();
     }
 }
 
@@ -200,8 +203,7 @@ impl Shard {
         count: u64,
         prefetch: bool,
     ) -> Fetch {
-        let id = self.next_fetch.get();
-        self.next_fetch.set(id + 1);
+        let id = self.next_id();
         let bs = self.bs();
         let file = file_key(r);
         let shard = self.clone();
@@ -594,8 +596,7 @@ impl Shard {
         let w = self
             .filer_call(filer.write(cred, &r.filer_handle, offset, data.clone(), stability))
             .await?;
-        let (overlapped, crowded) = change.outcome();
-        drop(change);
+        let (overlapped, crowded) = change.end();
         self.stats.filer_writes.increment(1);
         self.stats.filer_write_bytes.increment(w.count as u64);
         // With no change of ours in flight beside this one, the file as the
@@ -631,8 +632,7 @@ impl Shard {
     /// Register a change of blocks `first..=last` (none if `first > last`)
     /// about to go to the core filer.
     fn begin_change(&self, file: u64, first: u64, last: u64) -> ChangeGuard<'_> {
-        let id = self.next_fetch.get();
-        self.next_fetch.set(id + 1);
+        let id = self.next_id();
         let mut changing = self.changing.borrow_mut();
         let list = changing.entry(file).or_default();
         let crowded = !list.is_empty();

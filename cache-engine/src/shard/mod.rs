@@ -119,9 +119,10 @@ pub struct Shard {
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
     inflight: RefCell<crate::tier::FastMap<BlockKey, data::Inflight>>,
     /// Writes and setattrs in flight to the core filer, by file.
-    changing: RefCell<crate::tier::FastMap<u64, Vec<data::Changing>>>,
+    changing: RefCell<crate::tier::FastMap<u64, smallvec::SmallVec<[data::Changing; 2]>>>,
     next_gen: Cell<u32>,
-    next_fetch: Cell<u64>,
+    /// Names fetches and changes in flight.
+    next_id: Cell<u64>,
     /// While set and in the future, the core filer is taken as unreachable.
     filer_down_until: Cell<Option<Instant>>,
     subscribers: crate::change::LocalSubscribers,
@@ -170,7 +171,7 @@ impl Shard {
             inflight: RefCell::new(Default::default()),
             changing: RefCell::new(Default::default()),
             next_gen: Cell::new(1),
-            next_fetch: Cell::new(1),
+            next_id: Cell::new(1),
             filer_down_until: Cell::new(None),
             subscribers: crate::change::LocalSubscribers::new(),
             shared,
@@ -205,6 +206,12 @@ impl Shard {
 
     pub(crate) fn filer(&self, r: &Resolved) -> Result<&Arc<dyn CoreFiler>> {
         self.shared.filers.get(r.filer as usize).ok_or(Error::Stale)
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
     }
 
     fn new_gen(&self) -> u32 {
