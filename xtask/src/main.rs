@@ -333,7 +333,7 @@ fn system_packages(packages: &[(&str, &str)]) -> Result<(), ExitCode> {
         return Ok(());
     }
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if !root || !have("apt-get") {
+    if !root || !have("command -v apt-get") {
         eprintln!(
             "xtask: missing system packages: {0}; install them with `sudo apt-get install -y {0}` \
              (tests that need them will fail)",
