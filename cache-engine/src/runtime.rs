@@ -213,20 +213,35 @@ fn shard_main(
 
 /// A yield that takes this long ran another thread.
 const CONTENDED: Duration = Duration::from_micros(50);
+/// How long a shard stops polling after a contended yield; doubled while
+/// contention lasts, up to `BACK_OFF_MAX`, and reset by a spell of polling
+/// that nobody contended.
+const BACK_OFF_MIN: Duration = Duration::from_millis(10);
+const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 
 /// `Runtime::block_on`, except that for `spin` after the last work arrived
 /// the thread keeps polling its ring instead of sleeping in it. A request
 /// that hops to another shard and back costs two thread wake-ups, each tens
 /// of microseconds on a virtual machine; a shard still polling sees the hop
-/// within a microsecond or two. Between polls the thread yields, so other
-/// processes on the core are not starved, and once one of them runs in
-/// that yield the thread sleeps until its next event instead.
+/// within a microsecond or two.
+///
+/// Polling pays only on a core nobody else wants. A pinned thread that
+/// yields its core to another runnable thread waits behind it for the rest
+/// of the scheduler's slice, milliseconds, even when its next request
+/// arrives meanwhile; a thread that sleeps instead is run as soon as it is
+/// woken. So once a yield has let another thread run, the shard sleeps
+/// whenever it is idle, for a back-off period that grows while the core
+/// stays shared.
 fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
         let mut cx = std::task::Context::from_waker(&waker);
         let mut future = std::pin::pin!(future);
-        let mut contended = false;
+        let mut back_off = BACK_OFF_MIN;
+        // No polling before this instant.
+        let mut calm_until: Option<Instant> = None;
+        // This spell of polling has yielded uncontended.
+        let mut polled = false;
         loop {
             if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 rt.run();
@@ -239,16 +254,23 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
             let recent = !spin.is_zero()
                 && (READS.with(|r| r.get()) > 0
                     || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
-            if recent && !contended {
+            let calm = recent && calm_until.is_some_and(|t| Instant::now() < t);
+            if recent && !calm {
                 rt.poll_with(Some(Duration::ZERO));
                 let yielded = Instant::now();
                 std::thread::yield_now();
-                // Another thread ran meanwhile: the core is not ours to spin
-                // on (clients on the same machine, say), so once what this
-                // poll woke has run, sleep.
-                contended = yielded.elapsed() > CONTENDED;
+                let now = Instant::now();
+                if now - yielded > CONTENDED {
+                    calm_until = Some(now + back_off);
+                    back_off = (back_off * 2).min(BACK_OFF_MAX);
+                    polled = false;
+                } else {
+                    polled = true;
+                }
             } else {
-                contended = false;
+                if !recent && std::mem::take(&mut polled) {
+                    back_off = BACK_OFF_MIN;
+                }
                 rt.poll();
             }
         }
