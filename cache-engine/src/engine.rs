@@ -23,6 +23,32 @@ use crate::{Error, Result};
 /// A listed entry to stat on its shard: position, object, attributes as listed.
 type Seeded = (usize, Resolved, Option<(Attr, Instant)>);
 
+/// Which of this many shards owns a file. A call running on one shard uses
+/// it to do the part of an operation that belongs to another file there
+/// and then, when that file is its own too, instead of a second hop.
+#[derive(Clone, Copy)]
+struct Owners(usize);
+
+impl Owners {
+    fn of(self, r: &Resolved) -> usize {
+        self.of_id(r.filer, r.fileid)
+    }
+
+    fn of_id(self, filer: u8, fileid: u64) -> usize {
+        let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h >> 32) % self.0 as u64) as usize
+    }
+
+    /// On shard `s`: what `refresh_on` does, when `s` owns `r`. Whether it did.
+    fn refresh_here(self, s: &Shard, r: &Resolved, attr: Option<Attr>, data_changed: bool) -> bool {
+        let here = self.of(r) == s.id;
+        if here {
+            s.refresh(r, attr, data_changed);
+        }
+        here
+    }
+}
+
 struct Inner {
     shared: Arc<Shared>,
     shards: ShardSet,
@@ -328,7 +354,7 @@ impl Engine {
 
     /// The shard that owns the file `fh` names.
     pub fn owner(&self, fh: &FileHandle) -> usize {
-        self.shard_for(fh.filer_hint(), fh.fileid_hint())
+        self.owners().of_id(fh.filer_hint(), fh.fileid_hint())
     }
 
     /// Handle of the core filer's root directory.
@@ -357,12 +383,11 @@ impl Engine {
     }
 
     fn shard_of(&self, r: &Resolved) -> usize {
-        self.shard_for(r.filer, r.fileid)
+        self.owners().of(r)
     }
 
-    fn shard_for(&self, filer: u8, fileid: u64) -> usize {
-        let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) % self.inner.shards.len() as u64) as usize
+    fn owners(&self) -> Owners {
+        Owners(self.inner.shards.len())
     }
 
     /// Cookie verifier of a directory: stable, since cookies are.
@@ -511,16 +536,26 @@ impl Engine {
         cred: &Credentials,
         name: &[u8],
     ) -> Result<(Resolved, Attr, Attr)> {
-        let (c, n) = (cred.clone(), name.to_vec());
-        let (child, seed, dir_attr) = self
+        let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+        let (child, seed, dir_attr, here) = self
             .inner
             .shards
-            .call(
-                self.shard_of(&d),
-                move |s| async move { s.lookup(&d, &c, &n).await },
-            )
+            .call(self.shard_of(&d), move |s| async move {
+                let (child, seed, dir_attr) = s.lookup(&d, &c, &n).await?;
+                if owners.of(&child) != s.id {
+                    return Ok((child, seed, dir_attr, None));
+                }
+                let attr = s.attr_with_seed(&child, &c, seed).await;
+                if matches!(attr, Err(Error::Stale)) {
+                    s.forget(&child);
+                }
+                Ok((child, None, dir_attr, Some(attr?)))
+            })
             .await?;
-        let attr = self.attr_on(child, cred, seed).await?;
+        let attr = match here {
+            Some(attr) => attr,
+            None => self.attr_on(child, cred, seed).await?,
+        };
         Ok((child, attr, dir_attr))
     }
 
@@ -676,13 +711,16 @@ impl Engine {
         node: NewNode,
         set: &SetAttr,
     ) -> Result<Created> {
-        let (c, n, s2) = (cred.clone(), name.to_vec(), *set);
-        let out = self
+        let (c, n, s2, owners) = (cred.clone(), name.to_vec(), *set, self.owners());
+        let (out, refreshed) = self
             .inner
             .shards
             .call(self.shard_of(&d), move |s| async move {
                 let out = s.create(&d, &c, &n, &node, &s2).await?;
+                let mut refreshed = false;
                 if let ShardCreated::New(child, attr, _) = &out {
+                    // A new object: any state cached under a reused file id is stale.
+                    refreshed = owners.refresh_here(&s, child, Some(*attr), true);
                     s.notify(c.origin, || ChangeKind::Created {
                         dir: s.handle(&d),
                         name: n,
@@ -690,13 +728,14 @@ impl Engine {
                         ftype: attr.ftype,
                     });
                 }
-                Ok(out)
+                Ok((out, refreshed))
             })
             .await?;
         match out {
             ShardCreated::New(child, attr, dir_wcc) => {
-                // A new object: any state cached under a reused file id is stale.
-                self.refresh_on(child, Some(attr), true).await;
+                if !refreshed {
+                    self.refresh_on(child, Some(attr), true).await;
+                }
                 Ok(Created {
                     handle: self.handle(&child),
                     attr,
@@ -811,21 +850,24 @@ impl Engine {
             self.not_a_junction(&d, name, Error::Exist)?;
             // The file must still exist before its link is made.
             self.attr_on(f, cred, None).await?;
-            let (c, n) = (cred.clone(), name.to_vec());
-            let (attr, wcc) = self
+            let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+            let (attr, wcc, refreshed) = self
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
-                    let out = s.link(&f, &c, &d, &n).await?;
+                    let (attr, wcc) = s.link(&f, &c, &d, &n).await?;
+                    let refreshed = owners.refresh_here(&s, &f, Some(attr), false);
                     s.notify(c.origin, || ChangeKind::Linked {
                         dir: s.handle(&d),
                         name: n,
                         object: s.handle(&f),
                     });
-                    Ok(out)
+                    Ok((attr, wcc, refreshed))
                 })
                 .await?;
-            self.refresh_on(f, Some(attr), false).await;
+            if !refreshed {
+                self.refresh_on(f, Some(attr), false).await;
+            }
             Ok((attr, wcc))
         })
         .await
@@ -835,21 +877,24 @@ impl Engine {
         self.timed(Op::Remove, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Access)?;
-            let (c, n) = (cred.clone(), name.to_vec());
-            let (wcc, victim) = self
+            let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+            let (wcc, victim, refreshed) = self
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
                     let (wcc, victim) = s.remove(&d, &c, &n, rmdir).await?;
+                    let refreshed = owners.refresh_here(&s, &victim, None, false);
                     s.notify(c.origin, || ChangeKind::Removed {
                         dir: s.handle(&d),
                         name: n,
                         object: s.handle(&victim),
                     });
-                    Ok((wcc, victim))
+                    Ok((wcc, victim, refreshed))
                 })
                 .await?;
-            self.refresh_on(victim, None, false).await;
+            if !refreshed {
+                self.refresh_on(victim, None, false).await;
+            }
             Ok(wcc)
         })
         .await
