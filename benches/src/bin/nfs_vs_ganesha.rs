@@ -84,6 +84,10 @@ struct Args {
     /// Skip the fio workloads (and iperf3): metadata only.
     #[arg(long)]
     meta_only: bool,
+    /// CPU-bound processes kept running beside the servers during the
+    /// metadata workload: a machine that is busy with something else.
+    #[arg(long, default_value_t = 0)]
+    meta_busy: usize,
     /// Loopback port for iperf3.
     #[arg(long, default_value_t = 20681)]
     iperf_port: u16,
@@ -455,6 +459,7 @@ fn run(args: &Args) -> Result<(), String> {
     // Metadata: each operation in chunks of files, the servers alternating
     // chunk by chunk (readdirplus: whole listings, `--rounds` of them).
     let mut meta: Vec<BTreeMap<&'static str, OpStats>> = vec![BTreeMap::new(); contenders.len()];
+    let busy = Busy::start(args.meta_busy)?;
     for round in 0..args.meta_rounds {
         let t = Instant::now();
         let mut runs = Vec::new();
@@ -493,6 +498,7 @@ fn run(args: &Args) -> Result<(), String> {
             t.elapsed().as_secs_f64()
         );
     }
+    drop(busy);
     drop(conns);
 
     // The table: Weir's column is n/a when no Weir answered.
@@ -624,6 +630,9 @@ fn run(args: &Args) -> Result<(), String> {
         "{} rounds × {} s per fio slice, contenders alternating; {} × {} MiB read files; metadata {} rounds",
         args.rounds, args.seconds, args.files, args.file_mib, args.meta_rounds
     );
+    if args.meta_busy > 0 {
+        println!("metadata with {} busy-loop processes running beside the servers", args.meta_busy);
+    }
     let hung: u32 = sums.iter().flatten().map(|s| s.r.ended_hung).sum();
     if hung > 0 {
         println!("fio job processes ended while hung in nfs_umount (statistics already final): {hung}");
@@ -631,4 +640,30 @@ fn run(args: &Args) -> Result<(), String> {
     println!();
     table.print();
     Ok(())
+}
+
+/// Busy-loop processes, ended when dropped.
+struct Busy(Vec<std::process::Child>);
+
+impl Busy {
+    fn start(n: usize) -> Result<Busy, String> {
+        let mut busy = Busy(Vec::with_capacity(n));
+        for _ in 0..n {
+            let child = Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .map_err(|e| format!("starting a busy loop: {e}"))?;
+            busy.0.push(child);
+        }
+        Ok(busy)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
