@@ -213,9 +213,12 @@ fn shard_main(
 
 /// A yield that takes this long ran another thread.
 const CONTENDED: Duration = Duration::from_micros(50);
-/// How long a shard stops polling after a contended yield; doubled while
-/// contention lasts, up to `BACK_OFF_MAX`, and reset by a spell of polling
-/// that nobody contended.
+/// A yield that takes this long ran a thread that wants the core for whole
+/// scheduler slices (a CPU-bound process), not one that did a little work.
+const HOGGED: Duration = Duration::from_micros(500);
+/// How long a shard stops polling after a hogged yield; doubled while that
+/// lasts, up to `BACK_OFF_MAX`, and reset by a spell of polling that
+/// nobody hogged.
 const BACK_OFF_MIN: Duration = Duration::from_millis(10);
 const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 
@@ -225,13 +228,14 @@ const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 /// of microseconds on a virtual machine; a shard still polling sees the hop
 /// within a microsecond or two.
 ///
-/// Polling pays only on a core nobody else wants. A pinned thread that
-/// yields its core to another runnable thread waits behind it for the rest
-/// of the scheduler's slice, milliseconds, even when its next request
-/// arrives meanwhile; a thread that sleeps instead is run as soon as it is
-/// woken. So once a yield has let another thread run, the shard sleeps
-/// whenever it is idle, for a back-off period that grows while the core
-/// stays shared.
+/// Between polls the thread yields, so other threads on the core are not
+/// starved; once one of them runs in that yield, the thread sleeps until
+/// its next event instead. A pinned thread that yields to a CPU-bound one
+/// waits behind it for the rest of the scheduler's slice, milliseconds,
+/// even when its next request arrives meanwhile, while a thread that
+/// sleeps is run as soon as it is woken: after such a yield the shard
+/// stops polling for a back-off period that grows while the core stays
+/// shared.
 fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
@@ -240,7 +244,9 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
         let mut back_off = BACK_OFF_MIN;
         // No polling before this instant.
         let mut calm_until: Option<Instant> = None;
-        // This spell of polling has yielded uncontended.
+        // The last yield ran another thread: sleep once what it woke has run.
+        let mut contended = false;
+        // This spell of polling has yielded without being hogged.
         let mut polled = false;
         loop {
             if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
@@ -255,12 +261,14 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 && (READS.with(|r| r.get()) > 0
                     || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             let calm = recent && calm_until.is_some_and(|t| Instant::now() < t);
-            if recent && !calm {
+            if recent && !calm && !contended {
                 rt.poll_with(Some(Duration::ZERO));
                 let yielded = Instant::now();
                 std::thread::yield_now();
                 let now = Instant::now();
-                if now - yielded > CONTENDED {
+                let took = now - yielded;
+                contended = took > CONTENDED;
+                if took > HOGGED {
                     calm_until = Some(now + back_off);
                     back_off = (back_off * 2).min(BACK_OFF_MAX);
                     polled = false;
@@ -271,6 +279,7 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 if !recent && std::mem::take(&mut polled) {
                     back_off = BACK_OFF_MIN;
                 }
+                contended = false;
                 rt.poll();
             }
         }

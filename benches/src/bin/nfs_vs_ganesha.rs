@@ -631,7 +631,10 @@ fn run(args: &Args) -> Result<(), String> {
         args.rounds, args.seconds, args.files, args.file_mib, args.meta_rounds
     );
     if args.meta_busy > 0 {
-        println!("metadata with {} busy-loop processes running beside the servers", args.meta_busy);
+        println!(
+            "metadata with {} busy-loop processes running beside the servers",
+            args.meta_busy
+        );
     }
     let hung: u32 = sums.iter().flatten().map(|s| s.r.ended_hung).sum();
     if hung > 0 {
