@@ -219,7 +219,7 @@ const HOGGED: Duration = Duration::from_micros(500);
 /// How long a shard stops polling after a hogged yield; doubled while that
 /// lasts, up to `BACK_OFF_MAX`, and reset by a spell of polling that
 /// nobody hogged.
-const BACK_OFF_MIN: Duration = Duration::from_millis(10);
+const BACK_OFF_MIN: Duration = Duration::from_millis(1);
 const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 
 /// `Runtime::block_on`, except that for `spin` after the last work arrived
