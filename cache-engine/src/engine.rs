@@ -23,32 +23,6 @@ use crate::{Error, Result};
 /// A listed entry to stat on its shard: position, object, attributes as listed.
 type Seeded = (usize, Resolved, Option<(Attr, Instant)>);
 
-/// Which of this many shards owns a file. A call running on one shard uses
-/// it to do the part of an operation that belongs to another file there
-/// and then, when that file is its own too, instead of a second hop.
-#[derive(Clone, Copy)]
-struct Owners(usize);
-
-impl Owners {
-    fn of(self, r: &Resolved) -> usize {
-        self.of_id(r.filer, r.fileid)
-    }
-
-    fn of_id(self, filer: u8, fileid: u64) -> usize {
-        let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) % self.0 as u64) as usize
-    }
-
-    /// On shard `s`: what `refresh_on` does, when `s` owns `r`. Whether it did.
-    fn refresh_here(self, s: &Shard, r: &Resolved, attr: Option<Attr>, data_changed: bool) -> bool {
-        let here = self.of(r) == s.id;
-        if here {
-            s.refresh(r, attr, data_changed);
-        }
-        here
-    }
-}
-
 struct Inner {
     shared: Arc<Shared>,
     shards: ShardSet,
@@ -354,7 +328,7 @@ impl Engine {
 
     /// The shard that owns the file `fh` names.
     pub fn owner(&self, fh: &FileHandle) -> usize {
-        self.owners().of_id(fh.filer_hint(), fh.fileid_hint())
+        self.shard_for(fh.filer_hint(), fh.fileid_hint())
     }
 
     /// Handle of the core filer's root directory.
@@ -383,11 +357,19 @@ impl Engine {
     }
 
     fn shard_of(&self, r: &Resolved) -> usize {
-        self.owners().of(r)
+        self.shard_for(r.filer, r.fileid)
     }
 
-    fn owners(&self) -> Owners {
-        Owners(self.inner.shards.len())
+    fn shard_for(&self, filer: u8, fileid: u64) -> usize {
+        let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h >> 32) % self.inner.shards.len() as u64) as usize
+    }
+
+    /// Inside a call on shard `s`: whether `r` is `s`'s too. Then the part
+    /// of the operation that belongs to `r` runs there and then (`call`
+    /// runs it in place on its own shard), not after a hop back.
+    fn owns(&self, s: &Shard, r: &Resolved) -> bool {
+        self.shard_of(r) == s.id
     }
 
     /// Cookie verifier of a directory: stable, since cookies are.
@@ -536,20 +518,17 @@ impl Engine {
         cred: &Credentials,
         name: &[u8],
     ) -> Result<(Resolved, Attr, Attr)> {
-        let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+        let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
         let (child, seed, dir_attr, here) = self
             .inner
             .shards
             .call(self.shard_of(&d), move |s| async move {
                 let (child, seed, dir_attr) = s.lookup(&d, &c, &n).await?;
-                if owners.of(&child) != s.id {
+                if !engine.owns(&s, &child) {
                     return Ok((child, seed, dir_attr, None));
                 }
-                let attr = s.attr_with_seed(&child, &c, seed).await;
-                if matches!(attr, Err(Error::Stale)) {
-                    s.forget(&child);
-                }
-                Ok((child, None, dir_attr, Some(attr?)))
+                let attr = engine.attr_on(child, &c, seed).await?;
+                Ok((child, None, dir_attr, Some(attr)))
             })
             .await?;
         let attr = match here {
@@ -711,7 +690,7 @@ impl Engine {
         node: NewNode,
         set: &SetAttr,
     ) -> Result<Created> {
-        let (c, n, s2, owners) = (cred.clone(), name.to_vec(), *set, self.owners());
+        let (c, n, s2, engine) = (cred.clone(), name.to_vec(), *set, self.clone());
         let (out, refreshed) = self
             .inner
             .shards
@@ -720,7 +699,10 @@ impl Engine {
                 let mut refreshed = false;
                 if let ShardCreated::New(child, attr, _) = &out {
                     // A new object: any state cached under a reused file id is stale.
-                    refreshed = owners.refresh_here(&s, child, Some(*attr), true);
+                    refreshed = engine.owns(&s, child);
+                    if refreshed {
+                        engine.refresh_on(*child, Some(*attr), true).await;
+                    }
                     s.notify(c.origin, || ChangeKind::Created {
                         dir: s.handle(&d),
                         name: n,
@@ -850,13 +832,16 @@ impl Engine {
             self.not_a_junction(&d, name, Error::Exist)?;
             // The file must still exist before its link is made.
             self.attr_on(f, cred, None).await?;
-            let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+            let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
             let (attr, wcc, refreshed) = self
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
                     let (attr, wcc) = s.link(&f, &c, &d, &n).await?;
-                    let refreshed = owners.refresh_here(&s, &f, Some(attr), false);
+                    let refreshed = engine.owns(&s, &f);
+                    if refreshed {
+                        engine.refresh_on(f, Some(attr), false).await;
+                    }
                     s.notify(c.origin, || ChangeKind::Linked {
                         dir: s.handle(&d),
                         name: n,
@@ -877,13 +862,16 @@ impl Engine {
         self.timed(Op::Remove, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Access)?;
-            let (c, n, owners) = (cred.clone(), name.to_vec(), self.owners());
+            let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
             let (wcc, victim, refreshed) = self
                 .inner
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
                     let (wcc, victim) = s.remove(&d, &c, &n, rmdir).await?;
-                    let refreshed = owners.refresh_here(&s, &victim, None, false);
+                    let refreshed = engine.owns(&s, &victim);
+                    if refreshed {
+                        engine.refresh_on(victim, None, false).await;
+                    }
                     s.notify(c.origin, || ChangeKind::Removed {
                         dir: s.handle(&d),
                         name: n,

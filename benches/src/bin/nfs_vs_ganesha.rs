@@ -459,7 +459,7 @@ fn run(args: &Args) -> Result<(), String> {
     // Metadata: each operation in chunks of files, the servers alternating
     // chunk by chunk (readdirplus: whole listings, `--rounds` of them).
     let mut meta: Vec<BTreeMap<&'static str, OpStats>> = vec![BTreeMap::new(); contenders.len()];
-    let busy = Busy::start(args.meta_busy)?;
+    let busy = busy_loops(args.meta_busy)?;
     for round in 0..args.meta_rounds {
         let t = Instant::now();
         let mut runs = Vec::new();
@@ -645,28 +645,15 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Busy-loop processes, ended when dropped.
-struct Busy(Vec<std::process::Child>);
-
-impl Busy {
-    fn start(n: usize) -> Result<Busy, String> {
-        let mut busy = Busy(Vec::with_capacity(n));
-        for _ in 0..n {
-            let child = Command::new("sh")
+/// Busy-loop processes, stopped when the guards drop.
+fn busy_loops(n: usize) -> Result<Vec<Guard>, String> {
+    (0..n)
+        .map(|_| {
+            Command::new("sh")
                 .args(["-c", "while :; do :; done"])
                 .spawn()
-                .map_err(|e| format!("starting a busy loop: {e}"))?;
-            busy.0.push(child);
-        }
-        Ok(busy)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+                .map(|c| Guard::new("busy loop", c))
+                .map_err(|e| format!("starting a busy loop: {e}"))
+        })
+        .collect()
 }
