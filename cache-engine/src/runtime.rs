@@ -235,7 +235,7 @@ const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 /// even when its next request arrives meanwhile, while a thread that
 /// sleeps is run as soon as it is woken: after such a yield the shard
 /// stops polling for a back-off period that grows while the core stays
-/// shared.
+/// shared. Nor does it poll while threads wait for a core (see `crowded`).
 fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
@@ -261,7 +261,7 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 && (READS.with(|r| r.get()) > 0
                     || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             let calm = recent && calm_until.is_some_and(|t| Instant::now() < t);
-            if recent && !calm && !contended {
+            if recent && !calm && !contended && !crowded() {
                 rt.poll_with(Some(Duration::ZERO));
                 let yielded = Instant::now();
                 std::thread::yield_now();
@@ -286,6 +286,67 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
     })
 }
 
+/// How often a polling shard rereads the machine's CPU pressure (the
+/// kernel updates it every few milliseconds).
+const CROWD_CHECK: Duration = Duration::from_millis(10);
+/// The share of time some thread waited for a CPU above which the machine
+/// counts as crowded.
+const CROWDED: f64 = 0.5;
+
+/// Whether threads have been waiting for a CPU for more than `CROWDED` of
+/// the last `CROWD_CHECK` (the kernel's CPU pressure, `/proc/pressure/cpu`).
+/// A polling shard never leaves its core idle, so the scheduler does not
+/// move a thread waiting on another core's queue to it: on a crowded
+/// machine (clients on the same host, say) polling slows the other work by
+/// more than the wake-ups it saves. Without pressure figures, never.
+fn crowded() -> bool {
+    struct Crowd {
+        pressure: Option<std::fs::File>,
+        checked: Instant,
+        stalled_us: Option<u64>,
+        crowded: bool,
+    }
+    thread_local! {
+        static CROWD: std::cell::RefCell<Crowd> = std::cell::RefCell::new(Crowd {
+            pressure: std::fs::File::open("/proc/pressure/cpu").ok(),
+            checked: Instant::now(),
+            stalled_us: None,
+            crowded: false,
+        });
+    }
+    CROWD.with(|c| {
+        let mut c = c.borrow_mut();
+        let now = Instant::now();
+        let elapsed = now - c.checked;
+        if elapsed < CROWD_CHECK {
+            return c.crowded;
+        }
+        let mut buf = [0u8; 256];
+        let read = c
+            .pressure
+            .as_ref()
+            .and_then(|f| std::os::unix::fs::FileExt::read_at(f, &mut buf, 0).ok());
+        let stalled = read.and_then(|n| stalled_us(&buf[..n]));
+        c.crowded = match (c.stalled_us, stalled) {
+            (Some(before), Some(after)) => {
+                after.saturating_sub(before) as f64 > CROWDED * elapsed.as_micros() as f64
+            }
+            _ => false,
+        };
+        c.stalled_us = stalled;
+        c.checked = now;
+        c.crowded
+    })
+}
+
+/// Microseconds some thread has waited for a CPU, from `/proc/pressure/cpu`
+/// ("some avg10=0.00 avg60=0.00 avg300=0.00 total=12345" on its first line).
+fn stalled_us(text: &[u8]) -> Option<u64> {
+    let some = std::str::from_utf8(text).ok()?.lines().next()?;
+    let total = some.split_ascii_whitespace().find_map(|f| f.strip_prefix("total="))?;
+    total.parse().ok()
+}
+
 /// The tokio runtime beside the shards (metrics exporter, later gRPC and object stores).
 pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -293,4 +354,18 @@ pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("weir-sidecar")
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stalled_us;
+
+    #[test]
+    fn cpu_pressure_total() {
+        let text = b"some avg10=11.03 avg60=31.43 avg300=27.39 total=1725017157\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(stalled_us(text), Some(1_725_017_157));
+        assert_eq!(stalled_us(b"some avg10=0.00 avg60=0.00 avg300=0.00"), None);
+        assert_eq!(stalled_us(b"some total=x"), None);
+        assert_eq!(stalled_us(b""), None);
+    }
 }
