@@ -164,6 +164,7 @@ impl Engine {
             policies: mounts.iter().map(|m| m.policy.clone()).collect(),
             write_verifier: rand::random::<u64>().into(),
             changes: crate::change::ChangeHub::new(),
+            published: Default::default(),
         });
         let shards = ShardSet::start(shared.clone())?;
         let mut roots = Vec::with_capacity(mounts.len());
@@ -410,6 +411,9 @@ impl Engine {
     }
 
     async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<(Attr, Instant)>) -> Result<Attr> {
+        if let Some(attr) = self.inner.shared.published_attr(&r) {
+            return Ok(attr);
+        }
         self.on_owner(r, cred, move |s, r, c| async move {
             s.attr_with_seed(&r, &c, seed).await
         })

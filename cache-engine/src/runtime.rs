@@ -343,7 +343,9 @@ fn crowded() -> bool {
 /// ("some avg10=0.00 avg60=0.00 avg300=0.00 total=12345" on its first line).
 fn stalled_us(text: &[u8]) -> Option<u64> {
     let some = std::str::from_utf8(text).ok()?.lines().next()?;
-    let total = some.split_ascii_whitespace().find_map(|f| f.strip_prefix("total="))?;
+    let total = some
+        .split_ascii_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?;
     total.parse().ok()
 }
 

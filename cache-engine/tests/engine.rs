@@ -840,3 +840,50 @@ fn parents_are_cached_and_follow_a_moved_directory() {
         assert_eq!(fx.engine.lookup(&root(), &sub, b"..").await.unwrap().0, b);
     });
 }
+
+/// Attributes answered without a hop to the owning shard are never older
+/// than the last change made through the engine, on any file of a directory
+/// (whose files are spread over the shards).
+#[test]
+fn getattr_sees_every_change_made_through_the_engine_at_once() {
+    let fx = fixture(|c| c.policy.attr_verify = Duration::from_secs(3600));
+    block_on(async {
+        let cred = root();
+        for i in 0..16u32 {
+            let name = format!("f{i}");
+            let c = create_in_root(&fx, name.as_bytes()).await;
+            let fh = c.handle;
+            assert_eq!(fx.engine.getattr(&fh).await.unwrap().size, 0);
+            let data = Bytes::from(vec![7u8; 1000 + i as usize]);
+            fx.engine
+                .write(&cred, &fh, 0, data, Stability::FileSync)
+                .await
+                .unwrap();
+            assert_eq!(fx.engine.getattr(&fh).await.unwrap().size, 1000 + u64::from(i));
+            let set = SetAttr {
+                mode: Some(0o600),
+                size: Some(10),
+                ..SetAttr::default()
+            };
+            fx.engine.setattr(&cred, &fh, &set, None).await.unwrap();
+            let a = fx.engine.getattr(&fh).await.unwrap();
+            assert_eq!((a.size, a.mode & 0o7777), (10, 0o600));
+            let linked = format!("l{i}");
+            fx.engine
+                .link(&cred, &fh, &fx.engine.root(), linked.as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(fx.engine.getattr(&fh).await.unwrap().nlink, 2);
+            fx.engine
+                .remove(&cred, &fx.engine.root(), linked.as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(fx.engine.getattr(&fh).await.unwrap().nlink, 1);
+            fx.engine
+                .remove(&cred, &fx.engine.root(), name.as_bytes())
+                .await
+                .unwrap();
+            assert!(matches!(fx.engine.getattr(&fh).await, Err(Error::Stale)));
+        }
+    });
+}

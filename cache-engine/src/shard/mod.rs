@@ -39,6 +39,28 @@ pub struct Shared {
     pub write_verifier: std::sync::atomic::AtomicU64,
     /// Who hears about changes (see [`crate::Engine::subscribe`]).
     pub(crate) changes: crate::change::ChangeHub,
+    /// Attributes each shard publishes for the files it owns while they are
+    /// fresh, so that any shard answers a getattr without a hop to the
+    /// owner. Only a file's owner writes its entry: before it answers the
+    /// operation that changed the file, so no later getattr reads older ones.
+    pub(crate) published: papaya::HashMap<u64, Published, ahash::RandomState>,
+}
+
+/// A file's attributes as its owner published them.
+pub(crate) struct Published {
+    filer_handle: FilerHandle,
+    attr: Attr,
+    /// End of the verify period: the owner revalidates after it.
+    until: Instant,
+}
+
+impl Shared {
+    /// `r`'s attributes, when its owner published them and they are fresh.
+    pub(crate) fn published_attr(&self, r: &Resolved) -> Option<Attr> {
+        let map = self.published.pin();
+        let p = map.get(&file_key(r))?;
+        (p.filer_handle == r.filer_handle && Instant::now() < p.until).then_some(p.attr)
+    }
 }
 
 /// Cache key of a file: its file id, with the filer index in the top byte.
@@ -263,13 +285,28 @@ impl Shard {
             .unwrap_or(&self.cfg().policy)
     }
 
-    fn fresh(&self, r: &Resolved, st: &FileState, now: Instant) -> bool {
-        let period = if st.attr.ftype == FileType::Directory {
+    /// How long attributes of this type, fetched now, are trusted.
+    fn verify_period(&self, r: &Resolved, ftype: FileType) -> Duration {
+        if ftype == FileType::Directory {
             self.policy(r).dir_verify
         } else {
             self.policy(r).attr_verify
+        }
+    }
+
+    fn fresh(&self, r: &Resolved, st: &FileState, now: Instant) -> bool {
+        now.duration_since(st.validated) < self.verify_period(r, st.attr.ftype)
+    }
+
+    /// Let every shard answer with `attr`, validated at `at`, for the verify period.
+    fn publish(&self, r: &Resolved, attr: &Attr, at: Instant) {
+        let until = at + self.verify_period(r, attr.ftype);
+        let entry = Published {
+            filer_handle: r.filer_handle,
+            attr: *attr,
+            until,
         };
-        now.duration_since(st.validated) < period
+        self.shared.published.pin().insert(file_key(r), entry);
     }
 
     fn snapshot(st: &FileState) -> Snapshot {
@@ -355,12 +392,15 @@ impl Shard {
                     ra: Readahead::default(),
                 };
                 let snap = Self::snapshot(&st);
-                files.put(key, st);
+                if let Some((gone, _)) = files.push(key, st).filter(|(k, _)| *k != key) {
+                    self.shared.published.pin().remove(&gone);
+                }
                 // A state created anew cannot vouch for names cached under it.
                 (snap, false, true, false)
             }
         };
         drop(files);
+        self.publish(r, &attr, now);
         if changed {
             self.stats.invalidations.increment(1);
         }
@@ -397,6 +437,7 @@ impl Shard {
     /// Make the next access revalidate the file's attributes and, for a
     /// directory that may have moved, its parent.
     pub(crate) fn expire(&self, r: &Resolved) {
+        self.shared.published.pin().remove(&file_key(r));
         if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
             st.validated = Instant::now() - Duration::from_secs(86400 * 365);
         }
@@ -409,6 +450,13 @@ impl Shard {
     pub(crate) fn forget(&self, r: &Resolved) {
         let key = file_key(r);
         let dir = {
+            let published = self.shared.published.pin();
+            if published
+                .get(&key)
+                .is_some_and(|p| p.filer_handle == r.filer_handle)
+            {
+                published.remove(&key);
+            }
             let mut files = self.files.borrow_mut();
             // The file id may belong to a newer object by now (file systems
             // reuse inode numbers): its state stays.
@@ -457,6 +505,7 @@ impl Shard {
                 if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
                     st.validated = at;
                 }
+                self.publish(r, &snap.attr, at);
                 Ok(snap.attr)
             }
             _ => self.getattr(r, cred).await,
