@@ -720,7 +720,16 @@ impl Engine {
         match out {
             ShardCreated::New(child, attr, dir_wcc) => {
                 if !refreshed {
-                    self.refresh_on(child, Some(attr), true).await;
+                    // Nothing waits for the owner to take the new object's
+                    // attributes: it has none published under its handle, and
+                    // a state it keeps under a reused file id has another
+                    // handle, which it never answers for.
+                    self.inner
+                        .shards
+                        .post(self.shard_of(&child), move |s| async move {
+                            s.refresh(&child, Some(attr), true)
+                        })
+                        .await;
                 }
                 Ok(Created {
                     handle: self.handle(&child),

@@ -146,6 +146,18 @@ impl ShardSet {
         rx.await.map_err(|_| Error::ServerFault)?
     }
 
+    /// Queue `f` on shard `shard` without waiting for it to run (only for
+    /// room in the queue): it runs before anything queued there later.
+    pub async fn post<F, Fut>(&self, shard: usize, f: F)
+    where
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let job: Job = Box::new(move |s| Box::pin(f(s)));
+        // A closed queue means the engine is stopping: nothing left to tell.
+        let _ = self.queues[shard].send(job).await;
+    }
+
     /// Close every queue and wait for the shards to drain and exit.
     pub fn stop(&self) {
         for q in &self.queues {

@@ -674,13 +674,14 @@ impl LocalFiler {
     /// Remember an object found by name beneath the root.
     fn adopt(&self, fd: OwnedFd) -> Result<(Arc<Node>, Attr)> {
         let (handle, attr) = self.probe(fd.as_fd())?;
-        let node = Arc::new(Node {
-            fd,
-            handle,
-            ftype: attr.ftype,
-        });
+        Ok((self.remember(fd, handle, attr.ftype), attr))
+    }
+
+    /// Cache an object whose handle and type are known.
+    fn remember(&self, fd: OwnedFd, handle: FilerHandle, ftype: FileType) -> Arc<Node> {
+        let node = Arc::new(Node { fd, handle, ftype });
         lock(&self.cache).insert(node.clone());
-        Ok((node, attr))
+        node
     }
 
     /// The `O_PATH` descriptor of a name in `dir`, as a cached node.
@@ -910,9 +911,11 @@ impl LocalFiler {
     fn init_new_file(&self, file: OwnedFd, how: CreateMode, attrs: &SetAttr) -> Result<(Arc<Node>, Attr)> {
         // Keep an O_PATH descriptor in the cache, not a writable one (which would
         // make the file unexecutable while cached).
+        // Made just now in a directory on the root's file system (a new file
+        // is no mount point): its handle is all `adopt` would find out.
         let raw = encode_at(file.as_fd(), c"", libc::AT_EMPTY_PATH)?;
         let path_fd = open_by_handle(self.root_fd.as_fd(), &raw, libc::O_PATH).map_err(handle_err)?;
-        let (node, _) = self.adopt(path_fd)?;
+        let node = self.remember(path_fd, raw.to_filer()?, FileType::Regular);
         set_owner(node.fd.as_fd(), attrs.uid, attrs.gid)?;
         let mode = attrs.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777;
         // SAFETY: plain syscall on a descriptor we own.
