@@ -358,8 +358,12 @@ impl Shard {
     /// means someone changed the file behind the cache: its cached data and,
     /// for a directory, its names and listing are dropped.
     pub(crate) fn install(&self, r: &Resolved, attr: Attr, ours: bool) -> Snapshot {
+        self.install_read_at(r, attr, ours, Instant::now())
+    }
+
+    /// `install`, for attributes the core filer returned at `now`.
+    fn install_read_at(&self, r: &Resolved, attr: Attr, ours: bool, now: Instant) -> Snapshot {
         let key = file_key(r);
-        let now = Instant::now();
         let mut files = self.files.borrow_mut();
         // (snapshot, changed behind the cache, names under it unvouched for,
         // contents changed behind the cache)
@@ -450,13 +454,11 @@ impl Shard {
     pub(crate) fn forget(&self, r: &Resolved) {
         let key = file_key(r);
         let dir = {
-            let published = self.shared.published.pin();
-            if published
-                .get(&key)
-                .is_some_and(|p| p.filer_handle == r.filer_handle)
-            {
-                published.remove(&key);
-            }
+            let _ = self
+                .shared
+                .published
+                .pin()
+                .remove_if(&key, |_, p| p.filer_handle == r.filer_handle);
             let mut files = self.files.borrow_mut();
             // The file id may belong to a newer object by now (file systems
             // reuse inode numbers): its state stays.
@@ -500,14 +502,7 @@ impl Shard {
             }
         }
         match seed {
-            Some((attr, at)) if attr.fileid == r.fileid => {
-                let snap = self.install(r, attr, false);
-                if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
-                    st.validated = at;
-                }
-                self.publish(r, &snap.attr, at);
-                Ok(snap.attr)
-            }
+            Some((attr, at)) if attr.fileid == r.fileid => Ok(self.install_read_at(r, attr, false, at).attr),
             _ => self.getattr(r, cred).await,
         }
     }
