@@ -53,8 +53,12 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
 
     // Before anything starts: a second server on this data dir is refused here.
     let mut admin = AdminSocket::bind(&settings.data_dir)?;
-    let listener = metrics_http::bind(settings.metrics_listen)?;
-    let metrics_addr = listener.local_addr()?;
+    // Named ports are bound before any the kernel picks (port 0), so that a
+    // picked port can never be one named for another listener.
+    let named_metrics = match settings.metrics_listen.port() {
+        0 => None,
+        _ => Some(metrics_http::bind(settings.metrics_listen)?),
+    };
     let metrics = metrics_http::install_recorder()?;
     ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
@@ -62,18 +66,34 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let engine = Engine::start_namespace(settings.engine.clone(), mounts, settings.junctions.clone())
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
     let running = Running(engine);
-    let nfs = nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
-        nfs_front::StartError::Listen { addr, source } => {
-            listen_error("NFS", addr, &source, "another NFS server or rpcbind?", "nfs")
-        }
-        other => anyhow!("NFS front end: {other}"),
-    })?;
-    let smb = smb_front::SmbServer::start(running.0.clone(), settings.smb.clone()).map_err(|e| match e {
-        smb_front::StartError::Listen { addr, source } => {
-            listen_error("SMB", addr, &source, "Samba's smbd?", "smb")
-        }
-        other => anyhow!("SMB front end: {other}"),
-    })?;
+    let start_nfs = || {
+        nfs_front::NfsServer::start(running.0.clone(), settings.nfs.clone()).map_err(|e| match e {
+            nfs_front::StartError::Listen { addr, source } => {
+                listen_error("NFS", addr, &source, "another NFS server or rpcbind?", "nfs")
+            }
+            other => anyhow!("NFS front end: {other}"),
+        })
+    };
+    let start_smb = || {
+        smb_front::SmbServer::start(running.0.clone(), settings.smb.clone()).map_err(|e| match e {
+            smb_front::StartError::Listen { addr, source } => {
+                listen_error("SMB", addr, &source, "Samba's smbd?", "smb")
+            }
+            other => anyhow!("SMB front end: {other}"),
+        })
+    };
+    let (nfs, smb) = if settings.nfs.listen.port() == 0 && settings.smb.listen.port() != 0 {
+        let smb = start_smb()?;
+        (start_nfs()?, smb)
+    } else {
+        let nfs = start_nfs()?;
+        (nfs, start_smb()?)
+    };
+    let listener = match named_metrics {
+        Some(l) => l,
+        None => metrics_http::bind(settings.metrics_listen)?,
+    };
+    let metrics_addr = listener.local_addr()?;
     let sidecar = running.0.sidecar().clone();
     sidecar.spawn(metrics_http::serve(listener, metrics));
     let ctx = admin::Context {
