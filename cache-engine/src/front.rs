@@ -259,7 +259,9 @@ impl Drop for StopSignal {
 /// Large messages (WRITE payloads): each is read straight into a buffer of
 /// its own, with no copy out of a shared read buffer, and the buffer goes
 /// back to a pool when the last `Bytes` of it drops, wherever that is. A
-/// fresh buffer would cost a page fault per 4 KiB on every message.
+/// fresh buffer would cost a page fault per 4 KiB on every message; one that
+/// must be fresh (the RAM tier keeps written blocks as slices of it) is
+/// backed by huge pages.
 pub mod large {
     use std::sync::LazyLock;
 
@@ -268,34 +270,39 @@ pub mod large {
     use compio::io::AsyncRead;
     use crossbeam_queue::ArrayQueue;
 
+    use crate::tier::aligned::AlignedBuf;
+
     /// Messages from this size on are read by [`read_rest`].
     pub const MIN: usize = 128 << 10;
     /// Buffers kept for reuse, shared by all shards.
     const POOLED: usize = 8;
 
-    static POOL: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(POOLED));
+    static POOL: LazyLock<ArrayQueue<AlignedBuf>> = LazyLock::new(|| ArrayQueue::new(POOLED));
 
-    struct Recycled(Vec<u8>);
+    struct Recycled(Option<AlignedBuf>);
 
     impl AsRef<[u8]> for Recycled {
         fn as_ref(&self) -> &[u8] {
-            &self.0
+            self.0.as_ref().map_or(&[], |b| b.as_slice())
         }
     }
 
     impl Drop for Recycled {
         fn drop(&mut self) {
-            let mut v = std::mem::take(&mut self.0);
-            v.clear();
-            let _ = POOL.push(v);
+            if let Some(mut b) = self.0.take() {
+                b.clear();
+                let _ = POOL.push(b);
+            }
         }
     }
 
     /// Read the rest of a `len`-byte message of which `head` has arrived.
     /// A connection that ends first is an `UnexpectedEof` error.
     pub async fn read_rest(rd: &mut impl AsyncRead, head: &[u8], len: usize) -> std::io::Result<Bytes> {
-        let mut buf = POOL.pop().unwrap_or_default();
-        buf.reserve_exact(len);
+        let mut buf = match POOL.pop() {
+            Some(b) if b.capacity() >= len => b,
+            _ => AlignedBuf::with_capacity(len),
+        };
         buf.extend_from_slice(&head[..head.len().min(len)]);
         while buf.len() < len {
             let at = buf.len();
@@ -308,7 +315,7 @@ pub mod large {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Bytes::from_owner(Recycled(buf)))
+        Ok(Bytes::from_owner(Recycled(Some(buf))))
     }
 
     /// What a connection's read loop does when its framer holds no whole

@@ -1,9 +1,12 @@
-//! A heap buffer aligned to 4 KiB, for `O_DIRECT` I/O through compio.
+//! A heap buffer aligned to 4 KiB, for `O_DIRECT` I/O through compio, and
+//! for large network messages.
 //!
 //! `O_DIRECT` needs the memory address, the file offset and the length of every
 //! transfer aligned to the device's logical block size; 4096 covers every
 //! NVMe and SATA device we run on. `Vec<u8>` gives no alignment guarantee, so
-//! this type allocates with an explicit [`Layout`].
+//! this type allocates with an explicit [`Layout`]. Buffers of [`HUGE`] bytes
+//! or more are aligned to it and asked to be backed by transparent huge pages:
+//! fresh memory then costs one page fault per 2 MiB instead of one per 4 KiB.
 
 use std::alloc::{self, Layout};
 use std::mem::MaybeUninit;
@@ -13,6 +16,9 @@ use compio::buf::{IoBuf, IoBufMut, SetLen};
 
 /// Alignment of every buffer, file offset and length in direct I/O.
 pub const ALIGN: usize = 4096;
+
+/// A transparent huge page on x86-64 and arm64 (4 KiB base pages).
+pub const HUGE: usize = 2 << 20;
 
 /// Round `n` up to the next multiple of [`ALIGN`].
 pub const fn align_up(n: usize) -> usize {
@@ -47,6 +53,12 @@ impl AlignedBuf {
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
+        if cap >= HUGE {
+            // SAFETY: the range lies inside the allocation just made. The
+            // advice only changes how the kernel backs the pages; when it is
+            // refused (no THP), the memory is plain pages as before.
+            unsafe { libc::madvise(raw.cast(), cap / HUGE * HUGE, libc::MADV_HUGEPAGE) };
+        }
         AlignedBuf { ptr, cap, len: 0 }
     }
 
@@ -65,7 +77,8 @@ impl AlignedBuf {
     fn layout(cap: usize) -> Layout {
         // A capacity that overflows isize is a caller bug far beyond any cache
         // size; treat it like an allocation failure rather than panicking.
-        match Layout::from_size_align(cap, ALIGN) {
+        let align = if cap >= HUGE { HUGE } else { ALIGN };
+        match Layout::from_size_align(cap, align) {
             Ok(l) => l,
             Err(_) => alloc::handle_alloc_error(Layout::new::<[u8; ALIGN]>()),
         }
@@ -204,6 +217,11 @@ mod tests {
         assert_eq!(b.as_slice(), b"he");
         b.clear();
         assert_eq!(b.len(), 0);
+        let mut h = AlignedBuf::with_capacity(HUGE + 1);
+        assert_eq!(h.capacity(), HUGE + ALIGN);
+        assert_eq!(h.as_slice().as_ptr() as usize % HUGE, 0);
+        assert!(h.extend_zeroed(HUGE + 1));
+        assert!(h.as_slice().iter().all(|&b| b == 0));
         let z = AlignedBuf::zeroed(10);
         assert_eq!(z.as_slice(), &[0u8; 10]);
         assert_eq!(z.capacity(), 4096);
