@@ -223,6 +223,15 @@ fn shard_main(
     });
 }
 
+/// Reap what the ring has completed without sleeping in it. A wait with a
+/// zero timeout still arms a kernel timer and switches to the idle thread
+/// when nothing is complete (about 5 µs on a virtual machine); a runtime
+/// already notified enters the ring without waiting (0.2 µs).
+fn poll_now(rt: &compio::runtime::Runtime, waker: &std::task::Waker) {
+    waker.wake_by_ref();
+    rt.poll_with(Some(Duration::ZERO));
+}
+
 /// A yield that takes this long ran another thread.
 const CONTENDED: Duration = Duration::from_micros(50);
 /// A yield that takes this long ran a thread that wants the core for whole
@@ -266,7 +275,7 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 return out;
             }
             if rt.run() {
-                rt.poll_with(Some(Duration::ZERO));
+                poll_now(rt, &waker);
                 continue;
             }
             let recent = !spin.is_zero()
@@ -274,7 +283,7 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                     || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             let calm = recent && calm_until.is_some_and(|t| Instant::now() < t);
             if recent && !calm && !contended && !crowded() {
-                rt.poll_with(Some(Duration::ZERO));
+                poll_now(rt, &waker);
                 let yielded = Instant::now();
                 std::thread::yield_now();
                 let now = Instant::now();
