@@ -187,6 +187,8 @@ pub struct NvmeStats {
     pub inserts: u64,
     pub evicted_blocks: u64,
     pub reinserted_blocks: u64,
+    /// Segments read back before reclaim, for their hit blocks.
+    pub reclaim_reads: u64,
     pub checksum_failures: u64,
     pub segments_written: u64,
     /// Inserts declined because too many segments were waiting to be written
@@ -318,6 +320,10 @@ struct SegMeta {
     /// Keys appended since the segment was opened (some may since have been
     /// removed or replaced: check the index).
     keys: Vec<BlockKey>,
+    /// Blocks in it first hit since they were written (an upper bound: some
+    /// may since have been removed). Only hit blocks are reinserted, so a
+    /// segment with none is reclaimed without reading it back.
+    hits: u32,
 }
 
 enum SegState {
@@ -382,6 +388,7 @@ struct Counters {
     inserts: Counter,
     evicted: Counter,
     reinserted: Counter,
+    reclaim_reads: Counter,
     checksum_failures: Counter,
     segments_written: Counter,
     dropped_inserts: Counter,
@@ -403,6 +410,7 @@ impl Counters {
             inserts: tier("weir_cache_inserts_total"),
             evicted: tier("weir_cache_evictions_total"),
             reinserted: own("weir_nvme_reinserted_blocks_total"),
+            reclaim_reads: own("weir_nvme_reclaim_reads_total"),
             checksum_failures: tier("weir_cache_checksum_failures_total"),
             segments_written: own("weir_nvme_segments_written_total"),
             dropped_inserts: own("weir_nvme_dropped_inserts_total"),
@@ -545,6 +553,7 @@ impl SegmentStore {
                 state: SegState::Free,
                 used_pages: 0,
                 keys: Vec::new(),
+                hits: 0,
             })
             .collect();
         tracing::info!(
@@ -715,6 +724,7 @@ impl SegmentStore {
             inserts: c.inserts.get(),
             evicted_blocks: c.evicted.get(),
             reinserted_blocks: c.reinserted.get(),
+            reclaim_reads: c.reclaim_reads.get(),
             checksum_failures: c.checksum_failures.get(),
             segments_written: c.segments_written.get(),
             dropped_inserts: c.dropped_inserts.get(),
@@ -808,7 +818,9 @@ impl Shared {
                     let first = start / PAGE;
                     let last = pages_of(end);
                     if let Some(crcs) = e.crcs.get(first..last) {
-                        e.hit = true;
+                        if !std::mem::replace(&mut e.hit, true) {
+                            segs[e.seg as usize].hits += 1;
+                        }
                         return Err(DiskRead {
                             seg: e.seg,
                             seq: segs[e.seg as usize].seq,
@@ -834,10 +846,15 @@ impl Shared {
         });
         match data {
             Some(d) => {
-                e.hit = true;
+                let out = Bytes::copy_from_slice(d);
+                if !std::mem::replace(&mut e.hit, true) {
+                    if let Some(m) = segs.get_mut(e.seg as usize) {
+                        m.hits += 1;
+                    }
+                }
                 self.c.hits.add(1);
-                self.c.hit_bytes.add(d.len() as u64);
-                Ok(Some(Bytes::copy_from_slice(d)))
+                self.c.hit_bytes.add(out.len() as u64);
+                Ok(Some(out))
             }
             None => {
                 // The entry points nowhere valid; never serve it.
@@ -1034,6 +1051,7 @@ impl Shared {
         m.state = SegState::Open;
         m.used_pages = 0;
         m.keys = keys;
+        m.hits = 0;
         inner.open = Some(OpenSeg { seg: cand, buf });
         inner.head = cand;
         self.c.evicted.add(evicted);
@@ -1045,7 +1063,8 @@ impl Shared {
     }
 
     /// Start reading the segment the ring will reclaim next, so that its hit
-    /// blocks can be reinserted without waiting when the time comes.
+    /// blocks can be reinserted without waiting when the time comes. One
+    /// with no hit blocks is not read: reclaiming it evicts them all.
     fn maybe_prefetch(&self, inner: &mut Inner, jobs: &mut Jobs) {
         if inner.prefetch.is_some() {
             return;
@@ -1057,7 +1076,7 @@ impl Shared {
             return;
         };
         let m = &inner.segs[next as usize];
-        if next == open || !matches!(m.state, SegState::Sealed) || m.used_pages == 0 {
+        if next == open || !matches!(m.state, SegState::Sealed) || m.used_pages == 0 || m.hits == 0 {
             return;
         }
         let live = m
@@ -1077,6 +1096,7 @@ impl Shared {
             done: false,
         });
         jobs.prefetch = Some((next, seq, pages));
+        self.c.reclaim_reads.add(1);
     }
 
     fn spawn_jobs(this: &Rc<Shared>, jobs: Jobs) {
@@ -1843,17 +1863,20 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = SegmentStore::open(cfg(&dir.path().join("c"), 4)).await.unwrap();
             // 4 segments of 4 blocks: 0..4 land in segment 0.
-            fill(&store, 0, 16).await;
-            assert_eq!(store.len(), 16);
+            fill(&store, 0, 12).await;
             // Hit three blocks of segment 0; reinsertion is capped at half a
-            // segment (two blocks), in log order.
+            // segment (two blocks), in log order. Filling the last segment
+            // reads segment 0 back for them, ahead of its reclaim.
             for b in [1, 2, 3] {
                 assert!(store.read(key(b), 1, 0, 1).await.unwrap().is_some());
             }
+            fill(&store, 12, 4).await;
+            assert_eq!(store.len(), 16);
             fill(&store, 16, 1).await;
             let s = store.stats();
             assert_eq!(s.reinserted_blocks, 2);
             assert_eq!(s.evicted_blocks, 2);
+            assert_eq!(s.reclaim_reads, 1, "segment 0 was read back for its hit blocks");
             for b in [0, 3] {
                 assert!(!store.contains(key(b), 1), "block {b} should be evicted");
                 assert!(store.read(key(b), 1, 0, 1).await.unwrap().is_none());
@@ -1874,6 +1897,31 @@ mod tests {
             for b in [16, 20, 30] {
                 check(&store, b, BLOCK as usize).await;
             }
+        });
+    }
+
+    #[test]
+    fn segments_without_hits_are_reclaimed_without_reading_them() {
+        run(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SegmentStore::open(cfg(&dir.path().join("c"), 4)).await.unwrap();
+            // Two laps of the ring, nothing ever read: every reclaim evicts.
+            fill(&store, 0, 32).await;
+            let s = store.stats();
+            assert_eq!(s.reclaim_reads, 0);
+            assert_eq!(s.reinserted_blocks, 0);
+            assert!(s.evicted_blocks > 0);
+            // Segments 0..4 now hold blocks 16..32. A hit in segment 1 makes
+            // it worth reading back while segment 0 fills again.
+            assert!(store.read(key(21), 1, 0, 1).await.unwrap().is_some());
+            fill(&store, 32, 8).await;
+            let s = store.stats();
+            assert_eq!(s.reclaim_reads, 1);
+            assert_eq!(s.reinserted_blocks, 1);
+            assert!(store.contains(key(21), 1), "the hit block was kept");
+            assert!(!store.contains(key(20), 1));
+            check(&store, 21, BLOCK as usize).await;
+            check(&store, 39, BLOCK as usize).await;
         });
     }
 
@@ -1907,10 +1955,11 @@ mod tests {
         run(async {
             let dir = tempfile::tempdir().unwrap();
             let store = SegmentStore::open(cfg(&dir.path().join("c"), 4)).await.unwrap();
-            fill(&store, 0, 16).await;
+            fill(&store, 0, 12).await;
             let mut read = std::pin::pin!(store.read(key(0), 1, 0, BLOCK));
             // First poll plans the read and submits it to the ring.
             assert!(futures::poll!(&mut read).is_pending());
+            fill(&store, 12, 4).await;
             // Segment 0 is reused before the completion is seen.
             store.insert(key(50), 1, &data(50, BLOCK as usize));
             assert!(read.await.unwrap().is_none());
