@@ -434,6 +434,16 @@ struct DiskRead {
 }
 
 /// Whether `n` is a multiple of the (power of two) page size.
+/// Set a block's hit bit; its first hit since it was written counts for its
+/// segment.
+fn mark_hit(e: &mut Entry, segs: &mut [SegMeta]) {
+    if !std::mem::replace(&mut e.hit, true) {
+        if let Some(m) = segs.get_mut(e.seg as usize) {
+            m.hits += 1;
+        }
+    }
+}
+
 fn is_aligned(n: usize) -> bool {
     n & (PAGE - 1) == 0
 }
@@ -818,9 +828,8 @@ impl Shared {
                     let first = start / PAGE;
                     let last = pages_of(end);
                     if let Some(crcs) = e.crcs.get(first..last) {
-                        if !std::mem::replace(&mut e.hit, true) {
-                            segs[e.seg as usize].hits += 1;
-                        }
+                        let crcs = crcs.into();
+                        mark_hit(e, segs);
                         return Err(DiskRead {
                             seg: e.seg,
                             seq: segs[e.seg as usize].seq,
@@ -829,7 +838,7 @@ impl Shared {
                             bytes: (last - first) * PAGE,
                             skip: start - first * PAGE,
                             take: end - start,
-                            crcs: crcs.into(),
+                            crcs,
                         });
                     }
                     None
@@ -847,11 +856,7 @@ impl Shared {
         match data {
             Some(d) => {
                 let out = Bytes::copy_from_slice(d);
-                if !std::mem::replace(&mut e.hit, true) {
-                    if let Some(m) = segs.get_mut(e.seg as usize) {
-                        m.hits += 1;
-                    }
-                }
+                mark_hit(e, segs);
                 self.c.hits.add(1);
                 self.c.hit_bytes.add(out.len() as u64);
                 Ok(Some(out))
