@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -74,7 +75,7 @@ pub enum StartError {
 impl ShardSet {
     pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
         let n = shared.cfg.shard_count();
-        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let cpus = allowed_cpus();
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut queues = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
@@ -83,7 +84,7 @@ impl ShardSet {
             queues.push(tx);
             let shared = shared.clone();
             let ready = ready_tx.clone();
-            let pin = shared.cfg.pin_threads.then_some(id % cores);
+            let pin = shared.cfg.pin_threads.then(|| cpus[id % cpus.len()]);
             let spawned = std::thread::Builder::new()
                 .name(format!("weir-shard-{id}"))
                 .spawn(move || shard_main(id, pin, shared, rx, ready));
@@ -223,6 +224,27 @@ fn shard_main(
     });
 }
 
+/// The CPUs this thread may run on (its affinity mask, inherited from the
+/// process: a cpuset, a `taskset`), in order. Shards are pinned to these,
+/// never to others.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `set` is a plain bitmask that sched_getaffinity fills in.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let cpus: Vec<usize> = if got == 0 {
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        return (0..n).collect();
+    }
+    cpus
+}
+
 /// Reap what the ring has completed without sleeping in it. A wait with a
 /// zero timeout still arms a kernel timer and switches to the idle thread
 /// when nothing is complete (about 5 µs on a virtual machine); a runtime
@@ -230,6 +252,25 @@ fn shard_main(
 fn poll_now(rt: &compio::runtime::Runtime, waker: &std::task::Waker) {
     waker.wake_by_ref();
     rt.poll_with(Some(Duration::ZERO));
+}
+
+/// The waker of the future `run_polling` drives: wakes the runtime and
+/// notes the wake, so that the loop polls that future (the shard's job
+/// queue) only when it has something to do, not on every turn.
+struct MainWaker {
+    woken: AtomicBool,
+    runtime: std::task::Waker,
+}
+
+impl std::task::Wake for MainWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.runtime.wake_by_ref();
+    }
 }
 
 /// A yield that takes this long ran another thread.
@@ -260,7 +301,12 @@ const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
-        let mut cx = std::task::Context::from_waker(&waker);
+        let main = Arc::new(MainWaker {
+            woken: AtomicBool::new(true),
+            runtime: waker.clone(),
+        });
+        let main_waker = std::task::Waker::from(main.clone());
+        let mut cx = std::task::Context::from_waker(&main_waker);
         let mut future = std::pin::pin!(future);
         let mut back_off = BACK_OFF_MIN;
         // No polling before this instant.
@@ -270,9 +316,11 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
         // This spell of polling has yielded without being hogged.
         let mut polled = false;
         loop {
-            if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-                rt.run();
-                return out;
+            if main.woken.swap(false, Ordering::AcqRel) {
+                if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    rt.run();
+                    return out;
+                }
             }
             if rt.run() {
                 poll_now(rt, &waker);
@@ -381,7 +429,26 @@ pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
 
 #[cfg(test)]
 mod tests {
-    use super::stalled_us;
+    use super::{allowed_cpus, stalled_us};
+
+    #[test]
+    fn shards_are_pinned_only_to_cpus_the_process_may_use() {
+        let all = allowed_cpus();
+        assert!(!all.is_empty());
+        let last = *all.last().unwrap();
+        // In a thread of its own: the mask is per thread and inherited.
+        let seen = std::thread::spawn(move || {
+            // SAFETY: a plain bitmask for sched_setaffinity.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(last, &mut set) };
+            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+            assert_eq!(rc, 0);
+            allowed_cpus()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, [last]);
+    }
 
     #[test]
     fn cpu_pressure_total() {

@@ -6,6 +6,8 @@
 //! - 4 KiB random reads with smbprotocol (Python, one process per reader, one
 //!   read in flight each, `--rand-concurrency`): IOPS, mean and p99 latency.
 //!
+//! Servers run on the first half of the CPUs and clients on the rest
+//! (`--layout split`), as on separate machines, unless `--layout shared`.
 //! Servers alternate in each round (who goes first flips), since this
 //! machine's speed drifts. The first server's figure over the second's is
 //! the ratio. `cargo run --release -p benches --bin smb_vs_samba -- --servers samba`
@@ -64,6 +66,11 @@ struct Args {
     /// Python with smbprotocol [default: the test venv, made by tests/smb/lib.sh].
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Where servers and clients run: `split` gives the servers the first
+    /// half of the CPUs and the clients the rest, as on separate machines;
+    /// `shared` lets them all compete for every CPU.
+    #[arg(long, default_value = "split", value_parser = ["split", "shared"])]
+    layout: String,
 }
 
 /// A running server and how to reach its share.
@@ -108,6 +115,8 @@ fn start_samba(export: &Path) -> anyhow::Result<Server> {
 /// acting as root as Samba's user does.
 fn start_weir(export: &Path, work: &Path, weir: &Path, memory: &str) -> anyhow::Result<Server> {
     let data = work.join("weir-data");
+    // A cache left by another layout has other shard sizes; start empty.
+    let _ = std::fs::remove_dir_all(data.join("cache"));
     std::fs::create_dir_all(&data)?;
     let (user, password) = ("bench", "weir-bench-pass");
     let mut child = Command::new(weir)
@@ -336,6 +345,13 @@ fn main() -> anyhow::Result<()> {
     make_file(&export.join("rand.bin"), a.rand_mib << 20);
     make_file(&local.join("seq.bin"), a.seq_mib << 20);
 
+    let split = match a.layout.as_str() {
+        "split" => benches::server_client_cpus(),
+        _ => None,
+    };
+    if let Some((server, _)) = &split {
+        benches::pin_self(server)?;
+    }
     let mut servers = Vec::new();
     for name in &a.servers {
         servers.push(match name.as_str() {
@@ -352,6 +368,14 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown server {other:?}: samba or weir"),
         });
     }
+    let layout = match &split {
+        Some((server, client)) => {
+            benches::pin_self(client)?;
+            format!("servers on CPUs {server:?}, clients on CPUs {client:?}")
+        }
+        None => "servers and clients share every CPU".to_string(),
+    };
+    eprintln!("{layout}");
     let tests = bench_tests()?;
     eprintln!("smbtorture bench tests: {}", tests.join(" "));
     let mut fig = Figures::default();
@@ -424,8 +448,12 @@ fn main() -> anyhow::Result<()> {
                 "round {round}: 4 KiB random read x{} on {}",
                 a.rand_concurrency, s.name
             );
+            // Hot cache for both: the page cache for Samba, Weir's tiers
+            // (filled by reading the file through it) for Weir.
             if s.warm_page_cache {
                 warm(&export.join("rand.bin"))?;
+            } else {
+                smbclient(s, &local, "get rand.bin /dev/null")?;
             }
             let out = output(
                 Command::new(&python)
@@ -449,6 +477,7 @@ fn main() -> anyhow::Result<()> {
             fig.add("4K random read p99 µs", &s.name, get("p99_us"));
         }
     }
+    notes.push(layout);
     notes.push(format!(
         "medians of {} rounds; smbtorture benches {} s each; put/get {} MiB with smbclient -m SMB3, {} of each per round after an unmeasured one (hot cache); \
          random reads: smbprotocol 3.1.1 signed, {} processes, {} s",

@@ -648,13 +648,17 @@ impl SegmentStore {
                 }
             }
         }
-        let done = futures::future::join_all(runs.into_iter().map(|run| async move {
+        let read_run = |run: Vec<(usize, DiskRead)>| async move {
             let total: usize = run.iter().map(|(_, p)| p.bytes).sum();
             let at = run[0].1.file_off;
             let res = read_exact_at(&sh.file, AlignedBuf::with_capacity(total), at, total).await;
             (run, res.map(Bytes::from_owner))
-        }))
-        .await;
+        };
+        // One run (a single block, or neighbours) needs no join.
+        let done = match runs.len() {
+            1 => vec![read_run(runs.remove(0)).await],
+            _ => futures::future::join_all(runs.into_iter().map(read_run)).await,
+        };
         for (run, res) in done {
             let mut at = 0;
             for (i, plan) in run {
