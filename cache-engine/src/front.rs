@@ -258,11 +258,12 @@ impl Drop for StopSignal {
 
 /// Large messages (WRITE payloads): each is read straight into a buffer of
 /// its own, with no copy out of a shared read buffer, and the buffer goes
-/// back to a pool when the last `Bytes` of it drops, wherever that is. A
-/// fresh buffer would cost a page fault per 4 KiB on every message; one that
-/// must be fresh (the RAM tier keeps written blocks as slices of it) is
-/// backed by huge pages.
+/// back to a pool when the last `Bytes` of it drops, wherever that is (for
+/// a write, when the RAM tier drops the blocks it kept as slices of it). A
+/// fresh buffer is backed by huge pages: a page fault per 2 MiB, not per
+/// 4 KiB, each zeroing the page it maps.
 pub mod large {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::LazyLock;
 
     use bytes::Bytes;
@@ -274,10 +275,46 @@ pub mod large {
 
     /// Messages from this size on are read by [`read_rest`].
     pub const MIN: usize = 128 << 10;
-    /// Buffers kept for reuse, shared by all shards.
-    const POOLED: usize = 8;
+    /// Buffers kept for reuse, shared by all shards: at most this many, of
+    /// at most `POOL_LIMIT` bytes in all.
+    const POOLED: usize = 1024;
 
     static POOL: LazyLock<ArrayQueue<AlignedBuf>> = LazyLock::new(|| ArrayQueue::new(POOLED));
+    static POOL_BYTES: AtomicUsize = AtomicUsize::new(0);
+    static POOL_LIMIT: AtomicUsize = AtomicUsize::new(64 << 20);
+
+    /// Keep up to `bytes` of buffers for reuse (the engine sets an eighth of
+    /// its RAM tier). A buffer the RAM tier held (a written block) is free
+    /// again once the tier drops it; reused, it spares the next large
+    /// message the kernel's zeroing of fresh pages, which would otherwise
+    /// take about a fifth of the server's time for 8 MiB writes.
+    pub(crate) fn set_pool_limit(bytes: usize) {
+        POOL_LIMIT.store(bytes, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(super) fn pooled_bytes() -> usize {
+        POOL_BYTES.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn pop() -> Option<AlignedBuf> {
+        let b = POOL.pop()?;
+        POOL_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
+        Some(b)
+    }
+
+    pub(super) fn push(mut b: AlignedBuf) {
+        let cap = b.capacity();
+        let held = POOL_BYTES.fetch_add(cap, Ordering::Relaxed) + cap;
+        if held > POOL_LIMIT.load(Ordering::Relaxed) {
+            POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
+            return;
+        }
+        b.clear();
+        if POOL.push(b).is_err() {
+            POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
+        }
+    }
 
     struct Recycled(Option<AlignedBuf>);
 
@@ -289,9 +326,8 @@ pub mod large {
 
     impl Drop for Recycled {
         fn drop(&mut self) {
-            if let Some(mut b) = self.0.take() {
-                b.clear();
-                let _ = POOL.push(b);
+            if let Some(b) = self.0.take() {
+                push(b);
             }
         }
     }
@@ -299,7 +335,7 @@ pub mod large {
     /// Read the rest of a `len`-byte message of which `head` has arrived.
     /// A connection that ends first is an `UnexpectedEof` error.
     pub async fn read_rest(rd: &mut impl AsyncRead, head: &[u8], len: usize) -> std::io::Result<Bytes> {
-        let mut buf = match POOL.pop() {
+        let mut buf = match pop() {
             Some(b) if b.capacity() >= len => b,
             _ => AlignedBuf::with_capacity(len),
         };
@@ -337,6 +373,19 @@ pub mod large {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_buffer_pool_keeps_no_more_than_its_limit() {
+        use crate::tier::aligned::AlignedBuf;
+        large::set_pool_limit(3 << 20);
+        for _ in 0..5 {
+            large::push(AlignedBuf::with_capacity(1 << 20));
+        }
+        assert_eq!(large::pooled_bytes(), 3 << 20);
+        let b = large::pop().expect("a pooled buffer");
+        assert_eq!((b.capacity(), b.len()), (1 << 20, 0));
+        assert_eq!(large::pooled_bytes(), 2 << 20);
+    }
 
     #[test]
     fn a_connection_goes_to_a_shard_serving_fewer() {

@@ -76,6 +76,7 @@ impl ShardSet {
     pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
         let n = shared.cfg.shard_count();
         let cpus = allowed_cpus();
+        crate::front::large::set_pool_limit(usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut queues = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
