@@ -281,10 +281,12 @@ pub mod large {
 
     static POOL: LazyLock<ArrayQueue<AlignedBuf>> = LazyLock::new(|| ArrayQueue::new(POOLED));
     static POOL_BYTES: AtomicUsize = AtomicUsize::new(0);
-    static POOL_LIMIT: AtomicUsize = AtomicUsize::new(64 << 20);
+    /// The pool may always hold this much: eight 8 MiB SMB writes.
+    pub(crate) const MIN_POOL: usize = 64 << 20;
+    static POOL_LIMIT: AtomicUsize = AtomicUsize::new(MIN_POOL);
 
     /// Keep up to `bytes` of buffers for reuse (the engine sets an eighth of
-    /// its RAM tier). A buffer the RAM tier held (a written block) is free
+    /// its RAM tier, at least `MIN_POOL`). A buffer the RAM tier held (a written block) is free
     /// again once the tier drops it; reused, it spares the next large
     /// message the kernel's zeroing of fresh pages, which would otherwise
     /// take about a fifth of the server's time for 8 MiB writes.

@@ -76,7 +76,8 @@ impl ShardSet {
     pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
         let n = shared.cfg.shard_count();
         let cpus = allowed_cpus();
-        crate::front::large::set_pool_limit(usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX));
+        let pool = usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX);
+        crate::front::large::set_pool_limit(pool.max(crate::front::large::MIN_POOL));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut queues = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
