@@ -96,19 +96,6 @@ impl Table {
     }
 }
 
-/// Run this thread, and every process it starts from now on, on `cpus` only.
-pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: as above; `set` outlives the call.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// This machine's CPUs cut in two: the first half for the servers under
 /// test, the rest for their clients, so that neither waits for a core the
 /// other holds (as on separate machines). `None` with a single CPU.

@@ -286,10 +286,11 @@ pub mod large {
     static POOL_LIMIT: AtomicUsize = AtomicUsize::new(MIN_POOL);
 
     /// Keep up to `bytes` of buffers for reuse (the engine sets an eighth of
-    /// its RAM tier, at least `MIN_POOL`). A buffer the RAM tier held (a written block) is free
-    /// again once the tier drops it; reused, it spares the next large
-    /// message the kernel's zeroing of fresh pages, which would otherwise
-    /// take about a fifth of the server's time for 8 MiB writes.
+    /// its RAM tier, at least `MIN_POOL`). A buffer the RAM tier held (a
+    /// written block) is free again once the tier drops it; reused, it
+    /// spares the next large message the kernel's zeroing of fresh pages,
+    /// which would otherwise take about a fifth of the server's time for
+    /// 8 MiB writes.
     pub(crate) fn set_pool_limit(bytes: usize) {
         POOL_LIMIT.store(bytes, Ordering::Relaxed);
     }

@@ -25,7 +25,7 @@ pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::FileHandle;
 pub use junction::{JunctionSpec, Mount};
-pub use runtime::{allowed_cpus, note_work, StartError};
+pub use runtime::{allowed_cpus, note_work, pin_self, StartError};
 pub use shard::{Prefetched, ReadReply};
 
 pub use error::{Error, Result};

@@ -232,19 +232,30 @@ fn shard_main(
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `set` is a plain bitmask that sched_getaffinity fills in.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    let cpus: Vec<usize> = if got == 0 {
-        (0..libc::CPU_SETSIZE as usize)
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0 {
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
             .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if cpus.is_empty() {
-        let n = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-        return (0..n).collect();
+            .collect();
+        if !cpus.is_empty() {
+            return cpus;
+        }
     }
-    cpus
+    let n = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    (0..n).collect()
+}
+
+/// Run this thread, and every thread or process it starts from now on, on
+/// `cpus` only.
+pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: as in `allowed_cpus`; `set` outlives the call.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reap what the ring has completed without sleeping in it. A wait with a
@@ -431,7 +442,7 @@ pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed_cpus, stalled_us};
+    use super::{allowed_cpus, pin_self, stalled_us};
 
     #[test]
     fn shards_are_pinned_only_to_cpus_the_process_may_use() {
@@ -440,11 +451,7 @@ mod tests {
         let last = *all.last().unwrap();
         // In a thread of its own: the mask is per thread and inherited.
         let seen = std::thread::spawn(move || {
-            // SAFETY: a plain bitmask for sched_setaffinity.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::CPU_SET(last, &mut set) };
-            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-            assert_eq!(rc, 0);
+            pin_self(&[last]).unwrap();
             allowed_cpus()
         })
         .join()

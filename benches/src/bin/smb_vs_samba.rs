@@ -350,7 +350,7 @@ fn main() -> anyhow::Result<()> {
         _ => None,
     };
     if let Some((server, _)) = &split {
-        benches::pin_self(server)?;
+        cache_engine::pin_self(server)?;
     }
     let mut servers = Vec::new();
     for name in &a.servers {
@@ -370,7 +370,7 @@ fn main() -> anyhow::Result<()> {
     }
     let layout = match &split {
         Some((server, client)) => {
-            benches::pin_self(client)?;
+            cache_engine::pin_self(client)?;
             format!("servers on CPUs {server:?}, clients on CPUs {client:?}")
         }
         None => "servers and clients share every CPU".to_string(),

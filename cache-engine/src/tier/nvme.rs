@@ -433,7 +433,6 @@ struct DiskRead {
     crcs: smallvec::SmallVec<[u32; 16]>,
 }
 
-/// Whether `n` is a multiple of the (power of two) page size.
 /// Set a block's hit bit; its first hit since it was written counts for its
 /// segment.
 fn mark_hit(e: &mut Entry, segs: &mut [SegMeta]) {
@@ -444,6 +443,7 @@ fn mark_hit(e: &mut Entry, segs: &mut [SegMeta]) {
     }
 }
 
+/// Whether `n` is a multiple of the (power of two) page size.
 fn is_aligned(n: usize) -> bool {
     n & (PAGE - 1) == 0
 }
