@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::future::{FutureExt, LocalBoxFuture, Shared as SharedFuture};
+use smallvec::SmallVec;
 
 use super::{file_key, RamBlock, Readahead, Shard, Snapshot};
 use crate::handle::Resolved;
@@ -115,6 +116,12 @@ pub struct Prefetched {
     pub cached: u64,
     pub fetched: u64,
     pub attr: Attr,
+}
+
+/// Bytes `from..to` of a block, or as many of them as it holds.
+fn cut(block: Bytes, from: u64, to: u64) -> Bytes {
+    let len = block.len() as u64;
+    block.slice(from.min(len) as usize..to.min(len) as usize)
 }
 
 /// Where one block of a read comes from.
@@ -351,8 +358,9 @@ impl Shard {
         let file = file_key(r);
         let (b0, b1) = (offset / bs, (end - 1) / bs);
 
-        let mut sources = Vec::with_capacity((b1 - b0 + 1) as usize);
-        let mut missing: Vec<u64> = Vec::new();
+        // Most reads span a block or two: keep their bookkeeping off the heap.
+        let mut sources: SmallVec<[Source; 4]> = SmallVec::with_capacity((b1 - b0 + 1) as usize);
+        let mut missing: SmallVec<[u64; 4]> = SmallVec::new();
         for block in b0..=b1 {
             let key = BlockKey { file, block };
             let need = (size - block * bs).min(bs) as usize;
@@ -397,11 +405,11 @@ impl Shard {
         };
         // Blocks on NVMe are read together: neighbours on disk share one I/O.
         if let Some(nvme) = &self.nvme {
-            let on_nvme: Vec<usize> = (0..sources.len())
+            let on_nvme: SmallVec<[usize; 4]> = (0..sources.len())
                 .filter(|&i| matches!(sources[i], Source::Nvme))
                 .collect();
             if !on_nvme.is_empty() {
-                let reqs: Vec<_> = on_nvme
+                let reqs: SmallVec<[_; 4]> = on_nvme
                     .iter()
                     .map(|&i| {
                         let block = b0 + i as u64;
@@ -426,22 +434,17 @@ impl Shard {
                 }
             }
         }
-        let parts = futures::future::join_all(sources.into_iter().enumerate().map(|(i, src)| async move {
+        // Fetches run as tasks of their own: awaiting them in turn loses nothing.
+        let mut data = Vec::with_capacity(sources.len());
+        let mut got = offset;
+        for (i, src) in sources.into_iter().enumerate() {
             let (from, to) = range(b0 + i as u64);
-            let data = match src {
-                Source::Cut(d) => return Ok(d),
-                Source::Ready(d) => d,
-                Source::Wait(fetch, idx) => fetch.await?.get(idx).cloned().unwrap_or_default(),
+            let p = match src {
+                Source::Cut(d) => d,
+                Source::Ready(d) => cut(d, from, to),
+                Source::Wait(fetch, idx) => cut(fetch.await?.get(idx).cloned().unwrap_or_default(), from, to),
                 Source::Nvme => return Err(Error::ServerFault),
             };
-            let len = data.len() as u64;
-            Ok::<Bytes, Error>(data.slice(from.min(len) as usize..to.min(len) as usize))
-        }))
-        .await;
-        let mut data = Vec::with_capacity(parts.len());
-        let mut got = offset;
-        for p in parts {
-            let p = p?;
             let short = (p.len() as u64) < (end.min((got / bs + 1) * bs) - got);
             got += p.len() as u64;
             data.push(p);

@@ -47,6 +47,7 @@ use std::task::{Poll, Waker};
 use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncReadAt, AsyncWriteAt};
+use smallvec::SmallVec;
 
 use super::aligned::{align_up, AlignedBuf, ALIGN};
 
@@ -222,7 +223,7 @@ impl Superblock {
         b[32..40].copy_from_slice(&self.segment_count.to_le_bytes());
         b[40..48].copy_from_slice(&self.epoch.to_le_bytes());
         b[48..56].copy_from_slice(&self.opened_unix.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..SUPERBLOCK_CRC_AT]);
+        let crc = crate::crc32c(&b[..SUPERBLOCK_CRC_AT]);
         b[SUPERBLOCK_CRC_AT..SUPERBLOCK_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         buf
     }
@@ -244,7 +245,7 @@ impl Superblock {
                 .and_then(|s| s.try_into().ok())
                 .map(u64::from_le_bytes)
         };
-        if u32_at(SUPERBLOCK_CRC_AT)? != crc32c::crc32c(&b[..SUPERBLOCK_CRC_AT]) {
+        if u32_at(SUPERBLOCK_CRC_AT)? != crate::crc32c(&b[..SUPERBLOCK_CRC_AT]) {
             return None;
         }
         Some(Superblock {
@@ -453,7 +454,7 @@ fn pages_of(len: usize) -> usize {
 }
 
 fn page_crcs(data: &[u8]) -> Box<[u32]> {
-    data.chunks(PAGE).map(crc32c::crc32c).collect()
+    data.chunks(PAGE).map(crate::crc32c).collect()
 }
 
 impl fmt::Debug for SegmentStore {
@@ -624,44 +625,56 @@ impl SegmentStore {
     /// `(key, gen, offset, len)` per block. Pieces that lie next to each
     /// other on disk (consecutive blocks of a file usually do) go out as one
     /// I/O of up to [`MAX_MERGED_READ`] bytes.
-    pub async fn read_many(&self, reqs: &[(BlockKey, u32, u32, u32)]) -> Vec<io::Result<Option<Bytes>>> {
+    pub async fn read_many(
+        &self,
+        reqs: &[(BlockKey, u32, u32, u32)],
+    ) -> SmallVec<[io::Result<Option<Bytes>>; 4]> {
         let sh = &self.shared;
-        let mut out: Vec<io::Result<Option<Bytes>>> = Vec::with_capacity(reqs.len());
-        let mut runs: Vec<Vec<(usize, DiskRead)>> = Vec::new();
+        let mut out: SmallVec<[io::Result<Option<Bytes>>; 4]> = SmallVec::with_capacity(reqs.len());
+        // Disk reads in request order, and the runs of them that are
+        // neighbours on disk (`plans[start..end]`).
+        let mut plans: SmallVec<[(usize, DiskRead); 4]> = SmallVec::new();
+        let mut runs: SmallVec<[(usize, usize, usize); 4]> = SmallVec::new();
         for (i, &(key, gen, offset, len)) in reqs.iter().enumerate() {
             out.push(Ok(None));
             match sh.plan_read(key, gen, offset, len) {
                 Ok(bytes) => out[i] = Ok(bytes),
                 Err(plan) => {
-                    let joins = runs.last().and_then(|r| r.last()).is_some_and(|(_, last)| {
+                    let joins = plans.last().is_some_and(|(_, last)| {
                         last.seg == plan.seg
                             && last.seq == plan.seq
                             && last.file_off + last.bytes as u64 == plan.file_off
                     });
-                    let run_bytes: usize = runs.last().map_or(0, |r| r.iter().map(|(_, p)| p.bytes).sum());
                     match runs.last_mut() {
-                        Some(run) if joins && run_bytes + plan.bytes <= MAX_MERGED_READ => {
-                            run.push((i, plan))
+                        Some((_, end, bytes)) if joins && *bytes + plan.bytes <= MAX_MERGED_READ => {
+                            *end += 1;
+                            *bytes += plan.bytes;
                         }
-                        _ => runs.push(vec![(i, plan)]),
+                        _ => runs.push((plans.len(), plans.len() + 1, plan.bytes)),
                     }
+                    plans.push((i, plan));
                 }
             }
         }
-        let read_run = |run: Vec<(usize, DiskRead)>| async move {
-            let total: usize = run.iter().map(|(_, p)| p.bytes).sum();
-            let at = run[0].1.file_off;
-            let res = read_exact_at(&sh.file, AlignedBuf::with_capacity(total), at, total).await;
-            (run, res.map(Bytes::from_owner))
+        let read_run = |(start, _, bytes): (usize, usize, usize)| {
+            let at = plans[start].1.file_off;
+            async move {
+                let res = read_exact_at(&sh.file, AlignedBuf::with_capacity(bytes), at, bytes).await;
+                res.map(Bytes::from_owner)
+            }
         };
         // One run (a single block, or neighbours) needs no join.
-        let done = match runs.len() {
-            1 => vec![read_run(runs.remove(0)).await],
-            _ => futures::future::join_all(runs.into_iter().map(read_run)).await,
+        let done: SmallVec<[io::Result<Bytes>; 4]> = match runs.len() {
+            0 => SmallVec::new(),
+            1 => smallvec::smallvec![read_run(runs[0]).await],
+            _ => futures::future::join_all(runs.iter().map(|&run| read_run(run)))
+                .await
+                .into(),
         };
-        for (run, res) in done {
+        let mut plans = plans.into_iter();
+        for (&(start, end, _), res) in runs.iter().zip(done) {
             let mut at = 0;
-            for (i, plan) in run {
+            for (i, plan) in plans.by_ref().take(end - start) {
                 let piece = match &res {
                     Ok(all) => Ok(Bytes::slice(all, at..at + plan.bytes)),
                     Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -915,7 +928,7 @@ impl Shared {
             && buf
                 .chunks(PAGE)
                 .zip(&plan.crcs)
-                .all(|(p, &c)| crc32c::crc32c(p) == c);
+                .all(|(p, &c)| crate::crc32c(p) == c);
         if !good {
             if same_entry(&inner) {
                 inner.index.remove(&key);
@@ -1032,7 +1045,7 @@ impl Shared {
             if src
                 .chunks(PAGE)
                 .zip(e.crcs.iter())
-                .any(|(p, &c)| crc32c::crc32c(p) != c)
+                .any(|(p, &c)| crate::crc32c(p) != c)
             {
                 self.c.checksum_failures.add(1);
                 tracing::warn!(path = %self.path.display(), ?key, "NVMe cache block failed its checksum during reclaim; dropped");

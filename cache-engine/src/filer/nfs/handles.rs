@@ -202,7 +202,7 @@ fn encode_record(out: &mut Vec<u8>, up: &[u8]) {
     let start = out.len();
     out.push(up.len() as u8);
     out.extend_from_slice(up);
-    let crc = crc32c::crc32c(&out[start..]);
+    let crc = crate::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -229,7 +229,7 @@ fn load(raw: &[u8]) -> std::result::Result<(HashMap<Digest, Bytes>, usize), &'st
         let end = pos + 1 + len + 4;
         let Some(rec) = raw.get(pos..end) else { break };
         let (body, crc) = rec.split_at(1 + len);
-        if len == 0 || len > UPSTREAM_MAX || crc32c::crc32c(body).to_le_bytes() != crc {
+        if len == 0 || len > UPSTREAM_MAX || crate::crc32c(body).to_le_bytes() != crc {
             break;
         }
         let up = &body[1..];
