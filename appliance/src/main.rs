@@ -22,6 +22,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Shards free buffers other shards allocated (a read's bytes, a job, its
+// reply) all the time; glibc's malloc takes the owning arena's lock for
+// each, mimalloc frees them without one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about = "Weir: a caching NAS appliance")]
 struct Cli {
