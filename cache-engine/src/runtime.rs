@@ -237,9 +237,16 @@ fn shard_main(
             // submission, say) goes out before the tasks already queued
             // run, instead of after them. What is left runs as a task of
             // its own, whose first poll takes over the job's wake-ups.
-            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(job.as_mut().poll(cx))).await;
-            if first.is_pending() {
-                compio::runtime::spawn(job).detach();
+            // A panic ends the job, not the shard, as it would in a task.
+            let first = std::future::poll_fn(|cx| {
+                let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.as_mut().poll(cx)));
+                std::task::Poll::Ready(step)
+            })
+            .await;
+            match first {
+                Ok(std::task::Poll::Pending) => compio::runtime::spawn(job).detach(),
+                Ok(std::task::Poll::Ready(())) => {}
+                Err(_) => tracing::error!(shard = id, "a job panicked; its caller gets a server fault"),
             }
         }
         CURRENT.with(|c| c.borrow_mut().take());

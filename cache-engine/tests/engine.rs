@@ -887,3 +887,22 @@ fn getattr_sees_every_change_made_through_the_engine_at_once() {
         }
     });
 }
+
+#[test]
+fn a_job_that_panics_fails_its_call_and_the_shard_serves_on() {
+    let fx = fixture(|c| c.shards = 1);
+    write_origin(&fx, "f", b"still here");
+    // Panics in its first step (run at once) and in a later one (as a task).
+    let now = fx.engine.run_on(0, || async { panic!("first step") });
+    assert!(block_on(now).is_err());
+    let later = fx.engine.run_on(0, || async {
+        compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        panic!("later step")
+    });
+    assert!(block_on(later).is_err());
+    block_on(async {
+        let fh = walk(&fx.engine, "f").await.unwrap();
+        let r = fx.engine.read(&root(), &fh, 0, 100).await.unwrap();
+        assert_eq!(r.to_bytes(), &b"still here"[..]);
+    });
+}
