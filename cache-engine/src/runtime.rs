@@ -22,29 +22,27 @@ pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
 thread_local! {
     /// The shard whose thread this is, if it is one.
     static CURRENT: std::cell::RefCell<Option<Rc<Shard>>> = const { std::cell::RefCell::new(None) };
-    /// When this thread last received work (a job, a client request) or
-    /// started a cache read.
+    /// When this thread last received work (a job, a client request),
+    /// called another shard or started a cache read.
     static LAST_WORK: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-    /// Waits this thread has in flight that end within microseconds.
-    static IN_FLIGHT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Cache reads this thread has in flight.
+    static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Something this thread waits for that answers within microseconds (a
-/// cache read). While one is in flight, its shard polls rather than
-/// sleeping (when it polls at all, see `spin`): a sleeping shard must be
-/// woken by a syscall and takes tens of microseconds to run again.
-pub(crate) struct InFlight(());
+/// A cache read in flight on this thread: while one is, its shard polls
+/// its ring rather than sleeping (when it polls at all, see `spin`).
+pub(crate) struct ReadInFlight(());
 
-impl InFlight {
+impl ReadInFlight {
     pub(crate) fn start() -> Self {
-        IN_FLIGHT.with(|r| r.set(r.get() + 1));
-        InFlight(())
+        READS.with(|r| r.set(r.get() + 1));
+        ReadInFlight(())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for ReadInFlight {
     fn drop(&mut self) {
-        IN_FLIGHT.with(|r| r.set(r.get().saturating_sub(1)));
+        READS.with(|r| r.set(r.get().saturating_sub(1)));
         note_work();
     }
 }
@@ -289,8 +287,11 @@ pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
 /// Reap what the ring has completed without sleeping in it. A wait with a
 /// zero timeout still arms a kernel timer and switches to the idle thread
 /// when nothing is complete (about 5 µs on a virtual machine); a runtime
-/// already notified enters the ring without waiting (0.2 µs).
-fn poll_now(rt: &compio::runtime::Runtime, waker: &std::task::Waker) {
+/// already notified enters the ring without waiting (0.2 µs). It submits
+/// what is queued too, and, unlike `Runtime::flush`, leaves the runtime
+/// marked awake: wake-ups from other threads then cost them no eventfd
+/// write.
+pub(crate) fn poll_now(rt: &compio::runtime::Runtime, waker: &std::task::Waker) {
     waker.wake_by_ref();
     rt.poll_with(Some(Duration::ZERO));
 }
@@ -377,7 +378,7 @@ fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future:
                 continue;
             }
             let recent = !spin.is_zero()
-                && (IN_FLIGHT.with(|r| r.get()) > 0
+                && (READS.with(|r| r.get()) > 0
                     || LAST_WORK.with(|w| w.get()).is_some_and(|t| t.elapsed() < spin));
             if calm_until.is_some_and(|t| last >= t) {
                 calm_until = None;

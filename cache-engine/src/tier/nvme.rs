@@ -1312,7 +1312,7 @@ async fn read_exact_at(
         let done = buf.len();
         // Poll for the completion instead of sleeping on it: a wake-up per
         // read costs more than the read on a virtual disk.
-        let _polling = crate::runtime::InFlight::start();
+        let _polling = crate::runtime::ReadInFlight::start();
         let BufResult(res, slice) = submit_now(file.read_at(buf.slice(done..len), pos + done as u64)).await;
         buf = slice.into_inner();
         match res {
@@ -1340,21 +1340,12 @@ async fn read_exact_at(
 /// runtime's next batch. Reads arrive a few at a time; left to the batch,
 /// they complete together and go out together, and the device queue swings
 /// between full and empty instead of staying full.
-///
-/// The submission is a poll of the ring that cannot wait (its own wake-up is
-/// already pending), not `Runtime::flush`: a flush marks the runtime as
-/// about to sleep, so until its next poll every wake-up from another thread
-/// (a request from another shard, a reply to one) costs that thread an
-/// eventfd write. A poll leaves it marked awake.
 async fn submit_now<F: Future>(op: F) -> F::Output {
     let mut op = std::pin::pin!(op);
     if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
         return out;
     }
-    compio::runtime::Runtime::with_current(|rt| {
-        rt.waker().wake_by_ref();
-        rt.poll_with(Some(std::time::Duration::ZERO));
-    });
+    compio::runtime::Runtime::with_current(|rt| crate::runtime::poll_now(rt, &rt.waker()));
     op.await
 }
 
