@@ -263,6 +263,7 @@ impl Drop for StopSignal {
 /// fresh buffer is backed by huge pages: a page fault per 2 MiB, not per
 /// 4 KiB, each zeroing the page it maps.
 pub mod large {
+    use std::cell::RefCell;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::LazyLock;
 
@@ -300,8 +301,18 @@ pub mod large {
         POOL_BYTES.load(Ordering::Relaxed)
     }
 
+    thread_local! {
+        /// The buffers this thread let go of last, reused first: a buffer
+        /// just written out is likely still in the CPU's cache, one from
+        /// the back of the shared queue is not (which made receiving into it
+        /// and writing it out again cost about a third more).
+        static HOT: RefCell<Vec<AlignedBuf>> = const { RefCell::new(Vec::new()) };
+    }
+    /// Buffers each thread keeps in `HOT`; older ones go to the shared queue.
+    const HOT_PER_THREAD: usize = 4;
+
     pub(super) fn pop() -> Option<AlignedBuf> {
-        let b = POOL.pop()?;
+        let b = HOT.with(|h| h.borrow_mut().pop()).or_else(|| POOL.pop())?;
         POOL_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
         Some(b)
     }
@@ -314,8 +325,16 @@ pub mod large {
             return;
         }
         b.clear();
-        if POOL.push(b).is_err() {
-            POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
+        let older = HOT.with(|h| {
+            let mut h = h.borrow_mut();
+            h.push(b);
+            (h.len() > HOT_PER_THREAD).then(|| h.remove(0))
+        });
+        if let Some(older) = older {
+            let cap = older.capacity();
+            if POOL.push(older).is_err() {
+                POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
+            }
         }
     }
 
@@ -378,16 +397,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_message_buffer_pool_keeps_no_more_than_its_limit() {
+    fn the_message_buffer_pool_keeps_no_more_than_its_limit_newest_first() {
         use crate::tier::aligned::AlignedBuf;
+        let pop_all = || {
+            std::iter::from_fn(large::pop)
+                .map(|b| (b.capacity() >> 20, b.len()))
+                .collect::<Vec<_>>()
+        };
         large::set_pool_limit(3 << 20);
-        for _ in 0..5 {
-            large::push(AlignedBuf::with_capacity(1 << 20));
+        for mib in 1..=5 {
+            large::push(AlignedBuf::with_capacity(mib << 20));
         }
         assert_eq!(large::pooled_bytes(), 3 << 20);
-        let b = large::pop().expect("a pooled buffer");
-        assert_eq!((b.capacity(), b.len()), (1 << 20, 0));
-        assert_eq!(large::pooled_bytes(), 2 << 20);
+        assert_eq!(pop_all(), [(2, 0), (1, 0)]);
+        assert_eq!(large::pooled_bytes(), 0);
+        // A thread keeps the last few it let go of; older ones wait in the
+        // shared queue, oldest first.
+        large::set_pool_limit(64 << 20);
+        for mib in 1..=6 {
+            large::push(AlignedBuf::with_capacity(mib << 20));
+        }
+        let order: Vec<usize> = pop_all().into_iter().map(|(mib, _)| mib).collect();
+        assert_eq!(order, [6, 5, 4, 3, 1, 2]);
+        assert_eq!(large::pooled_bytes(), 0);
     }
 
     #[test]

@@ -483,6 +483,28 @@ fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
 }
 
 #[test]
+fn written_bytes_over_a_page_cache_are_read_back_once_then_cached() {
+    let fx = fixture_over_page_cache();
+    block_on(async {
+        let c = create_in_root(&fx, b"w").await;
+        let want = pattern(300_000, 9);
+        fx.engine
+            .write(&root(), &c.handle, 0, want.clone().into(), Stability::Unstable)
+            .await
+            .unwrap();
+        let read_all = || async {
+            let r = fx.engine.read(&root(), &c.handle, 0, 1 << 20).await.unwrap();
+            r.to_bytes()
+        };
+        assert_eq!(&read_all().await[..], &want[..]);
+        let fetched = fx.filer.reads.load(Relaxed);
+        assert!(fetched > 0, "written bytes were kept, not read back");
+        assert_eq!(&read_all().await[..], &want[..]);
+        assert_eq!(fx.filer.reads.load(Relaxed), fetched);
+    });
+}
+
+#[test]
 fn written_bytes_ram_cannot_hold_go_to_nvme() {
     let fx = fixture(|c| c.ram_bytes = 512 << 10);
     block_on(async {

@@ -14,6 +14,9 @@ pub struct CountingFiler<F> {
     inner: F,
     read_delay: Duration,
     unreachable: AtomicBool,
+    /// Whether [`CoreFiler::caches_writes`] answers as the wrapped filer
+    /// does; by default it stands for a back end across a link, which does not.
+    pass_caches_writes: bool,
     pub reads: AtomicU64,
     pub read_bytes: AtomicU64,
     pub getattrs: AtomicU64,
@@ -34,6 +37,7 @@ impl<F: CoreFiler> CountingFiler<F> {
             inner,
             read_delay: delay,
             unreachable: AtomicBool::new(false),
+            pass_caches_writes: false,
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             getattrs: AtomicU64::new(0),
@@ -41,6 +45,12 @@ impl<F: CoreFiler> CountingFiler<F> {
             readdirs: AtomicU64::new(0),
             readdir_pluses: AtomicU64::new(0),
         }
+    }
+
+    /// Say whether writes are cached as the wrapped filer says.
+    pub fn passing_caches_writes(mut self) -> Self {
+        self.pass_caches_writes = true;
+        self
     }
 
     /// While set, every call hangs, as calls to a NAS whose link was cut.
@@ -63,6 +73,10 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
 
     fn root(&self) -> FilerHandle {
         self.inner.root()
+    }
+
+    fn caches_writes(&self) -> bool {
+        self.pass_caches_writes && self.inner.caches_writes()
     }
 
     async fn getattr(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Attr> {

@@ -1003,6 +1003,10 @@ impl CoreFiler for LocalFiler {
         "local"
     }
 
+    fn caches_writes(&self) -> bool {
+        true
+    }
+
     fn root(&self) -> FilerHandle {
         self.root_handle
     }

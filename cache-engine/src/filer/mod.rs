@@ -58,6 +58,14 @@ pub trait CoreFiler: Send + Sync + 'static {
     /// Handle of the root directory.
     fn root(&self) -> FilerHandle;
 
+    /// Whether what was just written is where this back end's next read
+    /// finds it at memory speed (a local directory: the host's page cache).
+    /// The engine then keeps no copy of written data in its RAM tier; a
+    /// copy there would hold a fresh buffer per write to save one cheap read.
+    fn caches_writes(&self) -> bool {
+        false
+    }
+
     async fn getattr(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Attr>;
 
     /// Find `name` in `dir`. Does not follow a symlink that `name` is.

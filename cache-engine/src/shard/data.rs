@@ -612,8 +612,10 @@ impl Shard {
         if behind {
             self.refresh(r, None, true);
         }
+        // Kept unless the core filer itself holds what was written where
+        // the next read finds it at memory speed.
         let written = match w.wcc.after {
-            Some(after) if !overlapped && !behind && w.count > 0 => {
+            Some(after) if !overlapped && !behind && w.count > 0 && !filer.caches_writes() => {
                 let count = (w.count as usize).min(data.len());
                 self.written_blocks(file_key(r), snap.gen, offset, &data.slice(..count), after.size)
             }
