@@ -306,13 +306,25 @@ pub mod large {
         /// just written out is likely still in the CPU's cache, one from
         /// the back of the shared queue is not (which made receiving into it
         /// and writing it out again cost about a third more).
-        static HOT: RefCell<Vec<AlignedBuf>> = const { RefCell::new(Vec::new()) };
+        static HOT: RefCell<Hot> = const { RefCell::new(Hot(Vec::new())) };
     }
+
+    struct Hot(Vec<AlignedBuf>);
+
+    impl Drop for Hot {
+        /// A thread that ends takes its buffers with it: uncount them.
+        fn drop(&mut self) {
+            let bytes: usize = self.0.iter().map(AlignedBuf::capacity).sum();
+            POOL_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// Buffers each thread keeps in `HOT`; older ones go to the shared queue.
     const HOT_PER_THREAD: usize = 4;
 
     pub(super) fn pop() -> Option<AlignedBuf> {
-        let b = HOT.with(|h| h.borrow_mut().pop()).or_else(|| POOL.pop())?;
+        let hot = HOT.try_with(|h| h.borrow_mut().0.pop()).ok().flatten();
+        let b = hot.or_else(|| POOL.pop())?;
         POOL_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
         Some(b)
     }
@@ -325,12 +337,17 @@ pub mod large {
             return;
         }
         b.clear();
-        let older = HOT.with(|h| {
-            let mut h = h.borrow_mut();
-            h.push(b);
-            (h.len() > HOT_PER_THREAD).then(|| h.remove(0))
+        // To the shared queue: the oldest of this thread's, or this one if
+        // the thread is ending.
+        let mut spare = Some(b);
+        let _ = HOT.try_with(|h| {
+            let h = &mut h.borrow_mut().0;
+            h.extend(spare.take());
+            if h.len() > HOT_PER_THREAD {
+                spare = Some(h.remove(0));
+            }
         });
-        if let Some(older) = older {
+        if let Some(older) = spare {
             let cap = older.capacity();
             if POOL.push(older).is_err() {
                 POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
@@ -419,6 +436,11 @@ mod tests {
         }
         let order: Vec<usize> = pop_all().into_iter().map(|(mib, _)| mib).collect();
         assert_eq!(order, [6, 5, 4, 3, 1, 2]);
+        assert_eq!(large::pooled_bytes(), 0);
+        // What a thread held when it ended no longer counts.
+        std::thread::spawn(|| large::push(AlignedBuf::with_capacity(1 << 20)))
+            .join()
+            .unwrap();
         assert_eq!(large::pooled_bytes(), 0);
     }
 
