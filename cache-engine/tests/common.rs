@@ -56,17 +56,6 @@ pub fn fixture_with_delay(delay: Duration, tune: impl FnOnce(&mut EngineConfig))
     Fixture { dir, engine, filer }
 }
 
-/// As [`fixture`], with the `local` filer's page cache showing through:
-/// the engine keeps no copy of what it writes.
-pub fn fixture_over_page_cache() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("origin")).unwrap();
-    let local = LocalFiler::open(&dir.path().join("origin")).unwrap();
-    let filer = Arc::new(CountingFiler::new(local).passing_caches_writes());
-    let engine = Engine::start(config(dir.path()), filer.clone()).unwrap();
-    Fixture { dir, engine, filer }
-}
-
 pub fn start(
     dir: &Path,
     delay: Duration,

@@ -484,7 +484,9 @@ fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
 
 #[test]
 fn written_bytes_over_a_page_cache_are_read_back_once_then_cached() {
-    let fx = fixture_over_page_cache();
+    let fx = fixture(|_| {});
+    // The `local` filer's page cache shows through.
+    fx.filer.set_passing_caches_writes(true);
     block_on(async {
         let c = create_in_root(&fx, b"w").await;
         let want = pattern(300_000, 9);

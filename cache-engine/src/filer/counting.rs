@@ -16,7 +16,7 @@ pub struct CountingFiler<F> {
     unreachable: AtomicBool,
     /// Whether [`CoreFiler::caches_writes`] answers as the wrapped filer
     /// does; by default it stands for a back end across a link, which does not.
-    pass_caches_writes: bool,
+    pass_caches_writes: AtomicBool,
     pub reads: AtomicU64,
     pub read_bytes: AtomicU64,
     pub getattrs: AtomicU64,
@@ -37,7 +37,7 @@ impl<F: CoreFiler> CountingFiler<F> {
             inner,
             read_delay: delay,
             unreachable: AtomicBool::new(false),
-            pass_caches_writes: false,
+            pass_caches_writes: AtomicBool::new(false),
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             getattrs: AtomicU64::new(0),
@@ -47,10 +47,9 @@ impl<F: CoreFiler> CountingFiler<F> {
         }
     }
 
-    /// Say whether writes are cached as the wrapped filer says.
-    pub fn passing_caches_writes(mut self) -> Self {
-        self.pass_caches_writes = true;
-        self
+    /// While set, say whether writes are cached as the wrapped filer says.
+    pub fn set_passing_caches_writes(&self, on: bool) {
+        self.pass_caches_writes.store(on, Relaxed);
     }
 
     /// While set, every call hangs, as calls to a NAS whose link was cut.
@@ -76,7 +75,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
     }
 
     fn caches_writes(&self) -> bool {
-        self.pass_caches_writes && self.inner.caches_writes()
+        self.pass_caches_writes.load(Relaxed) && self.inner.caches_writes()
     }
 
     async fn getattr(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Attr> {
