@@ -15,6 +15,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 /// What the tests need, as a shell check that succeeds when it is there, and
 /// the Debian package that provides it.
@@ -151,6 +152,7 @@ fn fuzz_briefly(cargo: &str) -> Result<(), ExitCode> {
 }
 
 fn test() -> ExitCode {
+    let started = Instant::now();
     if let Err(code) = system_packages(SYSTEM_PACKAGES) {
         return code;
     }
@@ -188,7 +190,7 @@ fn test() -> ExitCode {
     if let Err(code) = fuzz_briefly(&cargo) {
         return code;
     }
-    eprintln!("xtask: all checks passed");
+    eprintln!("xtask: all checks passed in {} s", started.elapsed().as_secs());
     ExitCode::SUCCESS
 }
 
@@ -205,23 +207,11 @@ fn nfs_against_weir(cargo: &str) -> Result<(), ExitCode> {
         .unwrap_or_else(|| repo_root().join("target"));
     let weir = target.join("debug").join("weir");
     let script = repo_root().join("tests/nfs/run-against-weir.sh");
-    let (script, weir) = (script.to_string_lossy(), weir.to_string_lossy());
-    eprintln!("xtask: $ WEIR_BIN={weir} {script}");
-    match Command::new(script.as_ref())
-        .env("WEIR_BIN", weir.as_ref())
-        .status()
-    {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => {
-            eprintln!("xtask: {script} failed ({s})");
-            let code = s.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0);
-            Err(ExitCode::from(code.unwrap_or(1)))
-        }
-        Err(e) => {
-            eprintln!("xtask: cannot run {script}: {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
+    run(
+        &script.to_string_lossy(),
+        &[],
+        &[("WEIR_BIN", &weir.to_string_lossy())],
+    )
 }
 
 /// The NFSv3 suite against nfs-ganesha (not part of `test`).
@@ -290,14 +280,21 @@ fn run_step(step: &[&str]) -> Result<(), ExitCode> {
     run(args[0], &args[1..], &[])
 }
 
-/// Run a command; on failure, the exit code to end with.
+/// Run a command; on failure, the exit code to end with. Each command's
+/// wall time is printed when it ends, so a slow step shows in CI's log.
 fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), ExitCode> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
-    match Command::new(program)
+    let started = Instant::now();
+    let status = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
-        .status()
-    {
+        .status();
+    let name = std::path::Path::new(program)
+        .file_name()
+        .map_or(program.into(), |n| n.to_string_lossy());
+    let took = started.elapsed().as_secs();
+    eprintln!("xtask: [{took} s] {name} {}", args.first().copied().unwrap_or(""));
+    match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => {
             eprintln!("xtask: `{program} {}` failed ({s})", args.join(" "));
