@@ -638,12 +638,6 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     } else {
         req.offset
     };
-    if offset
-        .checked_add(u64::from(len))
-        .is_none_or(|end| end > i64::MAX as u64)
-    {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
     let stable = o.write_through || req.flags & write_flags::WRITE_THROUGH != 0;
     let how = if stable {
         Stability::FileSync
@@ -675,6 +669,9 @@ pub(crate) async fn write_data(
     let srv = ctx.srv().clone();
     let (fh, key) = (o.fh, o.key);
     let len = data.len() as u64;
+    if offset.checked_add(len).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     let mut cancel = None;
     loop {
         let (s, cred, data) = (srv.clone(), o.cred.clone(), data.clone());

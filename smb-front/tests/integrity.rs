@@ -219,3 +219,18 @@ fn a_guest_logon_is_refused_when_signing_is_required() {
     c.negotiate();
     assert_eq!(c.logon(USER, PASS, true), NtStatus::SUCCESS);
 }
+
+#[test]
+fn a_copychunk_past_the_largest_file_offset_is_refused() {
+    let fx = start(|_| {});
+    std::fs::write(fx.origin().join("src"), b"0123456789").unwrap();
+    let mut c = Client::login(&fx);
+    let src = c
+        .create("src", access::FILE_READ_DATA, ALL_SHARE, disposition::OPEN, 0)
+        .unwrap();
+    let dst = c.create("dst", RW, ALL_SHARE, disposition::OPEN_IF, 0).unwrap();
+    assert_eq!(
+        copychunk(&mut c, src, dst, i64::MAX as u64 - 2, 4),
+        NtStatus::INVALID_PARAMETER
+    );
+}
