@@ -645,6 +645,9 @@ impl Engine {
     }
 
     /// Make the file's unstable writes durable; returns the write verifier.
+    /// `WritesLost` when the core filer lost unstable writes: the verifier
+    /// has changed by then, so an NFS client that sees it resends, and a
+    /// front end without verifiers reports the loss.
     pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Wcc, u64)> {
         self.timed(Op::Commit, async {
             let r = self.resolve(fh)?;
@@ -658,8 +661,7 @@ impl Engine {
                 Err(Error::WritesLost) => {
                     let v = &self.inner.shared.write_verifier;
                     v.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
-                    let after = self.attr_on(r, cred, None).await.ok();
-                    Ok((Wcc { before: None, after }, self.write_verifier()))
+                    Err(Error::WritesLost)
                 }
                 Err(e) => Err(e),
             }

@@ -410,6 +410,38 @@ fn writes_go_through_and_reads_see_them() {
 }
 
 #[test]
+fn a_commit_that_lost_writes_says_so_and_changes_the_verifier() {
+    let fx = fixture(|_| {});
+    block_on(async {
+        let r = fx.engine.root();
+        let c = fx
+            .engine
+            .create(&root(), &r, b"lost", CreateMode::Unchecked, &SetAttr::default())
+            .await
+            .unwrap();
+        let w = fx
+            .engine
+            .write(
+                &root(),
+                &c.handle,
+                0,
+                Bytes::from_static(b"gone"),
+                Stability::Unstable,
+            )
+            .await
+            .unwrap();
+        fx.filer.lose_next_commit();
+        assert_eq!(
+            fx.engine.commit(&root(), &c.handle).await.err(),
+            Some(Error::WritesLost)
+        );
+        assert_ne!(fx.engine.write_verifier(), w.verifier);
+        let (_, verf) = fx.engine.commit(&root(), &c.handle).await.unwrap();
+        assert_eq!(verf, fx.engine.write_verifier());
+    });
+}
+
+#[test]
 fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
     let fx = fixture(|_| {});
     block_on(async {

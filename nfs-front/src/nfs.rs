@@ -798,6 +798,12 @@ async fn commit(s: &Server, ctx: &Ctx, fh: &NfsFh3) -> Commit3Res {
             file_wcc: wcc(&w),
             verf,
         }),
+        // The engine's verifier changed with the loss: the client sees a
+        // verifier other than its writes' and sends them again.
+        Err(Error::WritesLost) => NfsRes::Ok(Commit3Ok {
+            file_wcc: s.post_wcc(&t.fh).await,
+            verf: s.engine.write_verifier(),
+        }),
         Err(e) => NfsRes::Err(status(e), s.post_wcc(&t.fh).await),
     }
 }

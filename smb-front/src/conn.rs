@@ -578,10 +578,6 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
                 tree_id = t;
             }
         }
-        if hdr.command == Command::Cancel {
-            cancel(conn, &hdr);
-            continue;
-        }
         let mut ctx = Ctx {
             conn: conn.clone(),
             hdr,
@@ -594,6 +590,16 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
             preauth: None,
             sign: false,
         };
+        if hdr.command == Command::Cancel {
+            // CANCEL has no response, but it passes the same signature
+            // checks as any request: a forged one must not end another's.
+            match check(&ctx, &m.bytes, sealed) {
+                Ok(()) if refuse_plain(&ctx).is_none() => cancel(conn, &hdr),
+                Ok(()) => tracing::info!(peer = %conn.peer, "smb: unsigned CANCEL ignored"),
+                Err(Drop) => return hang_up(conn),
+            }
+            continue;
+        }
         // A related request after a failed CREATE has no FileId to work
         // on: it fails the same way (other failures do not propagate, so
         // a CLOSE after a failed SET_INFO still closes).
@@ -615,12 +621,7 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
                         Reply::error(NtStatus::INVALID_PARAMETER)
                     }
                 },
-                Err(Drop) => {
-                    // A bad signature: the connection goes, as Windows does.
-                    conn.st.borrow_mut().closed = true;
-                    let _ = conn.tx.unbounded_send(Vec::new());
-                    return;
-                }
+                Err(Drop) => return hang_up(conn),
             }
         };
         if ctx.async_id.is_some() {
@@ -712,6 +713,12 @@ fn session_signs(conn: &Conn, sid: u64) -> bool {
 
 /// The connection must go.
 struct Drop;
+
+/// Close the connection after a bad signature, as Windows does.
+fn hang_up(conn: &Conn) {
+    conn.st.borrow_mut().closed = true;
+    let _ = conn.tx.unbounded_send(Vec::new());
+}
 
 /// Signature and encryption checks of one message (MS-SMB2 3.3.5.2.4, 3.3.5.2.9).
 fn check(ctx: &Ctx, msg: &Bytes, sealed: Option<u64>) -> std::result::Result<(), Drop> {

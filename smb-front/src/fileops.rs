@@ -1,12 +1,12 @@
 //! Opens and their data: CREATE (path walk, dispositions, share modes,
 //! create contexts, the oplock/lease decision), CLOSE, FLUSH, READ, WRITE.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use cache_engine::types::{access as eacc, Attr, CreateMode, Credentials, FileType, SetAttr, Stability};
-use cache_engine::FileHandle;
+use cache_engine::{FileHandle, ReadReply, WriteReply};
 use smb_proto::create::{
     create_action, disposition, options, CreateContext, CreateRequest, CreateResponse, CreateResponseContext,
 };
@@ -44,8 +44,6 @@ pub(crate) struct Open {
     /// The directory that holds it and its name there.
     pub loc: RefCell<(FileHandle, Vec<u8>)>,
     pub write_through: bool,
-    /// Unstable writes not committed yet.
-    pub dirty: Cell<bool>,
     pub dir: RefCell<DirCursor>,
     pub read_only_share: bool,
     /// Closed when the open is released: ends its pending requests.
@@ -396,7 +394,6 @@ async fn open_or_create(ctx: &mut Ctx, req: &CreateRequest) -> Result<Reply> {
         path: RefCell::new(comps.join("\\")),
         loc: RefCell::new(loc),
         write_through: req.create_options & options::WRITE_THROUGH != 0,
-        dirty: Cell::new(false),
         dir: RefCell::new(DirCursor::default()),
         read_only_share: t.read_only,
         closing,
@@ -425,28 +422,32 @@ async fn open_or_create(ctx: &mut Ctx, req: &CreateRequest) -> Result<Reply> {
 pub(crate) async fn release(conn: &Conn, o: &Open) {
     let srv = &conn.srv;
     o.closing.close();
-    if o.dirty.replace(false) {
+    let key = o.key;
+    let r = on_file(srv, o.fh, move |f| {
+        let loc = f.unregister(key);
+        (loc, f.lease(|ls, _| ls.close(key)), std::mem::take(&mut f.dirty))
+    })
+    .await;
+    oplock::unregister(srv, key);
+    let Ok((loc, (lease, breaks), dirty)) = r else {
+        return;
+    };
+    if dirty {
         // Flush behind: the close does not wait for stable storage (FLUSH
-        // and write-through do), as with Windows and Samba.
+        // and write-through do), as with Windows and Samba. A failure
+        // leaves the file dirty for the FLUSH of another open to report.
         let (s, cred, fh) = (srv.clone(), o.cred.clone(), o.fh);
         compio::runtime::spawn(async move {
             match s.engine.commit(&cred, &fh).await {
                 Ok(_) | Err(cache_engine::Error::Stale) => {}
-                Err(e) => tracing::warn!("smb: flush after close failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("smb: flush after close failed: {e}");
+                    let _ = on_file(&s, fh, |f| f.dirty = true).await;
+                }
             }
         })
         .detach();
     }
-    let key = o.key;
-    let r = on_file(srv, o.fh, move |f| {
-        let loc = f.unregister(key);
-        (loc, f.lease(|ls, _| ls.close(key)))
-    })
-    .await;
-    oplock::unregister(srv, key);
-    let Ok((loc, (lease, breaks))) = r else {
-        return;
-    };
     oplock::deliver(srv, breaks);
     if let Some((client, k)) = lease {
         oplock::release_key(srv, client, k);
@@ -532,9 +533,26 @@ pub(crate) async fn close(ctx: &mut Ctx, req: CloseRequest) -> Result<Reply> {
 pub(crate) async fn flush(ctx: &mut Ctx, req: FlushRequest) -> Result<Reply> {
     let o = ctx.open(req.file_id)?;
     o.require(sa::FILE_WRITE_DATA | sa::FILE_APPEND_DATA)?;
-    if o.dirty.replace(false) {
-        ctx.srv().engine.commit(&o.cred, &o.fh).await.nt()?;
-    }
+    let srv = ctx.srv().clone();
+    let (s, cred, fh) = (srv.clone(), o.cred.clone(), o.fh);
+    // The file's dirty flag lives on its owning shard, shared by all its
+    // opens: a FLUSH through any of them commits the writes of all.
+    srv.engine
+        .run_on(srv.engine.owner(&fh), move || async move {
+            if !state::on_file_here(&s, fh, |f| std::mem::take(&mut f.dirty)).unwrap_or(false) {
+                return Ok(());
+            }
+            match s.engine.commit(&cred, &fh).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    // Still dirty: a retried FLUSH commits again.
+                    state::on_file_here(&s, fh, |f| f.dirty = true);
+                    Err(crate::errors::status(e))
+                }
+            }
+        })
+        .await
+        .nt()??;
     Ok(Reply::encode(smb_proto::simple::encode_empty))
 }
 
@@ -567,20 +585,7 @@ pub(crate) async fn read(ctx: &mut Ctx, req: ReadRequest) -> Result<Reply> {
     if req.offset.saturating_add(req.length.into()) > i64::MAX as u64 {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let srv = ctx.srv();
-    let (eng, cred, fh, key, id) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id);
-    let (off, len) = (req.offset, req.length);
-    // The lock check runs on the owning shard inside the same hop as the read.
-    let r = srv
-        .engine
-        .run_on(srv.engine.owner(&fh), move || async move {
-            if !state::io_allowed_here(id, &fh, key, off, len.into(), false) {
-                return Err(NtStatus::FILE_LOCK_CONFLICT);
-            }
-            eng.read(&cred, &fh, off, len).await.nt()
-        })
-        .await
-        .nt()??;
+    let r = read_data(ctx.srv(), &o, req.offset, req.length).await?;
     let n = r.len();
     if (n == 0 && req.length > 0) || (n as u64) < u64::from(req.minimum_count) {
         return Err(NtStatus::END_OF_FILE);
@@ -597,6 +602,22 @@ pub(crate) async fn read(ctx: &mut Ctx, req: ReadRequest) -> Result<Reply> {
         body: b,
         data: r.data,
     })
+}
+
+/// Read through open `o` past the byte-range locks of other opens (READ,
+/// and the source of a server-side copy).
+pub(crate) async fn read_data(srv: &Server, o: &Open, off: u64, len: u32) -> Result<ReadReply> {
+    let (eng, cred, fh, key, id) = (srv.engine.clone(), o.cred.clone(), o.fh, o.key, srv.id);
+    // The lock check runs on the owning shard inside the same hop as the read.
+    srv.engine
+        .run_on(srv.engine.owner(&fh), move || async move {
+            if !state::io_allowed_here(id, &fh, key, off, len.into(), false) {
+                return Err(NtStatus::FILE_LOCK_CONFLICT);
+            }
+            eng.read(&cred, &fh, off, len).await.nt()
+        })
+        .await
+        .nt()?
 }
 
 pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
@@ -617,52 +638,13 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     } else {
         req.offset
     };
-    if offset
-        .checked_add(u64::from(len))
-        .is_none_or(|end| end > i64::MAX as u64)
-    {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
     let stable = o.write_through || req.flags & write_flags::WRITE_THROUGH != 0;
     let how = if stable {
         Stability::FileSync
     } else {
         Stability::Unstable
     };
-    let (fh, key) = (o.fh, o.key);
-    let mut cancel = None;
-    // One visit to the owning shard breaks other opens' caching, checks
-    // byte-range locks and writes; a break that needs acknowledging holds
-    // the write (as an async request) and it goes again.
-    let r = loop {
-        let (s, cred, data) = (srv.clone(), o.cred.clone(), req.data.clone());
-        let (step, breaks) = srv
-            .engine
-            .run_on(srv.engine.owner(&fh), move || async move {
-                let (hold, breaks) = oplock::change_step_here(&s, fh, key);
-                if let Some(hold) = hold {
-                    return Ok((Err(hold), breaks));
-                }
-                if !state::io_allowed_here(s.id, &fh, key, offset, len.into(), true) {
-                    return Err(NtStatus::FILE_LOCK_CONFLICT);
-                }
-                let r = s.engine.write(&cred, &fh, offset, data, how).await.nt()?;
-                Ok((Ok(r), breaks))
-            })
-            .await
-            .nt()??;
-        oplock::deliver(&srv, breaks);
-        match step {
-            Ok(r) => break r,
-            Err((rx, deadline)) => {
-                let c = cancel.get_or_insert_with(|| ctx.go_async());
-                oplock::wait(rx, deadline, c).await?;
-            }
-        }
-    };
-    if r.committed == Stability::Unstable {
-        o.dirty.set(true);
-    }
+    let r = write_data(ctx, &o, offset, req.data, how).await?;
     let mut b = BytesMut::new();
     WriteResponse {
         count: r.count,
@@ -670,6 +652,56 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
     }
     .encode(&mut b);
     Ok(Reply::ok(b))
+}
+
+/// Write through open `o` as WRITE does (a server-side copy too): one
+/// visit to the owning shard breaks other opens' caching, checks byte-range
+/// locks, writes and marks the file dirty when the write is unstable; a
+/// break that needs acknowledging holds the write (as an async request)
+/// and it goes again.
+pub(crate) async fn write_data(
+    ctx: &mut Ctx,
+    o: &Open,
+    offset: u64,
+    data: Bytes,
+    how: Stability,
+) -> Result<WriteReply> {
+    let srv = ctx.srv().clone();
+    let (fh, key) = (o.fh, o.key);
+    let len = data.len() as u64;
+    if offset.checked_add(len).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let mut cancel = None;
+    loop {
+        let (s, cred, data) = (srv.clone(), o.cred.clone(), data.clone());
+        let (step, breaks) = srv
+            .engine
+            .run_on(srv.engine.owner(&fh), move || async move {
+                let (hold, breaks) = oplock::change_step_here(&s, fh, key);
+                if let Some(hold) = hold {
+                    return Ok((Err(hold), breaks));
+                }
+                if !state::io_allowed_here(s.id, &fh, key, offset, len, true) {
+                    return Err(NtStatus::FILE_LOCK_CONFLICT);
+                }
+                let r = s.engine.write(&cred, &fh, offset, data, how).await.nt()?;
+                if r.committed == Stability::Unstable {
+                    state::on_file_here(&s, fh, |f| f.dirty = true);
+                }
+                Ok((Ok(r), breaks))
+            })
+            .await
+            .nt()??;
+        oplock::deliver(&srv, breaks);
+        match step {
+            Ok(r) => return Ok(r),
+            Err((rx, deadline)) => {
+                let c = cancel.get_or_insert_with(|| ctx.go_async());
+                oplock::wait(rx, deadline, c).await?;
+            }
+        }
+    }
 }
 
 /// Attributes of an open's object.

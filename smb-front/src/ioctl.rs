@@ -1,6 +1,7 @@
 //! IOCTL: FSCTL_VALIDATE_NEGOTIATE_INFO, FSCTL_QUERY_NETWORK_INTERFACE_INFO,
 //! and server-side copy (FSCTL_SRV_REQUEST_RESUME_KEY, FSCTL_SRV_COPYCHUNK
-//! and _WRITE), done with engine reads and writes.
+//! and _WRITE), done with the READ and WRITE paths (byte-range locks,
+//! oplock and lease breaks, the file's dirty flag).
 
 use bytes::{Bytes, BytesMut};
 use cache_engine::types::Stability;
@@ -13,7 +14,6 @@ use smb_proto::security::access as sa;
 use smb_proto::{FileId, NtStatus};
 
 use crate::conn::{Ctx, Reply, Result};
-use crate::errors::EngineResult;
 
 /// Server-side copy limits (what Windows announces).
 const MAX_CHUNKS: u32 = 256;
@@ -113,7 +113,7 @@ fn validate_negotiate(ctx: &Ctx, req: &IoctlRequest) -> Result<BytesMut> {
     Ok(b)
 }
 
-async fn copychunk(ctx: &Ctx, req: &IoctlRequest) -> Result<(NtStatus, BytesMut)> {
+async fn copychunk(ctx: &mut Ctx, req: &IoctlRequest) -> Result<(NtStatus, BytesMut)> {
     let dst = ctx.open(req.file_id)?;
     let c = CopyChunkRequest::decode(req.input.clone()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     let limits = || {
@@ -150,13 +150,14 @@ async fn copychunk(ctx: &Ctx, req: &IoctlRequest) -> Result<(NtStatus, BytesMut)
     if dst.read_only_share {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    let eng = &ctx.srv().engine;
+    let how = if dst.write_through {
+        Stability::FileSync
+    } else {
+        Stability::Unstable
+    };
     let (mut chunks, mut written) = (0u32, 0u32);
     for ch in &c.chunks {
-        let r = eng
-            .read(&src.cred, &src.fh, ch.source_offset, ch.length)
-            .await
-            .nt()?;
+        let r = crate::fileops::read_data(ctx.srv(), &src, ch.source_offset, ch.length).await?;
         if r.len() < ch.length as usize {
             return Err(NtStatus(0xC000_001F));
         }
@@ -169,13 +170,7 @@ async fn copychunk(ctx: &Ctx, req: &IoctlRequest) -> Result<(NtStatus, BytesMut)
             }
             b.freeze()
         };
-        let w = eng
-            .write(&dst.cred, &dst.fh, ch.target_offset, data, Stability::Unstable)
-            .await
-            .nt()?;
-        if w.committed == Stability::Unstable {
-            dst.dirty.set(true);
-        }
+        let w = crate::fileops::write_data(ctx, &dst, ch.target_offset, data, how).await?;
         chunks += 1;
         written += w.count;
     }

@@ -155,12 +155,7 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
             if let Ok(mut t) = srv.throttle.lock() {
                 t.record_failure(ip, Instant::now());
             }
-            let mut st = conn.st.borrow_mut();
-            if st.sessions.get(&sid).is_some_and(|s| !s.logged_on) {
-                st.sessions.remove(&sid);
-            } else if let Some(s) = st.sessions.get_mut(&sid) {
-                s.acceptor = None;
-            }
+            abandon(ctx, sid);
             return Err(NtStatus::LOGON_FAILURE);
         }
     };
@@ -181,6 +176,14 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
             }
         },
     };
+    // A guest or anonymous session has no key to sign or seal with: when
+    // the server demands either, it is refused (Samba refuses it under
+    // required encryption; a signing-required Windows client refuses it).
+    if (guest || key.is_empty()) && (srv.signing_required() || srv.cfg.encryption == Encryption::Required) {
+        tracing::warn!(peer = %conn.peer, "smb: guest logon refused: signing or encryption is required");
+        abandon(ctx, sid);
+        return Err(NtStatus::ACCESS_DENIED);
+    }
     if let Ok(mut t) = srv.throttle.lock() {
         t.record_success(ip);
     }
@@ -225,6 +228,17 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
     }
     .encode(&mut b);
     Ok(Reply::ok(b))
+}
+
+/// A failed logon: a new session goes, a session being reauthenticated
+/// keeps its logon.
+fn abandon(ctx: &Ctx, sid: u64) {
+    let mut st = ctx.conn.st.borrow_mut();
+    if st.sessions.get(&sid).is_some_and(|s| !s.logged_on) {
+        st.sessions.remove(&sid);
+    } else if let Some(s) = st.sessions.get_mut(&sid) {
+        s.acceptor = None;
+    }
 }
 
 pub(crate) async fn logoff(ctx: &mut Ctx) -> Result<Reply> {

@@ -36,6 +36,8 @@ pub(crate) struct FileState {
     waiters: Vec<async_channel::Sender<()>>,
     watchers: Vec<Watcher>,
     leases: FileLeases,
+    /// Unstable writes through any open of the file not committed yet.
+    pub dirty: bool,
 }
 
 struct OpenEntry {

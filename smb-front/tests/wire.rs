@@ -4,249 +4,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 use bytes::{Bytes, BytesMut};
 use cache_engine::types::{Credentials, Stability};
+use common::client::*;
 use common::*;
-use smb_front::auth::ntlm::{nt_proof_str, ntowfv2, session_base_key};
-use smb_proto::create::{
-    disposition, oplock_level, options, share_access, CreateContext, CreateRequest, CreateResponse,
-    CreateResponseContext, Lease,
-};
-use smb_proto::crypto::kdf::SessionKeys;
-use smb_proto::crypto::{sign, Dialect, SigningAlgorithm};
+use smb_proto::create::{disposition, oplock_level, options, share_access, CreateResponse};
 use smb_proto::dir::{decode_output_buffer_response, ChangeNotifyRequest};
 use smb_proto::header::{flags, HeaderId};
-use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest, WriteRequest};
-use smb_proto::negotiate::{NegotiateRequest, NegotiateResponse};
-use smb_proto::oplock::{BreakAcknowledgment, LeaseBreakAck, OplockBreak};
+use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest};
+use smb_proto::negotiate::NegotiateResponse;
+use smb_proto::oplock::{BreakAcknowledgment, OplockBreak};
 use smb_proto::security::access;
-use smb_proto::session::{SessionSetupRequest, SessionSetupResponse};
-use smb_proto::transport::frame_header;
 use smb_proto::tree::TreeConnectRequest;
-use smb_proto::{Command, FileId, Header, NtStatus};
-
-struct Client {
-    s: TcpStream,
-    guid: [u8; 16],
-    mid: u64,
-    session: u64,
-    tree: u32,
-    key: Option<[u8; 16]>,
-}
-
-struct Resp {
-    h: Header,
-    body: Bytes,
-}
-
-impl Client {
-    fn connect(fx: &Fixture) -> Client {
-        let s = TcpStream::connect(fx.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
-        Client {
-            s,
-            guid: [NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed); 16],
-            mid: 0,
-            session: 0,
-            tree: 0,
-            key: None,
-        }
-    }
-
-    fn header(&mut self, cmd: Command) -> Header {
-        let mut h = Header::request(cmd, self.mid);
-        self.mid += 1;
-        h.credits = 64;
-        h.credit_charge = 1;
-        h.session_id = self.session;
-        h.id = HeaderId::Sync {
-            process_id: 0,
-            tree_id: self.tree,
-        };
-        h
-    }
-
-    fn send_raw(&mut self, msg: &[u8]) {
-        let mut f = frame_header(msg.len()).to_vec();
-        f.extend_from_slice(msg);
-        self.s.write_all(&f).unwrap();
-    }
-
-    fn send_with(&mut self, h: Header, body: impl FnOnce(&mut BytesMut)) {
-        let mut m = BytesMut::new();
-        h.encode(&mut m);
-        body(&mut m);
-        if let Some(k) = self.key {
-            sign::sign(SigningAlgorithm::AesCmac, &k, &mut m).unwrap();
-        }
-        self.send_raw(&m);
-    }
-
-    /// The next frame, or `None` when the server closed the connection.
-    fn recv(&mut self) -> Option<Resp> {
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).ok()?;
-        let n = u32::from_be_bytes(len) as usize;
-        let mut buf = vec![0u8; n];
-        self.s.read_exact(&mut buf).ok()?;
-        let h = Header::decode(&buf).unwrap();
-        Some(Resp {
-            h,
-            body: Bytes::from(buf).slice(64..),
-        })
-    }
-
-    fn call(&mut self, cmd: Command, body: impl FnOnce(&mut BytesMut)) -> Resp {
-        let h = self.header(cmd);
-        self.send_with(h, body);
-        self.recv().expect("a response")
-    }
-
-    fn negotiate(&mut self) -> NegotiateResponse {
-        let client_guid = self.guid;
-        let r = self.call(Command::Negotiate, |b| {
-            NegotiateRequest {
-                security_mode: 1,
-                capabilities: 0,
-                client_guid,
-                client_start_time: 0,
-                dialects: vec![0x0202, 0x0210, 0x0300, 0x0302],
-                contexts: Vec::new(),
-            }
-            .encode(b)
-        });
-        assert_eq!(r.h.status, NtStatus::SUCCESS);
-        NegotiateResponse::decode(r.body).unwrap()
-    }
-
-    /// NTLMv2 logon (raw NTLMSSP tokens); keeps the signing key when `signed`.
-    fn logon(&mut self, user: &str, pass: &str, signed: bool) -> NtStatus {
-        let negotiate = {
-            let mut m = b"NTLMSSP\0".to_vec();
-            m.extend_from_slice(&1u32.to_le_bytes());
-            m.extend_from_slice(&0xA208_8215u32.to_le_bytes());
-            m.extend_from_slice(&[0; 16]);
-            m
-        };
-        let setup = |token: Vec<u8>| {
-            move |b: &mut BytesMut| {
-                SessionSetupRequest {
-                    flags: 0,
-                    security_mode: if signed { 2 } else { 1 },
-                    capabilities: 0,
-                    channel: 0,
-                    previous_session_id: 0,
-                    security_buffer: Bytes::from(token),
-                }
-                .encode(b)
-            }
-        };
-        let r = self.call(Command::SessionSetup, setup(negotiate));
-        assert_eq!(r.h.status, NtStatus::MORE_PROCESSING_REQUIRED);
-        self.session = r.h.session_id;
-        let challenge = SessionSetupResponse::decode(r.body).unwrap().security_buffer;
-        let server_challenge: [u8; 8] = challenge[24..32].try_into().unwrap();
-        let ti_len = u16::from_le_bytes([challenge[40], challenge[41]]) as usize;
-        let ti_off = u32::from_le_bytes(challenge[44..48].try_into().unwrap()) as usize;
-        let target_info = &challenge[ti_off..ti_off + ti_len];
-        let mut blob = vec![1, 1, 0, 0, 0, 0, 0, 0];
-        blob.extend_from_slice(&0x01dc_0000_0000_0000u64.to_le_bytes());
-        blob.extend_from_slice(&[9; 8]);
-        blob.extend_from_slice(&[0; 4]);
-        blob.extend_from_slice(target_info);
-        blob.extend_from_slice(&[0; 4]);
-        let hash = smb_front::auth::users::nt_hash(pass);
-        let ntowf = ntowfv2(&hash, user, "");
-        let proof = nt_proof_str(&ntowf, &server_challenge, &blob);
-        let mut nt = proof.to_vec();
-        nt.extend_from_slice(&blob);
-        let utf16 = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
-        let fields: [Vec<u8>; 6] = [vec![0; 24], nt, Vec::new(), utf16(user), utf16("WS"), Vec::new()];
-        let mut m = b"NTLMSSP\0".to_vec();
-        m.extend_from_slice(&3u32.to_le_bytes());
-        let mut off = 64u32;
-        for f in &fields {
-            m.extend_from_slice(&(f.len() as u16).to_le_bytes());
-            m.extend_from_slice(&(f.len() as u16).to_le_bytes());
-            m.extend_from_slice(&off.to_le_bytes());
-            off += f.len() as u32;
-        }
-        m.extend_from_slice(&0xA208_8215u32.to_le_bytes());
-        for f in &fields {
-            m.extend_from_slice(f);
-        }
-        let r = self.call(Command::SessionSetup, setup(m));
-        if r.h.status == NtStatus::SUCCESS && signed {
-            let base = session_base_key(&ntowf, &proof);
-            let keys = SessionKeys::derive(Dialect::Smb302, None, &base, &[0; 64]);
-            self.key = Some(keys.signing);
-        }
-        r.h.status
-    }
-
-    fn tree_connect(&mut self, share: &str) -> NtStatus {
-        let r = self.call(Command::TreeConnect, |b| {
-            TreeConnectRequest {
-                flags: 0,
-                path: format!("\\\\127.0.0.1\\{share}"),
-                contexts: Vec::new(),
-            }
-            .encode(b)
-        });
-        if r.h.status == NtStatus::SUCCESS {
-            self.tree = r.h.tree_id().unwrap();
-        }
-        r.h.status
-    }
-
-    fn login(fx: &Fixture) -> Client {
-        let mut c = Client::connect(fx);
-        c.negotiate();
-        assert_eq!(c.logon(USER, PASS, false), NtStatus::SUCCESS);
-        assert_eq!(c.tree_connect("export"), NtStatus::SUCCESS);
-        c
-    }
-
-    fn create_req(&mut self, name: &str, access: u32, share: u32, disp: u32, opts: u32) -> Resp {
-        self.call(Command::Create, |b| {
-            CreateRequest {
-                desired_access: access,
-                share_access: share,
-                create_disposition: disp,
-                create_options: opts,
-                ..create_body(name, 0, None)
-            }
-            .encode(b)
-        })
-    }
-
-    fn create(
-        &mut self,
-        name: &str,
-        access: u32,
-        share: u32,
-        disp: u32,
-        opts: u32,
-    ) -> Result<FileId, NtStatus> {
-        let r = self.create_req(name, access, share, disp, opts);
-        if r.h.status != NtStatus::SUCCESS {
-            return Err(r.h.status);
-        }
-        Ok(CreateResponse::decode(r.body).unwrap().file_id)
-    }
-}
-
-fn close(c: &mut Client, file_id: FileId) -> Resp {
-    c.call(Command::Close, |b| CloseRequest { flags: 0, file_id }.encode(b))
-}
-
-const ALL_SHARE: u32 = share_access::READ | share_access::WRITE | share_access::DELETE;
-const RW: u32 = access::FILE_READ_DATA | access::FILE_WRITE_DATA;
+use smb_proto::{Command, FileId, NtStatus};
 
 #[test]
 fn malformed_and_unknown_ids() {
@@ -680,35 +452,16 @@ fn smb1_negotiate_upgrades_to_smb2() {
 
 #[test]
 fn server_side_copy_and_validate_negotiate() {
-    use smb_proto::ioctl::{
-        fsctl, CopyChunk, CopyChunkRequest, IoctlRequest, IoctlResponse, ValidateNegotiateInfoRequest,
-        IOCTL_IS_FSCTL,
-    };
+    use smb_proto::ioctl::{fsctl, CopyChunk, CopyChunkRequest, ValidateNegotiateInfoRequest};
     let fx = start(|_| {});
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(fx.origin().join("src"), &data).unwrap();
     let mut c = Client::login(&fx);
-    let ioctl = |c: &mut Client, ctl_code, file_id, input: Bytes| {
-        let r = c.call(Command::Ioctl, |b| {
-            IoctlRequest {
-                ctl_code,
-                file_id,
-                input,
-                max_input_response: 0,
-                output: Bytes::new(),
-                max_output_response: 65536,
-                flags: IOCTL_IS_FSCTL,
-            }
-            .encode(b)
-        });
-        let status = r.h.status;
-        (status, IoctlResponse::decode(r.body).ok().map(|x| x.output))
-    };
     let src = c
         .create("src", access::FILE_READ_DATA, ALL_SHARE, disposition::OPEN, 0)
         .unwrap();
     let dst = c.create("dst", RW, ALL_SHARE, disposition::CREATE, 0).unwrap();
-    let (status, key) = ioctl(&mut c, fsctl::SRV_REQUEST_RESUME_KEY, src, Bytes::new());
+    let (status, key) = c.ioctl(fsctl::SRV_REQUEST_RESUME_KEY, src, Bytes::new());
     assert_eq!(status, NtStatus::SUCCESS);
     let source_key: [u8; 24] = key.unwrap()[..24].try_into().unwrap();
     let mut input = BytesMut::new();
@@ -728,7 +481,7 @@ fn server_side_copy_and_validate_negotiate() {
         ],
     }
     .encode(&mut input);
-    let (status, out) = ioctl(&mut c, fsctl::SRV_COPYCHUNK_WRITE, dst, input.freeze());
+    let (status, out) = c.ioctl(fsctl::SRV_COPYCHUNK_WRITE, dst, input.freeze());
     assert_eq!(status, NtStatus::SUCCESS);
     let out = out.unwrap();
     assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 300_000);
@@ -745,7 +498,7 @@ fn server_side_copy_and_validate_negotiate() {
         }],
     }
     .encode(&mut input);
-    let (status, _) = ioctl(&mut c, fsctl::SRV_COPYCHUNK_WRITE, src, input.freeze());
+    let (status, _) = c.ioctl(fsctl::SRV_COPYCHUNK_WRITE, src, input.freeze());
     assert_eq!(status, NtStatus::OBJECT_NAME_NOT_FOUND);
     // VALIDATE_NEGOTIATE_INFO: what this client negotiated, and a lie.
     let guid = c.guid;
@@ -760,8 +513,7 @@ fn server_side_copy_and_validate_negotiate() {
         .encode(&mut b);
         b.freeze()
     };
-    let (status, _) = ioctl(
-        &mut c,
+    let (status, _) = c.ioctl(
         fsctl::VALIDATE_NEGOTIATE_INFO,
         FileId {
             persistent: u64::MAX,
@@ -770,108 +522,15 @@ fn server_side_copy_and_validate_negotiate() {
         validate(vec![0x0202, 0x0210, 0x0300, 0x0302]),
     );
     assert_eq!(status, NtStatus::SUCCESS);
-    let (status, _) = ioctl(
-        &mut c,
+    let (status, _) = c.ioctl(
         fsctl::VALIDATE_NEGOTIATE_INFO,
         FileId::ANY,
         validate(vec![0x0202]),
     );
     assert_eq!(status, NtStatus::ACCESS_DENIED);
-    let (status, _) = ioctl(&mut c, 0x0009_0000, src, Bytes::new());
+    let (status, _) = c.ioctl(0x0009_0000, src, Bytes::new());
     assert_eq!(status, NtStatus::INVALID_DEVICE_REQUEST);
 }
-
-/// CREATE asking for an oplock level or (with `lease`) a lease of that key
-/// and state; answers the response.
-fn create_cached(c: &mut Client, name: &str, oplock: u8, lease: Option<([u8; 16], u32)>) -> Resp {
-    let h = c.header(Command::Create);
-    c.send_with(h, |b| create_body(name, oplock, lease).encode(b));
-    c.recv().expect("a response")
-}
-
-fn create_body(name: &str, oplock: u8, lease: Option<([u8; 16], u32)>) -> CreateRequest {
-    CreateRequest {
-        security_flags: 0,
-        requested_oplock_level: oplock,
-        impersonation_level: 2,
-        smb_create_flags: 0,
-        desired_access: RW,
-        file_attributes: 0,
-        share_access: ALL_SHARE,
-        create_disposition: disposition::OPEN_IF,
-        create_options: 0,
-        name: name.into(),
-        contexts: lease
-            .map(|(key, state)| {
-                CreateContext::RequestLease(Lease {
-                    key,
-                    state,
-                    flags: 0,
-                    duration: 0,
-                    v2: None,
-                })
-            })
-            .into_iter()
-            .collect(),
-    }
-}
-
-/// The lease a CREATE response grants.
-fn granted_lease(r: Resp) -> (FileId, u8, Option<u32>) {
-    assert_eq!(r.h.status, NtStatus::SUCCESS);
-    let c = CreateResponse::decode(r.body).unwrap();
-    let state = c.contexts.iter().find_map(|x| match x {
-        CreateResponseContext::Lease(l) => Some(l.state),
-        _ => None,
-    });
-    (c.file_id, c.oplock_level, state)
-}
-
-/// A lease break notification: (key, current, new, ack required).
-fn lease_break(r: &Resp) -> ([u8; 16], u32, u32, bool) {
-    assert_eq!(r.h.command, Command::OplockBreak);
-    assert_eq!(r.h.message_id, u64::MAX);
-    assert_eq!(r.body.len(), 44, "a lease break notification");
-    let u32_at = |i: usize| u32::from_le_bytes(r.body[i..i + 4].try_into().unwrap());
-    (
-        r.body[8..24].try_into().unwrap(),
-        u32_at(24),
-        u32_at(28),
-        u32_at(4) & 1 != 0,
-    )
-}
-
-fn ack_lease(c: &mut Client, key: [u8; 16], state: u32) -> Resp {
-    c.call(Command::OplockBreak, |b| {
-        LeaseBreakAck {
-            flags: 0,
-            lease_key: key,
-            lease_state: state,
-            lease_duration: 0,
-        }
-        .encode(b)
-    })
-}
-
-fn write_at(c: &mut Client, file_id: FileId, data: &'static [u8]) -> Resp {
-    let h = c.header(Command::Write);
-    c.send_with(h, |b| {
-        WriteRequest {
-            offset: 0,
-            file_id,
-            channel: 0,
-            remaining_bytes: 0,
-            flags: 0,
-            channel_info: Bytes::new(),
-            data: Bytes::from_static(data),
-        }
-        .encode(b)
-    });
-    c.recv().expect("a response")
-}
-
-const RWH: u32 = 7;
-const RH: u32 = 1 | 2;
 
 #[test]
 fn lease_rwh_breaks_to_rh_for_a_second_open_and_read_for_a_write() {
@@ -945,27 +604,6 @@ fn batch_oplock_breaks_to_level_ii_on_a_second_open() {
         CreateResponse::decode(done.body).unwrap().oplock_level,
         oplock_level::II
     );
-}
-
-/// A client of `fx` holding a lease of `key` with `state` on `name`.
-fn leased_client(fx: &Fixture, name: &str, key: [u8; 16], state: u32) -> Client {
-    let mut a = Client::login(fx);
-    let (_, _, got) = granted_lease(create_cached(
-        &mut a,
-        name,
-        oplock_level::LEASE,
-        Some((key, state)),
-    ));
-    assert_eq!(got, Some(state));
-    a
-}
-
-/// The next message `a` gets is a break of lease `key` from `from` to `to`
-/// that needs an acknowledgment; acknowledge it.
-fn ack_next_break(a: &mut Client, key: [u8; 16], from: u32, to: u32) {
-    let n = a.recv().unwrap();
-    assert_eq!(lease_break(&n), (key, from, to, true));
-    assert_eq!(ack_lease(a, key, to).h.status, NtStatus::SUCCESS);
 }
 
 // The engine calls below stand for NFS: their changes have origin 0.

@@ -61,11 +61,11 @@ weir_run_cleanup() {
     if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
-# add_smb_user: `weir smbpasswd $SMB_USER` in $TMP/state, as the caller's uid and gid,
-# with the password $SMB_PASS (read on stdin).
+# add_smb_user [STATE_DIR]: `weir smbpasswd $SMB_USER` in STATE_DIR (default $TMP/state),
+# as the caller's uid and gid, with the password $SMB_PASS (read on stdin).
 add_smb_user() {
     printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" \
-        --data-dir "$TMP/state" >"$TMP/smbpasswd.out" 2>&1 && return 0
+        --data-dir "${1:-$TMP/state}" >"$TMP/smbpasswd.out" 2>&1 && return 0
     say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
     return 1
 }

@@ -1,6 +1,7 @@
 //! A core filer wrapper that counts what reaches the back end, can slow reads
-//! down and can play dead: tests and benchmarks use it to check coalescing,
-//! caching and behaviour while a back end is unreachable.
+//! down, can play dead and can lose unstable writes (as a NAS that
+//! restarted): tests and benchmarks use it to check coalescing, caching and
+//! behaviour while a back end is unreachable or forgetful.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct CountingFiler<F> {
     /// Whether [`CoreFiler::caches_writes`] answers as the wrapped filer
     /// does; by default it stands for a back end across a link, which does not.
     pass_caches_writes: AtomicBool,
+    /// The next commit answers `WritesLost`.
+    lose_writes: AtomicBool,
     pub reads: AtomicU64,
     pub read_bytes: AtomicU64,
     pub getattrs: AtomicU64,
@@ -24,6 +27,8 @@ pub struct CountingFiler<F> {
     pub readdirs: AtomicU64,
     /// Of `readdirs`, those with each entry's handle and attributes.
     pub readdir_pluses: AtomicU64,
+    /// Commits that reached the wrapped filer.
+    pub commits: AtomicU64,
 }
 
 impl<F: CoreFiler> CountingFiler<F> {
@@ -38,12 +43,14 @@ impl<F: CoreFiler> CountingFiler<F> {
             read_delay: delay,
             unreachable: AtomicBool::new(false),
             pass_caches_writes: AtomicBool::new(false),
+            lose_writes: AtomicBool::new(false),
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             getattrs: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
             readdirs: AtomicU64::new(0),
             readdir_pluses: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         }
     }
 
@@ -55,6 +62,11 @@ impl<F: CoreFiler> CountingFiler<F> {
     /// While set, every call hangs, as calls to a NAS whose link was cut.
     pub fn set_unreachable(&self, cut: bool) {
         self.unreachable.store(cut, Relaxed);
+    }
+
+    /// The next commit fails with `WritesLost`, as after a NAS restart.
+    pub fn lose_next_commit(&self) {
+        self.lose_writes.store(true, Relaxed);
     }
 
     async fn gate(&self) {
@@ -126,6 +138,10 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
 
     async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
         self.gate().await;
+        if self.lose_writes.swap(false, Relaxed) {
+            return Err(crate::Error::WritesLost);
+        }
+        self.commits.fetch_add(1, Relaxed);
         self.inner.commit(cred, fh).await
     }
 

@@ -2,12 +2,15 @@
 //! and a runner for the `smbclient` command-line client.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_engine::filer::counting::CountingFiler;
 use cache_engine::filer::local::LocalFiler;
 use cache_engine::{CachePolicy, Engine, EngineConfig};
 use smb_front::config::UserConfig;
@@ -20,6 +23,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub engine: Engine,
     pub server: SmbServer,
+    /// The core filer, counted, able to lose unstable writes.
+    pub filer: Arc<CountingFiler<LocalFiler>>,
 }
 
 impl Drop for Fixture {
@@ -97,13 +102,21 @@ pub fn engine_config(dir: &Path) -> EngineConfig {
 pub fn start(tune: impl FnOnce(&mut SmbConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("origin")).unwrap();
-    let filer = LocalFiler::open(&dir.path().join("origin")).unwrap();
-    let engine = Engine::start(engine_config(dir.path()), Arc::new(filer)).unwrap();
+    let filer = Arc::new(CountingFiler::new(
+        LocalFiler::open(&dir.path().join("origin")).unwrap(),
+    ));
+    filer.set_passing_caches_writes(true);
+    let engine = Engine::start(engine_config(dir.path()), filer.clone()).unwrap();
     let mut cfg = SmbConfig::new("127.0.0.1:0".parse().unwrap());
     let hash = smb_front::auth::users::nt_hash(PASS);
     cfg.users
         .insert(USER.into(), UserConfig::new(&hash, 0, 0, Vec::new()));
     tune(&mut cfg);
     let server = SmbServer::start(engine.clone(), cfg).unwrap();
-    Fixture { dir, engine, server }
+    Fixture {
+        dir,
+        engine,
+        server,
+        filer,
+    }
 }
