@@ -345,6 +345,27 @@ impl Engine {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// `fh` with `tag` (0 to [`MAX_TAG`](crate::handle::MAX_TAG)) under
+    /// its MAC, for a front end that hands out one file under several
+    /// rights (the NFS front end's exports). The engine accepts tagged
+    /// handles as they are; [`Engine::untag`] gives back the tag, verified.
+    pub fn tag(&self, fh: &FileHandle, tag: u8) -> Result<FileHandle> {
+        let r = self.inner.shared.key.open(fh)?;
+        Ok(self
+            .inner
+            .shared
+            .key
+            .make_tagged(Some(tag), r.filer, r.fileid, &r.filer_handle))
+    }
+
+    /// Verify `fh` and split it into its tag (None: untagged) and the
+    /// engine's own untagged handle, the one the engine compares, reports
+    /// changes with and gives to every front end.
+    pub fn untag(&self, fh: &FileHandle) -> Result<(Option<u8>, FileHandle)> {
+        let (tag, r) = self.inner.shared.key.open_tagged(fh)?;
+        Ok((tag, self.handle(&r)))
+    }
+
     fn resolve(&self, fh: &FileHandle) -> Result<Resolved> {
         let r = self.inner.shared.key.open(fh)?;
         if r.filer as usize >= self.inner.shared.filers.len() {
