@@ -449,7 +449,10 @@ mod tests {
         // An existing default origin is left as its owner made it.
         fs::set_permissions(&missing, fs::Permissions::from_mode(0o755)).unwrap();
         check_origin(&missing, true).unwrap();
-        assert_eq!(fs::metadata(&missing).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::metadata(&missing).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();
         let err = check_origin(&file, false).unwrap_err();
