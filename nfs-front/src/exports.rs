@@ -174,9 +174,9 @@ pub fn wire_handle(
 pub fn open_handle(
     engine: &Engine,
     exports: usize,
-    wire: &[u8],
+    wire: &FileHandle,
 ) -> Result<(usize, FileHandle), cache_engine::Error> {
-    let (tag, fh) = engine.untag(&FileHandle::from_bytes(wire)?)?;
+    let (tag, fh) = engine.untag(wire)?;
     match tag.map(usize::from) {
         Some(i) if i < exports => Ok((i, fh)),
         None if exports == 1 => Ok((0, fh)),

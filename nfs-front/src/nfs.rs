@@ -137,6 +137,8 @@ fn check_name(name: &[u8]) -> Result<(), NfsStat3> {
 /// A file handle a call names, with the caller's rights on its export.
 pub(crate) struct Target {
     pub fh: FileHandle,
+    /// The handle as the client sent it (verified): tagged with `export`.
+    pub wire: FileHandle,
     pub export: usize,
     pub cred: Credentials,
     pub rw: bool,
@@ -185,10 +187,12 @@ impl Server {
 
     /// [`Server::target`] for handle bytes from any program (NLM too).
     pub(crate) fn target_of(&self, ctx: &Ctx, wire: &[u8]) -> Result<Target, NfsStat3> {
-        let (export, fh) = exports::open_handle(&self.engine, self.exports.len(), wire).map_err(status)?;
+        let wire = FileHandle::from_bytes(wire).map_err(status)?;
+        let (export, fh) = exports::open_handle(&self.engine, self.exports.len(), &wire).map_err(status)?;
         let rule = self.admit(ctx, export).ok_or(NfsStat3::Acces)?;
         Ok(Target {
             fh,
+            wire,
             export,
             cred: self.credentials(ctx, rule),
             rw: exports::writable(&rule.cfg),
@@ -629,9 +633,10 @@ async fn readdir(
         (0, 0)
     };
     let want = (budget / size_of(1)).clamp(1, 4096);
+    // Given the client's handle, the engine tags the entries' handles with its export.
     let listing = if plus {
         s.engine
-            .readdir_plus(&t.cred, &t.fh, engine_cookie, engine_verf, want)
+            .readdir_plus(&t.cred, &t.wire, engine_cookie, engine_verf, want)
             .await
     } else {
         s.engine
@@ -692,7 +697,10 @@ async fn readdir(
                 break;
             }
             let (attrs, handle) = match (&e.object, plus) {
-                (Some((fh, a)), true) => (Some(fattr(a)), s.wire(&t, fh)),
+                (Some((fh, a)), true) => (
+                    Some(fattr(a)),
+                    Some(Opaque(Bytes::copy_from_slice(fh.as_bytes()))),
+                ),
                 _ => (None, None),
             };
             out.push(EntryPlus3 {

@@ -75,6 +75,22 @@ fn a_handle_cannot_move_to_another_export() {
     let ro = c.root("/ro");
     let f = lookup(&mut c, &ro, b"f").object;
     assert_eq!(write(&mut c, &f), Err(NfsStat3::RoFs));
+    let listed = match c.nfs(Nfs3Args::Readdirplus(Readdirplus3Args {
+        dir: ro.clone(),
+        cookie: 0,
+        cookieverf: 0,
+        dircount: 4096,
+        maxcount: 65536,
+    })) {
+        Nfs3Res::Readdirplus(NfsResult::Ok(ok)) => ok.reply.entries,
+        other => panic!("{other:?}"),
+    };
+    let entry = listed.iter().find(|e| e.name.as_bytes() == b"f").unwrap();
+    assert_eq!(
+        entry.name_handle.as_ref(),
+        Some(&f),
+        "READDIRPLUS gives the export's handle"
+    );
     let moved = Opaque::new(retagged(&f, 1));
     assert_eq!(write(&mut c, &moved), Err(NfsStat3::BadHandle));
     assert_eq!(std::fs::read(fx.origin().join("f")).unwrap(), b"data");
