@@ -248,11 +248,19 @@ fn open_filer(settings: &Settings, url: &CoreFilerUrl) -> anyhow::Result<Arc<dyn
     })
 }
 
-/// The embedded default origin is created; one the operator named must exist.
+/// The embedded default origin is created, writable by everyone and
+/// sticky as /tmp is, since the default export squashes root; one the
+/// operator named must exist.
 fn check_origin(origin: &Path, is_default: bool) -> anyhow::Result<()> {
     if is_default {
-        return fs::create_dir_all(origin)
-            .with_context(|| format!("cannot create the default origin {}", origin.display()));
+        if origin.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(origin)
+            .with_context(|| format!("cannot create the default origin {}", origin.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        return fs::set_permissions(origin, fs::Permissions::from_mode(0o1777))
+            .with_context(|| format!("cannot open up the default origin {}", origin.display()));
     }
     match fs::metadata(origin) {
         Ok(md) if md.is_dir() => Ok(()),
@@ -435,6 +443,16 @@ mod tests {
         assert!(format!("{err:#}").contains("No such file"), "{err:#}");
         check_origin(&missing, true).unwrap();
         assert!(missing.is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&missing).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1777, "squashed users may create in the default origin");
+        // An existing default origin is left as its owner made it.
+        fs::set_permissions(&missing, fs::Permissions::from_mode(0o755)).unwrap();
+        check_origin(&missing, true).unwrap();
+        assert_eq!(
+            fs::metadata(&missing).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();
         let err = check_origin(&file, false).unwrap_err();

@@ -76,7 +76,9 @@ impl Rig {
             &config,
             format!(
                 "[core_filer]\nurl = \"nfs://127.0.0.1:{}/export?mountport={}\"\ntimeout = \"{}\"\n\
-                 [policy]\nattr_verify = \"{v}\"\ndir_verify = \"{v}\"\n",
+                 [policy]\nattr_verify = \"{v}\"\ndir_verify = \"{v}\"\n\
+                 [[exports]]\npath = \"/export\"\n[[exports.rules]]\nclients = [\"127.0.0.1\"]\n\
+                 squash = \"none\"\nsecure = false\n",
                 proxy.addr().port(),
                 ports.1,
                 opts.timeout,

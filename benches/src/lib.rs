@@ -44,6 +44,18 @@ pub fn default_weir_cmd() -> PathBuf {
     beside.unwrap_or_else(|| PathBuf::from("target/release/weir"))
 }
 
+/// Write, in `dir`, the config of the Weir a driver starts: `/export`
+/// served to this host as ganesha serves it in the comparisons (root not
+/// squashed, any source port), since Weir's default squashes root and
+/// wants privileged ports. Returns its path.
+pub fn weir_bench_config(dir: &Path) -> PathBuf {
+    let path = dir.join("weir-bench.toml");
+    let text = "[[exports]]\npath = \"/export\"\n[[exports.rules]]\n\
+                clients = [\"127.0.0.1\"]\nsquash = \"none\"\nsecure = false\n";
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
 /// A markdown table whose rows compare Weir with a reference.
 pub struct Table {
     header: Vec<String>,

@@ -345,16 +345,44 @@ impl Engine {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn resolve(&self, fh: &FileHandle) -> Result<Resolved> {
+    /// `fh` with `tag` (0 to [`MAX_TAG`](crate::handle::MAX_TAG)) under
+    /// its MAC, for a front end that hands out one file under several
+    /// rights (the NFS front end's exports). The engine accepts tagged
+    /// handles as they are; [`Engine::untag`] gives back the tag, verified.
+    pub fn tag(&self, fh: &FileHandle, tag: u8) -> Result<FileHandle> {
         let r = self.inner.shared.key.open(fh)?;
+        Ok(self.tagged_handle(Some(tag), &r))
+    }
+
+    /// Verify `fh` and split it into its tag (None: untagged) and the
+    /// engine's own untagged handle, the one the engine compares, reports
+    /// changes with and gives to every front end.
+    pub fn untag(&self, fh: &FileHandle) -> Result<(Option<u8>, FileHandle)> {
+        let (tag, r) = self.inner.shared.key.open_tagged(fh)?;
+        Ok((tag, self.handle(&r)))
+    }
+
+    fn resolve(&self, fh: &FileHandle) -> Result<Resolved> {
+        self.resolve_tagged(fh).map(|(_, r)| r)
+    }
+
+    fn resolve_tagged(&self, fh: &FileHandle) -> Result<(Option<u8>, Resolved)> {
+        let (tag, r) = self.inner.shared.key.open_tagged(fh)?;
         if r.filer as usize >= self.inner.shared.filers.len() {
             return Err(Error::Stale);
         }
-        Ok(r)
+        Ok((tag, r))
     }
 
     fn handle(&self, r: &Resolved) -> FileHandle {
-        self.inner.shared.key.make(r.filer, r.fileid, &r.filer_handle)
+        self.tagged_handle(None, r)
+    }
+
+    fn tagged_handle(&self, tag: Option<u8>, r: &Resolved) -> FileHandle {
+        self.inner
+            .shared
+            .key
+            .make_tagged(tag, r.filer, r.fileid, &r.filer_handle)
     }
 
     fn shard_of(&self, r: &Resolved) -> usize {
@@ -988,7 +1016,8 @@ impl Engine {
         self.list(cred, dir, cookie, verifier, max, false).await
     }
 
-    /// As `readdir`, with each entry's handle and attributes.
+    /// As `readdir`, with each entry's handle and attributes. The handles
+    /// carry `dir`'s tag, if it has one (see [`Engine::tag`]).
     pub async fn readdir_plus(
         &self,
         cred: &Credentials,
@@ -1010,7 +1039,7 @@ impl Engine {
         plus: bool,
     ) -> Result<DirListing> {
         self.timed(Op::Readdir, async {
-            let d = self.resolve(dir)?;
+            let (tag, d) = self.resolve_tagged(dir)?;
             let expected = self.cookie_verifier(&d);
             if cookie != 0 && verifier != 0 && verifier != expected {
                 return Err(Error::BadCookie);
@@ -1041,7 +1070,7 @@ impl Engine {
                     }
                 };
                 let entries = if plus {
-                    self.with_attrs(cred, &d, entries).await
+                    self.with_attrs(cred, &d, entries, tag).await
                 } else {
                     self.plain(entries)
                 };
@@ -1054,7 +1083,10 @@ impl Engine {
                 for (k, j) in here.iter().enumerate().skip(after) {
                     let object = match plus {
                         true => match self.resolve(&j.root) {
-                            Ok(r) => self.attr_on(r, cred, None).await.ok().map(|a| (j.root, a)),
+                            Ok(r) => {
+                                let h = self.tagged_handle(tag, &r);
+                                self.attr_on(r, cred, None).await.ok().map(|a| (h, a))
+                            }
                             Err(_) => None,
                         },
                         false => None,
@@ -1091,8 +1123,15 @@ impl Engine {
             .collect()
     }
 
-    /// Attributes for a page of entries, asked of each owning shard once.
-    async fn with_attrs(&self, cred: &Credentials, dir: &Resolved, entries: Vec<ListEntry>) -> Vec<DirEntry> {
+    /// Attributes for a page of entries, asked of each owning shard once;
+    /// their handles carry `tag`.
+    async fn with_attrs(
+        &self,
+        cred: &Credentials,
+        dir: &Resolved,
+        entries: Vec<ListEntry>,
+        tag: Option<u8>,
+    ) -> Vec<DirEntry> {
         let n = self.inner.shards.len();
         let mut per_shard: Vec<Vec<Seeded>> = vec![Vec::new(); n];
         for (i, e) in entries.iter().enumerate() {
@@ -1124,7 +1163,7 @@ impl Engine {
             });
         for batch in futures::future::join_all(calls).await.into_iter().flatten() {
             for (i, r, a) in batch {
-                objects[i] = Some((self.handle(&r), a));
+                objects[i] = Some((self.tagged_handle(tag, &r), a));
             }
         }
         entries

@@ -1,10 +1,15 @@
 //! The engine's file handles: opaque to clients, at most 64 bytes, valid across
 //! restarts, and unforgeable.
 //!
-//! Layout: version (1) | filer index (1) | file id (8, LE) | core filer handle
+//! Layout: form (1) | filer index (1) | file id (8, LE) | core filer handle
 //! (up to 46) | MAC (8). The MAC is a keyed BLAKE3 of everything before it,
 //! with a key kept in the state directory, so a client cannot make up a
 //! handle for an object it was never given.
+//!
+//! The form byte is the version (1) in the engine's own handles, or the tag
+//! bit plus a 7-bit tag a front end chose (the NFS front end's export), so
+//! the MAC covers the tag too and a client cannot move a handle from one
+//! tag to another.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -16,6 +21,10 @@ use crate::{Error, Result};
 
 pub const MAX_HANDLE: usize = 64;
 const VERSION: u8 = 1;
+/// Set in the form byte of a tagged handle; the low 7 bits are the tag.
+const TAGGED: u8 = 0x80;
+/// Tags run from 0 to this.
+pub const MAX_TAG: u8 = 0x7f;
 const HEADER: usize = 10;
 const MAC: usize = 8;
 
@@ -124,6 +133,11 @@ impl HandleKey {
     }
 
     pub fn make(&self, filer: u8, fileid: u64, fh: &FilerHandle) -> FileHandle {
+        self.make_tagged(None, filer, fileid, fh)
+    }
+
+    /// A handle carrying `tag` (0 to [`MAX_TAG`]) under its MAC; None: untagged.
+    pub fn make_tagged(&self, tag: Option<u8>, filer: u8, fileid: u64, fh: &FilerHandle) -> FileHandle {
         let inner = fh.as_bytes();
         debug_assert!(inner.len() <= MAX_FILER_HANDLE);
         let body_len = HEADER + inner.len();
@@ -131,7 +145,10 @@ impl HandleKey {
             len: (body_len + MAC) as u8,
             bytes: [0; MAX_HANDLE],
         };
-        h.bytes[0] = VERSION;
+        h.bytes[0] = match tag {
+            Some(t) => TAGGED | (t & MAX_TAG),
+            None => VERSION,
+        };
         h.bytes[1] = filer;
         h.bytes[2..10].copy_from_slice(&fileid.to_le_bytes());
         h.bytes[HEADER..body_len].copy_from_slice(inner);
@@ -140,12 +157,22 @@ impl HandleKey {
         h
     }
 
-    /// Verify a handle. A handle this key did not sign is `BadHandle`.
+    /// Verify a handle, tagged or not. A handle this key did not sign is `BadHandle`.
     pub fn open(&self, h: &FileHandle) -> Result<Resolved> {
+        self.open_tagged(h).map(|(_, r)| r)
+    }
+
+    /// Verify a handle and return its tag too (None: untagged).
+    pub fn open_tagged(&self, h: &FileHandle) -> Result<(Option<u8>, Resolved)> {
         let b = h.as_bytes();
-        if b.len() < HEADER + MAC || b[0] != VERSION {
+        if b.len() < HEADER + MAC {
             return Err(Error::BadHandle);
         }
+        let tag = match b[0] {
+            VERSION => None,
+            t if t & TAGGED != 0 => Some(t & MAX_TAG),
+            _ => return Err(Error::BadHandle),
+        };
         let body_len = b.len() - MAC;
         // Constant-time enough: the MAC is compared as a whole 64-bit word.
         let mac = u64::from_le_bytes(self.mac(&b[..body_len]));
@@ -153,11 +180,12 @@ impl HandleKey {
         if mac != given {
             return Err(Error::BadHandle);
         }
-        Ok(Resolved {
+        let r = Resolved {
             filer: b[1],
             fileid: u64::from_le_bytes(b[2..10].try_into().map_err(|_| Error::BadHandle)?),
             filer_handle: FilerHandle::new(&b[HEADER..body_len])?,
-        })
+        };
+        Ok((tag, r))
     }
 }
 
@@ -184,6 +212,40 @@ mod tests {
         }
         assert_eq!(FileHandle::from_bytes(&[1; 3]), Err(Error::BadHandle));
         assert_eq!(FileHandle::from_bytes(&[1; 65]), Err(Error::BadHandle));
+    }
+
+    #[test]
+    fn tags_are_under_the_mac() {
+        let key = HandleKey::for_tests();
+        let fh = FilerHandle::new(&[5; MAX_FILER_HANDLE]).unwrap();
+        let plain = key.make(1, 9, &fh);
+        assert_eq!(key.open_tagged(&plain).unwrap().0, None);
+        let t3 = key.make_tagged(Some(3), 1, 9, &fh);
+        assert!(t3.as_bytes().len() <= MAX_HANDLE);
+        let (tag, r) = key.open_tagged(&t3).unwrap();
+        assert_eq!((tag, r), (Some(3), key.open(&plain).unwrap()));
+        assert_eq!(
+            key.open_tagged(&key.make_tagged(Some(MAX_TAG), 1, 9, &fh))
+                .unwrap()
+                .0,
+            Some(MAX_TAG)
+        );
+        // Moving a handle to another tag, or dropping its tag, breaks the MAC.
+        for form in [TAGGED | 4, VERSION, TAGGED] {
+            let mut moved = t3.as_bytes().to_vec();
+            moved[0] = form;
+            assert_eq!(
+                key.open_tagged(&FileHandle::from_bytes(&moved).unwrap()),
+                Err(Error::BadHandle)
+            );
+        }
+        // An unknown untagged form is refused whatever its MAC.
+        let mut v2 = plain.as_bytes().to_vec();
+        v2[0] = 2;
+        assert_eq!(
+            key.open(&FileHandle::from_bytes(&v2).unwrap()),
+            Err(Error::BadHandle)
+        );
     }
 
     #[test]

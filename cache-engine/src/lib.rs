@@ -23,7 +23,7 @@ pub mod types;
 pub use change::{Change, ChangeKind, Subscriber};
 pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
-pub use handle::FileHandle;
+pub use handle::{FileHandle, MAX_TAG};
 pub use junction::{JunctionSpec, Mount};
 pub use runtime::{allowed_cpus, note_work, pin_self, StartError};
 pub use shard::{Prefetched, ReadReply};

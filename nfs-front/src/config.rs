@@ -31,6 +31,10 @@ fn anon() -> u32 {
     65534
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn root_dir() -> String {
     "/".into()
 }
@@ -50,12 +54,15 @@ pub struct RuleConfig {
     pub anonuid: u32,
     #[serde(default = "anon")]
     pub anongid: u32,
-    /// Require a source port below 1024.
-    #[serde(default)]
+    /// Require a source port below 1024 (knfsd's default `secure`), so an
+    /// unprivileged process on a client cannot speak for any uid it names.
+    #[serde(default = "yes")]
     pub secure: bool,
 }
 
 impl RuleConfig {
+    /// A rule with the config file's defaults for the rest (anonymous
+    /// 65534, `secure`).
     pub fn new(clients: &[&str], access: Access, squash: Squash) -> Self {
         RuleConfig {
             clients: clients.iter().map(|s| s.to_string()).collect(),
@@ -63,7 +70,7 @@ impl RuleConfig {
             squash,
             anonuid: anon(),
             anongid: anon(),
-            secure: false,
+            secure: yes(),
         }
     }
 }
@@ -82,17 +89,14 @@ pub struct ExportConfig {
 }
 
 impl ExportConfig {
-    /// The embedded default: `/export` is the core filer's root, read-write
-    /// for everyone; root stays root from this host (127.0.0.1, ::1) and is
-    /// squashed from anywhere else.
+    /// The embedded default, knfsd's defaults: `/export` is the core
+    /// filer's root, read-write for everyone, root squashed to 65534 for
+    /// every client (this host too), privileged source ports only.
     pub fn embedded_default() -> Vec<ExportConfig> {
         vec![ExportConfig {
             path: "/export".into(),
             subdir: "/".into(),
-            rules: vec![
-                RuleConfig::new(&["127.0.0.1", "::1"], Access::Rw, Squash::None),
-                RuleConfig::new(&["*"], Access::Rw, Squash::Root),
-            ],
+            rules: vec![RuleConfig::new(&["*"], Access::Rw, Squash::Root)],
         }]
     }
 }

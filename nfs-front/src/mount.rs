@@ -98,8 +98,11 @@ async fn mnt(srv: &Server, ctx: &Ctx, raw: &[u8]) -> MountRes3 {
             Err(_) => return MountRes3::Err(MountStat3::Io),
         }
     }
+    let Ok(fhandle) = wire_handle(&srv.engine, i, &fh) else {
+        return MountRes3::Err(MountStat3::ServerFault);
+    };
     MountRes3::Ok(MountOk {
-        fhandle: Opaque(wire_handle(Some(i), &fh)),
+        fhandle: Opaque(fhandle),
         auth_flavors: List(vec![nfs_proto::rpc::AuthFlavor::Sys as u32]),
     })
 }

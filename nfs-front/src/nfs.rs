@@ -137,7 +137,9 @@ fn check_name(name: &[u8]) -> Result<(), NfsStat3> {
 /// A file handle a call names, with the caller's rights on its export.
 pub(crate) struct Target {
     pub fh: FileHandle,
-    pub export: Option<usize>,
+    /// The handle as the client sent it (verified): tagged with `export`.
+    pub wire: FileHandle,
+    pub export: usize,
     pub cred: Credentials,
     pub rw: bool,
 }
@@ -151,6 +153,11 @@ impl Server {
             return None;
         }
         Some(rule)
+    }
+
+    /// Whether some export admits `ctx`'s caller.
+    pub(crate) fn admits_anyone_at(&self, ctx: &Ctx) -> bool {
+        (0..self.exports.len()).any(|i| self.admit(ctx, i).is_some())
     }
 
     /// The caller's identity under `rule`.
@@ -175,35 +182,31 @@ impl Server {
 
     /// Open a wire handle for `ctx`'s caller.
     pub(crate) fn target(&self, ctx: &Ctx, wire: &NfsFh3) -> Result<Target, NfsStat3> {
-        let (export, fh) = exports::open_handle(wire.as_bytes()).map_err(status)?;
-        let (export, rule) = match export {
-            Some(i) if i >= self.exports.len() => return Err(NfsStat3::BadHandle),
-            Some(i) => (Some(i), self.admit(ctx, i).ok_or(NfsStat3::Acces)?),
-            // An untagged handle: the first export that admits the caller.
-            None => {
-                let r = (0..self.exports.len())
-                    .find_map(|i| self.admit(ctx, i))
-                    .ok_or(NfsStat3::Acces)?;
-                (None, r)
-            }
-        };
+        self.target_of(ctx, wire.as_bytes())
+    }
+
+    /// [`Server::target`] for handle bytes from any program (NLM too).
+    pub(crate) fn target_of(&self, ctx: &Ctx, wire: &[u8]) -> Result<Target, NfsStat3> {
+        let wire = FileHandle::from_bytes(wire).map_err(status)?;
+        let (export, fh) = exports::open_handle(&self.engine, self.exports.len(), &wire).map_err(status)?;
+        let rule = self.admit(ctx, export).ok_or(NfsStat3::Acces)?;
         Ok(Target {
             fh,
+            wire,
             export,
             cred: self.credentials(ctx, rule),
             rw: exports::writable(&rule.cfg),
         })
     }
 
-    fn wire(&self, t: &Target, fh: &FileHandle) -> NfsFh3 {
-        Opaque(exports::wire_handle(t.export, fh))
+    /// `fh` for the client, in `t`'s export; None only if the engine did
+    /// not sign `fh`, which it always does.
+    fn wire(&self, t: &Target, fh: &FileHandle) -> Option<NfsFh3> {
+        exports::wire_handle(&self.engine, t.export, fh).ok().map(Opaque)
     }
 
     fn is_export_root(&self, t: &Target) -> bool {
-        match t.export {
-            Some(i) => self.exports.get(i).is_some_and(|e| e.root == t.fh),
-            None => self.exports.iter().any(|e| e.root == t.fh),
-        }
+        self.exports.get(t.export).is_some_and(|e| e.root == t.fh)
     }
 
     async fn post_attr(&self, fh: &FileHandle) -> PostOpAttr {
@@ -369,7 +372,10 @@ async fn lookup(s: &Server, ctx: &Ctx, a: DirOpArgs3) -> Lookup3Res {
     };
     match s.engine.lookup(&t.cred, &t.fh, name).await {
         Ok((fh, attr, dir)) => NfsRes::Ok(Lookup3Ok {
-            object: s.wire(&t, &fh),
+            object: match s.wire(&t, &fh) {
+                Some(w) => w,
+                None => return NfsRes::Err(NfsStat3::ServerFault, Some(fattr(&dir))),
+            },
             obj_attributes: Some(fattr(&attr)),
             dir_attributes: Some(fattr(&dir)),
         }),
@@ -481,7 +487,7 @@ async fn make(s: &Server, ctx: &Ctx, at: DirOpArgs3, node: NewNode, set: SetAttr
     };
     match made {
         Ok(c) => NfsRes::Ok(Create3Ok {
-            obj: Some(s.wire(&t, &c.handle)),
+            obj: s.wire(&t, &c.handle),
             obj_attributes: Some(fattr(&c.attr)),
             dir_wcc: wcc(&c.dir_wcc),
         }),
@@ -627,9 +633,10 @@ async fn readdir(
         (0, 0)
     };
     let want = (budget / size_of(1)).clamp(1, 4096);
+    // Given the client's handle, the engine tags the entries' handles with its export.
     let listing = if plus {
         s.engine
-            .readdir_plus(&t.cred, &t.fh, engine_cookie, engine_verf, want)
+            .readdir_plus(&t.cred, &t.wire, engine_cookie, engine_verf, want)
             .await
     } else {
         s.engine
@@ -676,7 +683,7 @@ async fn readdir(
                 name: Opaque::new(Bytes::from_static(name)),
                 cookie: c,
                 name_attributes: plus.then(|| fattr(&attr)),
-                name_handle: plus.then(|| s.wire(&t, &fh)),
+                name_handle: if plus { s.wire(&t, &fh) } else { None },
             });
         }
     }
@@ -690,7 +697,10 @@ async fn readdir(
                 break;
             }
             let (attrs, handle) = match (&e.object, plus) {
-                (Some((fh, a)), true) => (Some(fattr(a)), Some(s.wire(&t, fh))),
+                (Some((fh, a)), true) => (
+                    Some(fattr(a)),
+                    Some(Opaque(Bytes::copy_from_slice(fh.as_bytes()))),
+                ),
                 _ => (None, None),
             };
             out.push(EntryPlus3 {

@@ -32,9 +32,13 @@ use nfs_proto::{Decoder, Opaque, Xdr};
 use crate::dispatch::{args, Body, Ctx};
 use crate::Server;
 
+/// A lock owner. The address it called from is part of it: a host name is
+/// only a claim, so another address naming the same host is another owner,
+/// and cannot unlock or free its locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Owner {
     host: Bytes,
+    addr: IpAddr,
     svid: i32,
     oh: Bytes,
 }
@@ -155,11 +159,12 @@ impl Held {
     }
 }
 
-fn held_of(l: &Nlm4Lock, exclusive: bool) -> Held {
+fn held_of(ctx: &Ctx, l: &Nlm4Lock, exclusive: bool) -> Held {
     let (start, end) = range(l.l_offset, l.l_len);
     Held {
         owner: Owner {
             host: l.caller_name.0.clone(),
+            addr: peer_ip(ctx),
             svid: l.svid,
             oh: l.oh.0.clone(),
         },
@@ -221,8 +226,19 @@ struct FileRef {
     key: Key,
 }
 
-async fn file(srv: &Server, fh: &NetObj) -> Result<FileRef, Nlm4Stat> {
-    let (_, fh) = crate::exports::open_handle(fh.as_bytes()).map_err(|_| Nlm4Stat::StaleFh)?;
+/// The caller's address, IPv4-mapped IPv6 as IPv4.
+fn peer_ip(ctx: &Ctx) -> IpAddr {
+    ctx.peer.ip().to_canonical()
+}
+
+/// The file a lock call names, checked as an NFS call on it would be: a
+/// handle of an export that does not admit the caller is refused.
+async fn file(srv: &Server, ctx: &Ctx, fh: &NetObj) -> Result<FileRef, Nlm4Stat> {
+    let fh = match srv.target_of(ctx, fh.as_bytes()) {
+        Ok(t) => t.fh,
+        Err(nfs_proto::nfs3::NfsStat3::Acces) => return Err(Nlm4Stat::Failed),
+        Err(_) => return Err(Nlm4Stat::StaleFh),
+    };
     srv.engine.getattr(&fh).await.map_err(|_| Nlm4Stat::StaleFh)?;
     Ok(FileRef {
         shard: srv.engine.owner(&fh),
@@ -296,10 +312,11 @@ async fn run(srv: &Arc<Server>, f: FileRef, op: Op) -> Outcome {
     r.unwrap_or(Outcome::Stat(Nlm4Stat::Failed))
 }
 
-/// Drop every lock and waiter of client `host`, on every shard.
-async fn free_host(srv: &Arc<Server>, host: Bytes) {
+/// Drop every lock and waiter that client `host` took from `addr`, on every shard.
+async fn free_host(srv: &Arc<Server>, host: Bytes, addr: IpAddr) {
+    let theirs = move |o: &Owner| o.host == host && o.addr == addr;
     for shard in 0..srv.engine.shard_count() {
-        let (s, host) = (srv.clone(), host.clone());
+        let (s, theirs) = (srv.clone(), theirs.clone());
         let _ = srv
             .engine
             .run_on(shard, move || async move {
@@ -307,8 +324,8 @@ async fn free_host(srv: &Arc<Server>, host: Bytes) {
                     TABLE.with(|t| t.borrow().keys().filter(|k| k.0 == s.id).cloned().collect());
                 for key in keys {
                     let granted = with_file(&key, |f| {
-                        f.held.retain(|h| h.owner.host != host);
-                        f.waiting.retain(|w| w.lock.owner.host != host);
+                        f.held.retain(|h| !theirs(&h.owner));
+                        f.waiting.retain(|w| !theirs(&w.lock.owner));
                         wake(f)
                     });
                     spawn_grants(s.clone(), key, granted);
@@ -318,17 +335,26 @@ async fn free_host(srv: &Arc<Server>, host: Bytes) {
     }
 }
 
+/// NLM and NSM serve only callers some export admits (as MOUNT and NFS do).
+fn admitted(srv: &Server, ctx: &Ctx) -> Result<(), ReplyStat> {
+    if srv.admits_anyone_at(ctx) {
+        Ok(())
+    } else {
+        Err(ReplyStat::AuthError(nfs_proto::rpc::AuthStat::TooWeak))
+    }
+}
+
 fn res(cookie: NetObj, stat: Nlm4Stat) -> Nlm4Res {
     Nlm4Res { cookie, stat }
 }
 
-async fn test(srv: &Arc<Server>, a: Nlm4TestArgs) -> Nlm4TestRes {
+async fn test(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4TestArgs) -> Nlm4TestRes {
     let stat = if in_grace(srv) {
         Nlm4TestReply::Other(Nlm4Stat::DeniedGracePeriod)
     } else {
-        match file(srv, &a.alock.fh).await {
+        match file(srv, ctx, &a.alock.fh).await {
             Err(s) => Nlm4TestReply::Other(s),
-            Ok(f) => match run(srv, f, Op::Test(held_of(&a.alock, a.exclusive))).await {
+            Ok(f) => match run(srv, f, Op::Test(held_of(ctx, &a.alock, a.exclusive))).await {
                 Outcome::Conflict(h) => Nlm4TestReply::Denied(h),
                 Outcome::Stat(s) => Nlm4TestReply::Other(s),
             },
@@ -405,7 +431,7 @@ async fn lock(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4LockArgs, msg: bool) -> Nlm4R
     if in_grace(srv) && !a.reclaim {
         return res(a.cookie, Nlm4Stat::DeniedGracePeriod);
     }
-    let f = match file(srv, &a.alock.fh).await {
+    let f = match file(srv, ctx, &a.alock.fh).await {
         Ok(f) => f,
         Err(s) => return res(a.cookie, s),
     };
@@ -415,7 +441,7 @@ async fn lock(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4LockArgs, msg: bool) -> Nlm4R
         alock: a.alock.clone(),
         msg,
     });
-    let stat = match run(srv, f, Op::Lock(held_of(&a.alock, a.exclusive), notify)).await {
+    let stat = match run(srv, f, Op::Lock(held_of(ctx, &a.alock, a.exclusive), notify)).await {
         Outcome::Stat(s) => s,
         Outcome::Conflict(_) => Nlm4Stat::Denied,
     };
@@ -425,10 +451,17 @@ async fn lock(srv: &Arc<Server>, ctx: &Ctx, a: Nlm4LockArgs, msg: bool) -> Nlm4R
     res(a.cookie, stat)
 }
 
-async fn simple(srv: &Arc<Server>, cookie: NetObj, l: &Nlm4Lock, op: fn(Held) -> Op, excl: bool) -> Nlm4Res {
-    let stat = match file(srv, &l.fh).await {
+async fn simple(
+    srv: &Arc<Server>,
+    ctx: &Ctx,
+    cookie: NetObj,
+    l: &Nlm4Lock,
+    op: fn(Held) -> Op,
+    excl: bool,
+) -> Nlm4Res {
+    let stat = match file(srv, ctx, &l.fh).await {
         Err(s) => s,
-        Ok(f) => match run(srv, f, op(held_of(l, excl))).await {
+        Ok(f) => match run(srv, f, op(held_of(ctx, l, excl))).await {
             Outcome::Stat(s) => s,
             Outcome::Conflict(_) => Nlm4Stat::Denied,
         },
@@ -450,21 +483,24 @@ fn reply_later(srv: &Arc<Server>, ctx: &Ctx, proc_: NlmProc4, body: Bytes) {
 pub(crate) async fn call(srv: &Arc<Server>, ctx: &Ctx, proc_: u32, d: Decoder) -> Result<Body, ReplyStat> {
     use NlmProc4 as P;
     let p = P::from_u32(proc_).ok_or(ReplyStat::ProcUnavail)?;
+    if p != P::Null {
+        admitted(srv, ctx)?;
+    }
     let b = ctx.body();
     Ok(match p {
         P::Null => b,
-        P::Test => b.put(&test(srv, args(d)?).await),
+        P::Test => b.put(&test(srv, ctx, args(d)?).await),
         P::Lock | P::NmLock => b.put(&lock(srv, ctx, args(d)?, false).await),
         P::Cancel => {
             let a: Nlm4CancArgs = args(d)?;
-            b.put(&simple(srv, a.cookie, &a.alock, Op::Cancel, a.exclusive).await)
+            b.put(&simple(srv, ctx, a.cookie, &a.alock, Op::Cancel, a.exclusive).await)
         }
         P::Unlock => {
             let a: Nlm4UnlockArgs = args(d)?;
-            b.put(&simple(srv, a.cookie, &a.alock, Op::Unlock, false).await)
+            b.put(&simple(srv, ctx, a.cookie, &a.alock, Op::Unlock, false).await)
         }
         P::TestMsg => {
-            let r = test(srv, args(d)?).await;
+            let r = test(srv, ctx, args(d)?).await;
             reply_later(srv, ctx, P::TestRes, r.to_bytes());
             b
         }
@@ -475,13 +511,13 @@ pub(crate) async fn call(srv: &Arc<Server>, ctx: &Ctx, proc_: u32, d: Decoder) -
         }
         P::CancelMsg => {
             let a: Nlm4CancArgs = args(d)?;
-            let r = simple(srv, a.cookie, &a.alock, Op::Cancel, a.exclusive).await;
+            let r = simple(srv, ctx, a.cookie, &a.alock, Op::Cancel, a.exclusive).await;
             reply_later(srv, ctx, P::CancelRes, r.to_bytes());
             b
         }
         P::UnlockMsg => {
             let a: Nlm4UnlockArgs = args(d)?;
-            let r = simple(srv, a.cookie, &a.alock, Op::Unlock, false).await;
+            let r = simple(srv, ctx, a.cookie, &a.alock, Op::Unlock, false).await;
             reply_later(srv, ctx, P::UnlockRes, r.to_bytes());
             b
         }
@@ -504,7 +540,7 @@ pub(crate) async fn call(srv: &Arc<Server>, ctx: &Ctx, proc_: u32, d: Decoder) -
         }
         P::FreeAll => {
             let a: Nlm4Notify = args(d)?;
-            free_host(srv, a.name.0).await;
+            free_host(srv, a.name.0, peer_ip(ctx)).await;
             b
         }
     })
@@ -518,6 +554,9 @@ pub(crate) async fn nsm_call(
     d: Decoder,
 ) -> Result<Body, ReplyStat> {
     let p = SmProc::from_u32(proc_).ok_or(ReplyStat::ProcUnavail)?;
+    if p != SmProc::Null {
+        admitted(srv, ctx)?;
+    }
     let b = ctx.body();
     let up = SmStatRes {
         res_stat: SmRes::Success,
@@ -543,8 +582,8 @@ pub(crate) async fn nsm_call(
         }
         SmProc::Notify => {
             let a: nsm::StatChge = args(d)?;
-            tracing::info!(client = %String::from_utf8_lossy(a.mon_name.as_bytes()), "nsm: client rebooted; dropping its locks");
-            free_host(srv, a.mon_name.0).await;
+            tracing::info!(client = %String::from_utf8_lossy(a.mon_name.as_bytes()), from = %ctx.peer.ip(), "nsm: client rebooted; dropping the locks it took from this address");
+            free_host(srv, a.mon_name.0, peer_ip(ctx)).await;
             b
         }
     })
@@ -558,6 +597,7 @@ mod tests {
         Held {
             owner: Owner {
                 host: Bytes::copy_from_slice(host.as_bytes()),
+                addr: IpAddr::from([127, 0, 0, 1]),
                 svid: 1,
                 oh: Bytes::from_static(b"o"),
             },

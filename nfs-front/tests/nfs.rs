@@ -477,14 +477,14 @@ fn many_calls_in_flight_on_one_connection() {
 #[test]
 fn export_rules() {
     let fx = start(|cfg| {
-        let mut squashed = RuleConfig::new(&["127.0.0.0/8"], Access::Rw, Squash::Root);
+        let mut squashed = insecure(&["127.0.0.0/8"], Access::Rw, Squash::Root);
         squashed.anonuid = 4242;
         squashed.anongid = 4343;
         cfg.exports = vec![
             ExportConfig {
                 path: "/ro".into(),
                 subdir: "/".into(),
-                rules: vec![RuleConfig::new(&["*"], Access::Ro, Squash::None)],
+                rules: vec![insecure(&["*"], Access::Ro, Squash::None)],
             },
             ExportConfig {
                 path: "/squash".into(),
@@ -494,7 +494,7 @@ fn export_rules() {
             ExportConfig {
                 path: "/elsewhere".into(),
                 subdir: "/".into(),
-                rules: vec![RuleConfig::new(&["10.0.0.0/8"], Access::Rw, Squash::None)],
+                rules: vec![insecure(&["10.0.0.0/8"], Access::Rw, Squash::None)],
             },
             ExportConfig {
                 path: "/secure".into(),
@@ -546,13 +546,13 @@ fn export_rules() {
         Nfs3Res::Write(NfsResult::Err(NfsStat3::RoFs, _)) => {}
         other => panic!("{other:?}"),
     }
-    // A handle of an export this client may not use.
+    // A handle moved to an export this client may not use no longer verifies.
     let mut h = sq.as_bytes().to_vec();
     h[0] = 0x80 | 2;
     match c.nfs(Nfs3Args::Getattr(GetAttr3Args {
         object: Opaque::new(h),
     })) {
-        Nfs3Res::Getattr(NfsResult::Err(NfsStat3::Acces, ())) => {}
+        Nfs3Res::Getattr(NfsResult::Err(NfsStat3::BadHandle, ())) => {}
         other => panic!("{other:?}"),
     }
 }

@@ -335,3 +335,91 @@ fn lock_clients_are_told_of_a_restart() {
     drop(fx);
     assert!(!state.join("state/nlm-clients").exists());
 }
+
+/// FREE_ALL naming `host`, from `c`: the RPC status.
+fn free_all(c: &mut Client, host: &str) -> ReplyStat {
+    let a = Nlm4Notify {
+        name: Opaque::new(host.as_bytes().to_vec()),
+        state: 3,
+    };
+    c.call_raw(PROGRAM, VERSION, NlmProc4::FreeAll as u32, &a.to_bytes())
+        .0
+        .stat
+}
+
+/// SM_NOTIFY naming `host`, from `c`: the RPC status.
+fn sm_notify(c: &mut Client, host: &str) -> ReplyStat {
+    let a = StatChge {
+        mon_name: Opaque::new(host.as_bytes().to_vec()),
+        state: 3,
+    };
+    let p = nsm::SmProc::Notify as u32;
+    c.call_raw(nsm::PROGRAM, nsm::VERSION, p, &a.to_bytes()).0.stat
+}
+
+fn from(fx: &Fixture, ip: &str) -> Client {
+    Client::connect_from(fx.addr(), std::net::SocketAddr::new(ip.parse().unwrap(), 0))
+}
+
+#[test]
+fn a_host_name_frees_only_the_locks_it_took_from_its_own_address() {
+    let fx = start(|_| {});
+    let (mut x, fh) = file_f(&fx);
+    let mut other = from(&fx, "127.0.0.2");
+    let held = |c: &mut Client| matches!(test_lock(c, lock("y", 9, &fh, 0, 0)), Nlm4TestReply::Denied(_));
+    for forget in [free_all, sm_notify] {
+        assert_eq!(
+            do_lock(&mut x, lock("x", 1, &fh, 0, 0), false, false),
+            Nlm4Stat::Granted
+        );
+        // Another address claiming to be x frees nothing, nor unlocks x's lock.
+        assert_eq!(forget(&mut other, "x"), ReplyStat::Success);
+        assert!(held(&mut other), "another address dropped x's locks");
+        assert_eq!(unlock(&mut other, lock("x", 1, &fh, 0, 0)), Nlm4Stat::Granted);
+        assert!(held(&mut other), "another address unlocked x's lock");
+        // x itself does.
+        assert_eq!(forget(&mut x, "x"), ReplyStat::Success);
+        assert!(!held(&mut other), "x's own call did not drop its locks");
+    }
+}
+
+/// A server whose /export admits only 127.0.0.1 (plus, with `open`, an
+/// export /open that admits 127.0.0.0/8), a lock on `f` taken from
+/// 127.0.0.1, and a client at 127.0.0.3 with `f`'s handle.
+fn locked_by_me(open: bool) -> (Fixture, Client, Vec<u8>, Client) {
+    use nfs_front::{Access, ExportConfig, Squash};
+    let fx = start(|cfg| {
+        cfg.exports[0].rules = vec![insecure(&["127.0.0.1"], Access::Rw, Squash::None)];
+        if open {
+            cfg.exports.push(ExportConfig {
+                path: "/open".into(),
+                subdir: "/".into(),
+                rules: vec![insecure(&["127.0.0.0/8"], Access::Rw, Squash::None)],
+            });
+        }
+    });
+    let (mut me, fh) = file_f(&fx);
+    let l = lock("me", 1, &fh, 0, 0);
+    assert_eq!(do_lock(&mut me, l, false, false), Nlm4Stat::Granted);
+    let stranger = from(&fx, "127.0.0.3");
+    (fx, me, fh, stranger)
+}
+
+#[test]
+fn lock_calls_go_through_the_export_rules() {
+    // An address /export does not admit cannot lock with its handles.
+    let (_fx, _me, fh, mut stranger) = locked_by_me(true);
+    let l = lock("s", 1, &fh, 10, 1);
+    assert_eq!(do_lock(&mut stranger, l, false, false), Nlm4Stat::Failed);
+    // With no export admitting it at all, NLM and NSM refuse it outright.
+    let (_fx, mut me, fh, mut stranger) = locked_by_me(false);
+    let refused = ReplyStat::AuthError(nfs_proto::rpc::AuthStat::TooWeak);
+    assert_eq!(free_all(&mut stranger, "me"), refused);
+    assert_eq!(sm_notify(&mut stranger, "me"), refused);
+    let (h, _) = stranger.call_raw(PROGRAM, VERSION, NlmProc4::Null as u32, &[]);
+    assert_eq!(h.stat, ReplyStat::Success);
+    assert!(matches!(
+        test_lock(&mut me, lock("other", 2, &fh, 0, 0)),
+        Nlm4TestReply::Denied(_)
+    ));
+}

@@ -28,7 +28,8 @@ SMB_PORT="$(free_port "$PY")"
 NFS_PORT="$(free_port "$PY")"
 while [ "$NFS_PORT" = "$SMB_PORT" ]; do NFS_PORT="$(free_port "$PY")"; done
 add_smb_user || exit 2
-"$WEIR_BIN" serve --data-dir "$TMP/state" --origin "$TMP/export" \
+# The NFS side acts as this user (root in CI) from unprivileged ports: the export says so.
+"$WEIR_BIN" serve --config "$MPTESTS_DIR/../weir-root-export.toml" --data-dir "$TMP/state" --origin "$TMP/export" \
     --smb-listen "127.0.0.1:$SMB_PORT" --nfs-listen "127.0.0.1:$NFS_PORT" --metrics-listen 127.0.0.1:0 \
     </dev/null >"$TMP/weir.out" 2>&1 &
 echo $! >"$TMP/weir.pid"

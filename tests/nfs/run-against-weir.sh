@@ -64,7 +64,9 @@ PORT="${WEIR_NFS_TEST_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind
 echo "$PORT" >"$TMP/port"
 
 # Export rules (read-only, root squash) through the config file; when this weir does not
-# take those keys, run without them and the export-rule tests skip.
+# take those keys, run without them and the export-rule tests skip. The suite acts as root
+# on /export and calls from unprivileged ports, so its rules say so (Weir's default export
+# squashes root and serves privileged ports only).
 cat >"$TMP/weir.toml" <<'TOML'
 [[exports]]
 path = "/export"
@@ -73,6 +75,7 @@ subdir = "/"
 clients = ["*"]
 access = "rw"
 squash = "none"
+secure = false
 
 [[exports]]
 path = "/ro"
@@ -81,6 +84,7 @@ subdir = "/"
 clients = ["*"]
 access = "ro"
 squash = "none"
+secure = false
 
 [[exports]]
 path = "/squash"
@@ -89,6 +93,7 @@ subdir = "/"
 clients = ["*"]
 access = "rw"
 squash = "root"
+secure = false
 TOML
 RULES=1
 if ! "$WEIR_BIN" config check "$TMP/weir.toml" >"$TMP/config-check.out" 2>&1; then

@@ -78,7 +78,9 @@ struct Args {
     /// Shards of the Weir this driver starts [default: one per core].
     #[arg(long)]
     weir_shards: Option<usize>,
-    /// A config file for the Weir this driver starts (its flags still apply).
+    /// A config file for the Weir this driver starts (its flags still apply);
+    /// by default one exporting /export as ganesha does (no root squash, any
+    /// port). One given here must say the same for the runs to compare.
     #[arg(long, value_name = "FILE")]
     weir_config: Option<PathBuf>,
     /// Skip the fio workloads (and iperf3): metadata only.
@@ -233,13 +235,14 @@ fn weir(args: &Args, export: &Path, work: &Path) -> (Option<Contender>, Option<G
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).unwrap();
     let log = std::fs::File::create(work.join("weir.log")).unwrap();
+    let config = match &args.weir_config {
+        Some(c) => c.clone(),
+        None => benches::weir_bench_config(work),
+    };
     let child = Command::new(&cmd)
         .arg("serve")
-        .args(
-            args.weir_config
-                .iter()
-                .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
-        )
+        .arg("--config")
+        .arg(&config)
         .arg("--origin")
         .arg(export)
         .arg("--data-dir")

@@ -489,6 +489,8 @@ impl Weir {
         );
         let child = Command::new(cmd)
             .arg("serve")
+            .arg("--config")
+            .arg(benches::weir_bench_config(work))
             .args(["--core-filer", &url])
             .arg("--data-dir")
             .arg(&data)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cache_engine::filer::local::LocalFiler;
 use cache_engine::{CachePolicy, Engine, EngineConfig};
-use nfs_front::{NfsConfig, NfsServer};
+use nfs_front::{Access, ExportConfig, NfsConfig, NfsServer, RuleConfig, Squash};
 use nfs_proto::mount::{self, MountRes3};
 use nfs_proto::nfs3::{self, Nfs3Args, Nfs3Res, NfsFh3};
 use nfs_proto::record::{frame, RecordReader};
@@ -82,13 +82,37 @@ pub fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut NfsConfig)) -> Fi
     let filer = LocalFiler::open(&dir.path().join("origin")).unwrap();
     let engine = Engine::start(engine_config(dir.path()), Arc::new(filer)).unwrap();
     let mut cfg = NfsConfig::new("127.0.0.1:0".parse().unwrap());
+    // Tests act as root from ordinary ports, so they say so (the embedded
+    // default squashes root and wants privileged ports).
+    cfg.exports = vec![ExportConfig {
+        path: "/export".into(),
+        subdir: "/".into(),
+        rules: vec![insecure(&["127.0.0.0/8"], Access::Rw, Squash::None)],
+    }];
     tune(&mut cfg);
     let server = NfsServer::start(engine.clone(), cfg).unwrap();
     Fixture { dir, engine, server }
 }
 
+/// A rule that also admits clients on unprivileged ports, as the tests' are.
+pub fn insecure(clients: &[&str], access: Access, squash: Squash) -> RuleConfig {
+    RuleConfig {
+        secure: false,
+        ..RuleConfig::new(clients, access, squash)
+    }
+}
+
 pub fn start(tune: impl FnOnce(&mut NfsConfig)) -> Fixture {
     start_in(tempfile::tempdir().unwrap(), tune)
+}
+
+fn bound_stream(to: SocketAddr, from: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&from.into())?;
+    s.connect(&to.into())?;
+    Ok(s.into())
 }
 
 pub struct Client {
@@ -110,7 +134,23 @@ pub fn sys(uid: u32, gid: u32) -> OpaqueAuth {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
+        Self::over(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A client calling from `from` (an address, and a port or 0).
+    pub fn connect_from(addr: SocketAddr, from: SocketAddr) -> Client {
+        Self::over(bound_stream(addr, from).unwrap())
+    }
+
+    /// A client on a privileged source port (below 1024; needs root).
+    pub fn connect_privileged(addr: SocketAddr) -> Client {
+        let s = (600..1024)
+            .find_map(|port| bound_stream(addr, SocketAddr::new(addr.ip(), port)).ok())
+            .expect("no free privileged port (do the tests run as root?)");
+        Self::over(s)
+    }
+
+    fn over(s: TcpStream) -> Client {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Client {
             s,
