@@ -646,7 +646,8 @@ pub(crate) async fn write(ctx: &mut Ctx, req: WriteRequest) -> Result<Reply> {
                 if !state::io_allowed_here(s.id, &fh, key, offset, len.into(), true) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
                 }
-                let r = s.engine.write(&cred, &fh, offset, data, how).await.nt()?;
+                // The open was granted write access: a READONLY set since keeps it.
+                let r = s.engine.write_opened(&cred, &fh, offset, data, how).await.nt()?;
                 Ok((Ok(r), breaks))
             })
             .await

@@ -124,6 +124,18 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.write(cred, fh, offset, data, stability).await
     }
 
+    async fn write_opened(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite> {
+        self.gate().await;
+        self.inner.write_opened(cred, fh, offset, data, stability).await
+    }
+
     async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
         self.gate().await;
         self.inner.commit(cred, fh).await
