@@ -61,11 +61,24 @@ weir_run_cleanup() {
     if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
+# Users that are not root (NAME:UID, the gid the same), with SMB_PASS: the suite
+# checks what they may not do (test_caller_rights.py). Samba's runner makes Unix
+# accounts of them.
+export SMB_OTHER_USERS="${SMB_OTHER_USERS:-weir-alice:2101,weir-bob:2102}"
+
 # add_smb_user: `weir smbpasswd $SMB_USER` in $TMP/state, as the caller's uid and gid,
-# with the password $SMB_PASS (read on stdin).
+# and each of SMB_OTHER_USERS as its uid, with the password $SMB_PASS (read on stdin).
 add_smb_user() {
-    printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" \
+    local u
+    add_one_smb_user "$SMB_USER" "$(id -u)" "$(id -g)" || return 1
+    for u in ${SMB_OTHER_USERS//,/ }; do
+        add_one_smb_user "${u%%:*}" "${u#*:}" "${u#*:}" || return 1
+    done
+}
+
+add_one_smb_user() {
+    printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$1" --uid "$2" --gid "$3" \
         --data-dir "$TMP/state" >"$TMP/smbpasswd.out" 2>&1 && return 0
-    say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
+    say "weir smbpasswd $1 failed:"; cat "$TMP/smbpasswd.out" >&2
     return 1
 }
