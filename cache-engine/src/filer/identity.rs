@@ -7,7 +7,9 @@
 //! process, the kernel's changes the calling one. The identity is sticky: a
 //! thread keeps the last caller's until another is needed, and a thread-local
 //! copy makes a call by the same caller cost one comparison. Code on a shard
-//! thread that needs the appliance's own rights calls [`daemon`] first.
+//! thread that needs the appliance's own rights calls [`daemon`] first. A
+//! thread starts out not knowing its identity (a thread inherits its
+//! creator's), so its first call switches whatever it holds.
 //!
 //! Only a process running as root can switch; otherwise every call acts as
 //! the process's own user (found out once). A caller of uid 0 acts as the
@@ -19,7 +21,7 @@ use std::sync::OnceLock;
 use crate::types::Credentials;
 use crate::{Error, Result};
 
-/// A switched-to identity; `None` in [`CURRENT`] is the process's own.
+/// A switched-to identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Id {
     uid: u32,
@@ -33,8 +35,18 @@ impl Id {
     }
 }
 
+/// What this thread acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Acting {
+    /// Not known (a new thread, or a switch that failed half way).
+    Unknown,
+    /// The process's own identity.
+    Own,
+    Caller(Id),
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<Id>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Acting> = const { RefCell::new(Acting::Unknown) };
 }
 
 /// The process's own identity, when it may switch away from it (root).
@@ -72,12 +84,12 @@ pub fn assume(cred: &Credentials) -> Result<()> {
     if cred.uid == 0 {
         return daemon();
     }
-    let same = CURRENT.with_borrow(|cur| cur.as_ref().is_some_and(|id| id.is(cred)));
+    let same = CURRENT.with_borrow(|cur| matches!(cur, Acting::Caller(id) if id.is(cred)));
     if same || own().is_none() {
         return Ok(());
     }
     switch(cred.uid, cred.gid, &cred.gids)?;
-    CURRENT.set(Some(Id {
+    CURRENT.set(Acting::Caller(Id {
         uid: cred.uid,
         gid: cred.gid,
         groups: cred.gids.clone(),
@@ -87,32 +99,29 @@ pub fn assume(cred: &Credentials) -> Result<()> {
 
 /// Act with the process's own rights on this thread from now on.
 pub fn daemon() -> Result<()> {
-    if CURRENT.with_borrow(Option::is_none) {
+    if CURRENT.with_borrow(|cur| *cur == Acting::Own) {
         return Ok(());
     }
     let Some(id) = own() else {
         return Ok(());
     };
     switch(id.uid, id.gid, &id.groups)?;
-    CURRENT.set(None);
+    CURRENT.set(Acting::Own);
     Ok(())
 }
 
 /// Whether this thread now acts as a caller other than the process itself.
 pub fn acting_as_caller() -> bool {
-    CURRENT.with_borrow(Option::is_some)
+    CURRENT.with_borrow(|cur| matches!(cur, Acting::Caller(_)))
 }
 
 fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
+    // Until this switch is done and checked, nothing is known.
+    CURRENT.set(Acting::Unknown);
     // SAFETY: `groups` is valid for reads of groups.len() gids; the kernel copies them.
     let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
     if r != 0 {
         // Too many groups or no CAP_SETGID: never go on with the wrong ones.
-        CURRENT.set(Some(Id {
-            uid: u32::MAX,
-            gid: u32::MAX,
-            groups: Vec::new(),
-        }));
         return Err(Error::from(std::io::Error::last_os_error()));
     }
     // setfsuid/setfsgid report no error: they return the old id, and a
@@ -125,11 +134,6 @@ fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<()> {
         (fsgid, libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32)
     };
     if fsgid != gid || fsuid != uid {
-        CURRENT.set(Some(Id {
-            uid: u32::MAX,
-            gid: u32::MAX,
-            groups: Vec::new(),
-        }));
         return Err(Error::Perm);
     }
     Ok(())
@@ -175,6 +179,16 @@ mod tests {
             assume(&Credentials::root()).unwrap();
             assert_eq!(fs_ids(tid()), (0, 0));
             assert!(!acting_as_caller());
+            // A thread started while acting as a caller inherits that
+            // identity; its first call to be the process switches back.
+            assume(&user).unwrap();
+            std::thread::spawn(|| {
+                assert_eq!(fs_ids(tid()), (1000, 1000));
+                daemon().unwrap();
+                assert_eq!(fs_ids(tid()), (0, 0));
+            })
+            .join()
+            .unwrap();
         })
         .join()
         .unwrap();
