@@ -641,6 +641,9 @@ impl Engine {
         .await
     }
 
+    /// Write as `cred`: with write permission, or as the file's owner
+    /// (knfsd's owner override: a file created read-only stays writable to
+    /// the owner, e.g. through the NFS create that made it).
     pub async fn write(
         &self,
         cred: &Credentials,
@@ -649,11 +652,37 @@ impl Engine {
         data: Bytes,
         stability: Stability,
     ) -> Result<WriteReply> {
+        self.write_as(cred, fh, offset, data, stability, false).await
+    }
+
+    /// Write through an open that the front end granted write access when
+    /// it was made (an SMB handle): a later change of the mode or of the
+    /// READONLY attribute does not take that access back.
+    pub async fn write_opened(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<WriteReply> {
+        self.write_as(cred, fh, offset, data, stability, true).await
+    }
+
+    async fn write_as(
+        &self,
+        cred: &Credentials,
+        fh: &FileHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+        opened: bool,
+    ) -> Result<WriteReply> {
         self.timed(Op::Write, async {
             let r = self.resolve(fh)?;
             let (count, committed, wcc) = self
                 .on_owner(r, cred, move |s, r, c| async move {
-                    let out = s.write(&r, &c, offset, data, stability).await?;
+                    let out = s.write(&r, &c, offset, data, stability, opened).await?;
                     s.notify(c.origin, || ChangeKind::Write {
                         file: s.handle(&r),
                         offset,

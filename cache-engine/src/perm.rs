@@ -1,5 +1,6 @@
 //! POSIX permission checks against cached attributes, so that cache hits need
-//! no call to the core filer (which runs with the appliance's own rights).
+//! no call to the core filer (which checks again, with the caller's rights,
+//! when it is called).
 
 use crate::types::{access, Attr, Credentials, FileType, SetAttr, SetTime};
 use crate::{Error, Result};
@@ -32,9 +33,21 @@ pub fn require(cred: &Credentials, attr: &Attr, want: u32) -> Result<()> {
     }
 }
 
-/// Read access for file data: NFS clients read executables they may only execute.
+/// Read access for file data: NFS clients read executables they may only
+/// execute, and the owner reads whatever the mode (knfsd's owner override).
 pub fn require_read(cred: &Credentials, attr: &Attr) -> Result<()> {
-    if may(cred, attr, R) || (attr.ftype == FileType::Regular && may(cred, attr, X)) {
+    if cred.uid == attr.uid || may(cred, attr, R) || (attr.ftype == FileType::Regular && may(cred, attr, X)) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// Write access for file data: the owner writes whatever the mode, as knfsd
+/// lets them, so that a file created read-only (git's objects) is written
+/// after its create.
+pub fn require_write(cred: &Credentials, attr: &Attr) -> Result<()> {
+    if cred.uid == attr.uid || may(cred, attr, W) {
         Ok(())
     } else {
         Err(Error::Access)
@@ -115,7 +128,7 @@ pub fn check_setattr(cred: &Credentials, attr: &Attr, set: &SetAttr) -> Result<S
         if attr.ftype != FileType::Regular {
             return Err(Error::Inval);
         }
-        require(cred, attr, W)?;
+        require_write(cred, attr)?;
     }
     for t in [set.atime, set.mtime] {
         match t {
@@ -178,6 +191,16 @@ mod tests {
         assert!(!may(&user(12, 1, &[]), &a, R));
         assert!(may(&Credentials::root(), &a, R | W));
         assert!(!may(&Credentials::root(), &a, X));
+    }
+
+    #[test]
+    fn the_owner_reads_and_writes_whatever_the_mode() {
+        let a = attr(0o444, 10, 20, FileType::Regular);
+        assert!(require_write(&user(10, 1, &[]), &a).is_ok());
+        assert_eq!(require_write(&user(11, 20, &[]), &a), Err(Error::Access));
+        let none = attr(0o000, 10, 20, FileType::Regular);
+        assert!(require_read(&user(10, 1, &[]), &none).is_ok());
+        assert_eq!(require_read(&user(11, 20, &[]), &none), Err(Error::Access));
     }
 
     #[test]

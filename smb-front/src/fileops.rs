@@ -685,7 +685,8 @@ pub(crate) async fn write_data(
                 if !state::io_allowed_here(s.id, &fh, key, offset, len, true) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
                 }
-                let r = s.engine.write(&cred, &fh, offset, data, how).await.nt()?;
+                // The open was granted write access: a READONLY set since keeps it.
+                let r = s.engine.write_opened(&cred, &fh, offset, data, how).await.nt()?;
                 if r.committed == Stability::Unstable {
                     state::on_file_here(&s, fh, |f| f.dirty = true);
                 }

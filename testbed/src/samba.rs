@@ -36,6 +36,9 @@ pub struct SambaConfig {
     pub encrypt_required: bool,
     /// More `[global]` lines (`name = value`), after the ones set here.
     pub extra_global: Vec<String>,
+    /// More SMB users, with the same password: (name, uid). Each gets a Unix
+    /// account of that name, uid and a group of the same id when it has none.
+    pub other_users: Vec<(String, u32)>,
 }
 
 impl Default for SambaConfig {
@@ -47,6 +50,7 @@ impl Default for SambaConfig {
             signing_required: false,
             encrypt_required: false,
             extra_global: Vec::new(),
+            other_users: Vec::new(),
         }
     }
 }
@@ -95,6 +99,10 @@ impl Samba {
         std::fs::write(&conf, smb_conf(w, &dir, port, &config))
             .map_err(|e| format!("{}: {e}", conf.display()))?;
         add_user(&conf, &config.user, &config.password)?;
+        for (name, uid) in &config.other_users {
+            ensure_account(name, *uid)?;
+            add_user(&conf, name, &config.password)?;
+        }
         let child = Command::new("smbd")
             .arg("--foreground")
             .arg(format!("--configfile={}", conf.display()))
@@ -176,6 +184,9 @@ fn smb_conf(work: &Path, dir: &Path, port: u16, c: &SambaConfig) -> String {
     };
     let encrypt = if c.encrypt_required { "required" } else { "default" };
     let extra: String = c.extra_global.iter().map(|l| format!("   {l}\n")).collect();
+    let users: Vec<&str> = std::iter::once(c.user.as_str())
+        .chain(c.other_users.iter().map(|(n, _)| n.as_str()))
+        .collect();
     format!(
         "[global]
    server role = standalone server
@@ -210,12 +221,49 @@ fn smb_conf(work: &Path, dir: &Path, port: u16, c: &SambaConfig) -> String {
    path = {dir}
    read only = no
    guest ok = no
-   valid users = {user}
+   valid users = {users}
 ",
         share = c.share,
         dir = dir.display(),
-        user = c.user,
+        users = users.join(" "),
     )
+}
+
+/// Make the Unix account `name` with `uid` (and a group of the same id)
+/// unless it exists; an account of that name with another uid is an error.
+fn ensure_account(name: &str, uid: u32) -> Result<(), String> {
+    let run = |cmd: &mut Command| -> Result<std::process::Output, String> {
+        cmd.output().map_err(|e| format!("{cmd:?}: {e}"))
+    };
+    let found = run(Command::new("getent").args(["passwd", name]))?;
+    if found.status.success() {
+        let line = String::from_utf8_lossy(&found.stdout);
+        let have = line.split(':').nth(2).unwrap_or("");
+        return if have == uid.to_string() {
+            Ok(())
+        } else {
+            Err(format!("the account {name} exists with uid {have}, not {uid}"))
+        };
+    }
+    let id = uid.to_string();
+    if !run(Command::new("getent").args(["group", &id]))?.status.success() {
+        let out = run(Command::new("groupadd").args(["-g", &id, name]))?;
+        if !out.status.success() {
+            return Err(format!(
+                "groupadd {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let out =
+        run(Command::new("useradd").args(["-M", "-u", &id, "-g", &id, "-s", "/usr/sbin/nologin", name]))?;
+    if !out.status.success() {
+        return Err(format!(
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// Add `user` with `password` to the private passdb of `conf`.

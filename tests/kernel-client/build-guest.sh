@@ -67,7 +67,7 @@ mirror() {
 }
 mirror_url=${WEIR_GUEST_MIRROR:-$(mirror)}
 
-guest_packages=netbase,nfs-common,cifs-utils,fio,dbench,kmod,iproute2,procps,passwd,util-linux,findutils,diffutils,tar
+guest_packages=netbase,nfs-common,cifs-utils,fio,dbench,kmod,iproute2,procps,passwd,util-linux,findutils,diffutils,tar,git
 recipe_hash=$( {
     cat "$here/build-guest.sh" "$here"/guest/*
     echo "$suite $mirror_url $guest_packages $kpkg $kpkg_version"

@@ -9,14 +9,18 @@
 #
 # Builds target/debug/weir and, per flavour, starts `weir serve` with a fresh
 # data dir and origin, SMB on 127.0.0.1:WEIR_SMB_PORT (default 20595; the guest
-# reaches it at 10.0.2.100:445), share `export`, and the SMB user root (uid 0,
-# as the Samba run) made with `weir smbpasswd`. Part of `cargo xtask test`.
+# reaches it at 10.0.2.100:445), share `export`, and the SMB user weir-cifs
+# (uid and gid 2101, owner of the origin; not root, unlike the Samba run) made
+# with `weir smbpasswd`. Part of `cargo xtask test`.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 port=${WEIR_SMB_PORT:-20595}
 nfs_port=${WEIR_NFS_PORT:-20596}
-user=root
+# Not root: the server acts as this user on the origin, which it owns, as a
+# share's users do (the kernel then checks every operation against uid 2101).
+user=weir-cifs
+uid=2101
 pass=weir-cifs-pass
 log() { echo "run-cifs-against-weir: $*" >&2; }
 
@@ -42,7 +46,9 @@ for opts in "${variants[@]}"; do
     name=${opts//[^a-z0-9.]/-}
     dir=$work/$name
     mkdir -p "$dir/origin" "$dir/data"
-    printf '%s\n' "$pass" | "$weir" smbpasswd "$user" --data-dir "$dir/data" 2>>"$dir/weir.log"
+    chown "$uid:$uid" "$dir/origin"
+    printf '%s\n' "$pass" | "$weir" smbpasswd "$user" --uid "$uid" --gid "$uid" --data-dir "$dir/data" \
+        2>>"$dir/weir.log"
     "$weir" serve --data-dir "$dir/data" --origin "$dir/origin" \
         --smb-listen "127.0.0.1:$port" --nfs-listen "127.0.0.1:$nfs_port" \
         --metrics-listen 127.0.0.1:0 >>"$dir/weir.log" 2>&1 &

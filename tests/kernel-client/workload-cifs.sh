@@ -69,6 +69,21 @@ cifs_truncate_append() {
     want_eq "$(tail -c 4 "$f")" tail "appended bytes" || return 1
     truncate -s 5000 "$f" && want_eq "$(tail -c 3996 "$f" | tr -d '\0' | wc -c)" 0 "zeros after extending"
 }
+cifs_git() (
+    # git makes its objects read-only (0444) and writes them through the
+    # handle that created them; the close must not be refused. (A subshell:
+    # it changes directory.)
+    local d=$w/repo
+    mkdir "$d" && cd "$d" || return 1
+    git init -q . && git config user.email t@weir.test && git config user.name weir || return 1
+    seq 1 2000 >a.txt && mkdir sub && echo nested >sub/b.txt || return 1
+    git add . && git commit -q -m first || return 1
+    echo more >>a.txt && git commit -q -am second || return 1
+    want_eq "$(git rev-list --count HEAD)" 2 "commits" || return 1
+    git fsck --strict --no-progress || return 1
+    want_eq "$(git status --porcelain)" "" "a clean work tree" || return 1
+    cd / && rm -rf "$d"
+)
 cifs_unsupported() {
     # Documented differences of CIFS without POSIX extensions: no symlinks (without
     # mfsymlinks) and no device nodes.
@@ -85,5 +100,6 @@ check cp-a cp_a
 check hardlink-count cifs_hardlink
 check rename-across-dirs cifs_rename
 check truncate-append cifs_truncate_append
+check git-commit cifs_git
 check no-symlink-no-mknod cifs_unsupported
 final_checks

@@ -61,11 +61,25 @@ weir_run_cleanup() {
     if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
+# Users that are not root (NAME:UID, the gid the same), with SMB_PASS: the suite
+# checks what they may not do (test_caller_rights.py). Samba's runner makes Unix
+# accounts of them.
+export SMB_OTHER_USERS="${SMB_OTHER_USERS:-weir-alice:2101,weir-bob:2102}"
+
 # add_smb_user [STATE_DIR]: `weir smbpasswd $SMB_USER` in STATE_DIR (default $TMP/state),
-# as the caller's uid and gid, with the password $SMB_PASS (read on stdin).
+# as the caller's uid and gid, and each of SMB_OTHER_USERS as its uid, with the
+# password $SMB_PASS (read on stdin).
 add_smb_user() {
-    printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$SMB_USER" --uid "$(id -u)" --gid "$(id -g)" \
-        --data-dir "${1:-$TMP/state}" >"$TMP/smbpasswd.out" 2>&1 && return 0
-    say "weir smbpasswd $SMB_USER failed:"; cat "$TMP/smbpasswd.out" >&2
+    local u state="${1:-$TMP/state}"
+    add_one_smb_user "$state" "$SMB_USER" "$(id -u)" "$(id -g)" || return 1
+    for u in ${SMB_OTHER_USERS//,/ }; do
+        add_one_smb_user "$state" "${u%%:*}" "${u#*:}" "${u#*:}" || return 1
+    done
+}
+
+add_one_smb_user() {
+    printf '%s\n' "$SMB_PASS" | "$WEIR_BIN" smbpasswd "$2" --uid "$3" --gid "$4" \
+        --data-dir "$1" >"$TMP/smbpasswd.out" 2>&1 && return 0
+    say "weir smbpasswd $2 failed:"; cat "$TMP/smbpasswd.out" >&2
     return 1
 }

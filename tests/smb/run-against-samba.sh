@@ -24,6 +24,7 @@ PY="$(ensure_venv)" || { say "could not set up the Python venv"; exit 2; }
 SAMBA="$(samba_server_bin)" || { say "could not build samba-server"; exit 2; }
 
 TMP="$(mktemp -d /tmp/weir-smb-samba.XXXXXX)"
+chmod 755 "$TMP" # smbd reaches the share as SMB_OTHER_USERS too
 cleanup() { if [ -n "${KEEP_TMP:-}" ]; then say "kept $TMP"; else rm -rf "$TMP"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -36,7 +37,9 @@ pass() {
     shift
     mkdir -p "$TMP/$name"
     say "pass '$name': samba-server ${flags[*]}"
-    "$SAMBA" --dir "$TMP/$name" "${flags[@]}" -- env WEIR_TESTS_PYTHON="$PY" "$@"
+    local others=()
+    for u in ${SMB_OTHER_USERS//,/ }; do others+=(--other-user "$u"); done
+    "$SAMBA" --dir "$TMP/$name" "${others[@]}" "${flags[@]}" -- env WEIR_TESTS_PYTHON="$PY" "$@"
 }
 
 if [ "${1:-}" = --exec ]; then

@@ -38,6 +38,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("command -v smbd", "samba"),
     ("command -v smbclient", "smbclient"),
     ("command -v smbtorture", "samba-testsuite"),
+    // cache-engine's caller_rights tests set POSIX ACLs with setfacl.
+    ("command -v setfacl", "acl"),
 ];
 
 /// End-to-end scripts run after the cargo tests, relative to the workspace

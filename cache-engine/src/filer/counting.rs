@@ -136,6 +136,18 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.write(cred, fh, offset, data, stability).await
     }
 
+    async fn write_opened(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite> {
+        self.gate().await;
+        self.inner.write_opened(cred, fh, offset, data, stability).await
+    }
+
     async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
         self.gate().await;
         if self.lose_writes.swap(false, Relaxed) {

@@ -13,6 +13,15 @@
 //! open object (`/proc/self/fd`) must be beneath the root's name; when the kernel
 //! cannot name it (a disconnected dentry, e.g. after a restart with a cold
 //! dentry cache) only the device and canonical-encoding checks apply.
+//!
+//! Every operation that the kernel checks permissions for runs as the caller
+//! ([`identity`]): names are looked up, made and removed, and data files
+//! opened (by reopening the held `O_PATH` descriptor through `/proc`), with
+//! the caller's fsuid, fsgid and groups. Only turning a handle into a
+//! descriptor (`open_by_handle_at`, which needs `CAP_DAC_READ_SEARCH`) and
+//! proving it lies beneath the root run with the appliance's own rights.
+//! Reads, writes and syncs of an open descriptor go through io_uring, which
+//! checks nothing more; no operation by name ever does.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, CString};
@@ -31,7 +40,7 @@ use compio::buf::{BufResult, IntoInner, IoBufMut};
 use compio::io::{AsyncReadAt, AsyncWriteAt};
 use libc::c_int;
 
-use super::{CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
+use super::{identity, CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::types::*;
 use crate::{Error, Result};
 
@@ -263,6 +272,21 @@ fn open_by_handle(mount: BorrowedFd<'_>, raw: &RawHandle, flags: c_int) -> io::R
     })
 }
 
+/// Open what a descriptor refers to anew, through its `/proc` link: the kernel
+/// checks the current identity's rights to the object for `flags`, as an open
+/// by name would, without a name that could lead elsewhere.
+fn reopen(fd: BorrowedFd<'_>, flags: c_int) -> io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
+    // SAFETY: `path` is NUL-terminated; the result is a new descriptor we own.
+    cvt_fd(unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr().cast::<libc::c_char>(),
+            flags | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    })
+}
+
 /// Errors of `open_by_handle_at`: a handle that does not resolve is stale.
 fn handle_err(e: io::Error) -> Error {
     match errno_of(&e) {
@@ -392,6 +416,31 @@ fn set_owner(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> Result<(
         )
     })?;
     Ok(())
+}
+
+/// Whether the thread's current identity may execute what `fd` refers to.
+fn may_execute(fd: BorrowedFd<'_>) -> bool {
+    // AT_EACCESS: the file system ids, not the real ones.
+    // SAFETY: the empty name is NUL-terminated; the descriptor is ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::X_OK,
+            libc::AT_EACCESS | libc::AT_EMPTY_PATH,
+        )
+    };
+    r == 0
+}
+
+/// Give a new object the owner asked for. Made as a caller, it has the
+/// caller's fsuid, and its fsgid or a setgid directory's group, already.
+fn own_new(fd: BorrowedFd<'_>, attrs: &SetAttr) -> Result<()> {
+    if identity::acting_as_caller() {
+        return Ok(());
+    }
+    set_owner(fd, attrs.uid, attrs.gid)
 }
 
 fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
@@ -715,6 +764,8 @@ impl LocalFiler {
             }
         }
         let raw = RawHandle::from_filer(fh)?;
+        // Decoding a handle and walking `..` need the appliance's own rights.
+        identity::daemon()?;
         let fd = open_by_handle(self.root_fd.as_fd(), &raw, libc::O_PATH).map_err(handle_err)?;
         // Only the exact encoding we hand out is accepted (e.g. ext4 skips the
         // generation check for a zero generation; a re-encode exposes that).
@@ -802,13 +853,47 @@ impl LocalFiler {
         }
     }
 
-    /// A real (non-`O_PATH`) descriptor for the node's data.
+    /// A real (non-`O_PATH`) descriptor for the node's data, opened with the
+    /// thread's current identity (the kernel checks its rights).
     fn open_data(&self, node: &Node, flags: c_int) -> Result<OwnedFd> {
-        let raw = RawHandle::from_filer(&node.handle)?;
-        open_by_handle(self.root_fd.as_fd(), &raw, flags).map_err(|e| match errno_of(&e) {
-            libc::EROFS | libc::EACCES | libc::ETXTBSY | libc::EISDIR => Error::from(e),
-            _ => handle_err(e),
+        let fd = if identity::acting_as_caller() {
+            reopen(node.fd.as_fd(), flags)
+        } else {
+            // The appliance's own rights: by handle, a third cheaper than `/proc`.
+            RawHandle::from_filer(&node.handle)
+                .map_err(|_| io::Error::from_raw_os_error(libc::ESTALE))
+                .and_then(|raw| open_by_handle(self.root_fd.as_fd(), &raw, flags))
+        };
+        fd.map_err(|e| match errno_of(&e) {
+            libc::EROFS | libc::EACCES | libc::EPERM | libc::ETXTBSY | libc::EISDIR => Error::from(e),
+            libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR => Error::Jukebox,
+            _ => Error::Stale,
         })
+    }
+
+    /// `open_data` as `cred`; when the kernel refuses, knfsd's overrides: the
+    /// owner may read and write whatever the mode, and a file one may
+    /// execute may be read (clients read the programs they run). Decided on
+    /// the object's current attributes.
+    fn open_data_as(&self, cred: &Credentials, node: &Node, flags: c_int) -> Result<OwnedFd> {
+        identity::assume(cred)?;
+        match self.open_data(node, flags) {
+            Err(Error::Access) => {
+                let attr = stat(node.fd.as_fd())?;
+                let exec = flags & libc::O_ACCMODE == libc::O_RDONLY && may_execute(node.fd.as_fd());
+                if attr.uid != cred.uid && !exec {
+                    return Err(Error::Access);
+                }
+                self.open_data_granted(node, flags)
+            }
+            other => other,
+        }
+    }
+
+    /// `open_data` with the appliance's rights, for an access already proven.
+    fn open_data_granted(&self, node: &Node, flags: c_int) -> Result<OwnedFd> {
+        identity::daemon()?;
+        self.open_data(node, flags)
     }
 
     /// chmod that never opens a device or FIFO and never touches a symlink's target.
@@ -851,8 +936,17 @@ impl LocalFiler {
 
     /// Owner, then mode (chown clears set-id bits), then times.
     fn apply_new(&self, node: &Node, attrs: &SetAttr, default_mode: u32, times: bool) -> Result<()> {
-        set_owner(node.fd.as_fd(), attrs.uid, attrs.gid)?;
-        self.set_mode(node, attrs.mode.unwrap_or(default_mode))?;
+        own_new(node.fd.as_fd(), attrs)?;
+        let mode = attrs.mode.unwrap_or(default_mode);
+        if node.ftype == FileType::Directory && mode & 0o2000 != 0 && identity::acting_as_caller() {
+            // mkdir in a setgid directory made this one setgid, whatever the
+            // caller's groups; a chmod by a caller outside the group would
+            // clear it again, so the mode goes on with the appliance's rights.
+            if stat(node.fd.as_fd())?.mode & 0o2000 != 0 {
+                identity::daemon()?;
+            }
+        }
+        self.set_mode(node, mode)?;
         if times {
             set_times(node.fd.as_fd(), attrs.atime, attrs.mtime)?;
         }
@@ -914,9 +1008,9 @@ impl LocalFiler {
         // Made just now in a directory on the root's file system (a new file
         // is no mount point): its handle is all `adopt` would find out.
         let raw = encode_at(file.as_fd(), c"", libc::AT_EMPTY_PATH)?;
-        let path_fd = open_by_handle(self.root_fd.as_fd(), &raw, libc::O_PATH).map_err(handle_err)?;
+        let path_fd = reopen(file.as_fd(), libc::O_PATH)?;
         let node = self.remember(path_fd, raw.to_filer()?, FileType::Regular);
-        set_owner(node.fd.as_fd(), attrs.uid, attrs.gid)?;
+        own_new(node.fd.as_fd(), attrs)?;
         let mode = attrs.mode.unwrap_or(DEFAULT_FILE_MODE) & 0o7777;
         // SAFETY: plain syscall on a descriptor we own.
         cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode) })?;
@@ -986,9 +1080,54 @@ impl LocalFiler {
         }
     }
 
-    fn open_dir_for_listing(&self, fh: &FilerHandle) -> Result<OwnedFd> {
+    fn open_dir_for_listing(&self, cred: &Credentials, fh: &FilerHandle) -> Result<OwnedFd> {
         let (node, _) = self.resolve_dir(fh)?;
+        identity::assume(cred)?;
         self.open_data(&node, libc::O_RDONLY | libc::O_DIRECTORY)
+    }
+
+    /// A write as `cred`, or (`None`) through an open granted write access.
+    async fn write_as(
+        &self,
+        cred: Option<&Credentials>,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite> {
+        let (node, before) = self.resolve(fh)?;
+        match node.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Error::IsDir),
+            _ => return Err(Error::Inval),
+        }
+        if u32::try_from(data.len()).is_err() {
+            return Err(Error::Inval);
+        }
+        match offset.checked_add(data.len() as u64) {
+            Some(end) if end <= i64::MAX as u64 => {}
+            _ => return Err(Error::FBig),
+        }
+        let fd = match cred {
+            Some(cred) => self.open_data_as(cred, &node, libc::O_WRONLY)?,
+            None => self.open_data_granted(&node, libc::O_WRONLY)?,
+        };
+        let file = into_compio(fd);
+        let count = pwrite(&file, offset, data).await?;
+        match stability {
+            Stability::Unstable => {}
+            Stability::DataSync => file.sync_data().await?,
+            Stability::FileSync => file.sync_all().await?,
+        }
+        let after = stat(node.fd.as_fd())?;
+        Ok(FilerWrite {
+            count: count as u32,
+            committed: stability,
+            wcc: Wcc {
+                before: Some(WccAttr::from(&before)),
+                after: Some(after),
+            },
+        })
     }
 
     #[cfg(test)]
@@ -1017,28 +1156,30 @@ impl CoreFiler for LocalFiler {
 
     async fn lookup(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         dir: &FilerHandle,
         name: &[u8],
     ) -> Result<(FilerHandle, Attr)> {
         check_name(name)?;
         let name = cstring(name)?;
         let (d, _) = self.resolve_dir(dir)?;
+        identity::assume(cred)?;
         let (node, attr) = self.lookup_in(&d, &name)?;
         Ok((node.handle, attr))
     }
 
-    async fn lookup_parent(&self, _cred: &Credentials, dir: &FilerHandle) -> Result<(FilerHandle, Attr)> {
+    async fn lookup_parent(&self, cred: &Credentials, dir: &FilerHandle) -> Result<(FilerHandle, Attr)> {
         let (d, attr) = self.resolve_dir(dir)?;
         // The root is its own parent: ".." never leads out.
         if attr.fileid == self.root_ino {
             return Ok((self.root_handle, attr));
         }
+        identity::assume(cred)?;
         let (node, attr) = self.adopt(open_dotdot(d.fd.as_fd())?)?;
         Ok((node.handle, attr))
     }
 
-    async fn read(&self, _cred: &Credentials, fh: &FilerHandle, offset: u64, len: u32) -> Result<FilerRead> {
+    async fn read(&self, cred: &Credentials, fh: &FilerHandle, offset: u64, len: u32) -> Result<FilerRead> {
         let (node, attr) = self.resolve(fh)?;
         match node.ftype {
             FileType::Regular => {}
@@ -1055,7 +1196,7 @@ impl CoreFiler for LocalFiler {
         let want = (len as usize)
             .min(MAX_IO)
             .min(usize::try_from(room).unwrap_or(usize::MAX));
-        let fd = self.open_data(&node, libc::O_RDONLY)?;
+        let fd = self.open_data_as(cred, &node, libc::O_RDONLY)?;
         let data = pread(fd, offset, want).await?;
         let eof = data.len() < want || offset + data.len() as u64 >= attr.size;
         Ok(FilerRead {
@@ -1066,41 +1207,24 @@ impl CoreFiler for LocalFiler {
 
     async fn write(
         &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite> {
+        self.write_as(Some(cred), fh, offset, data, stability).await
+    }
+
+    async fn write_opened(
+        &self,
         _cred: &Credentials,
         fh: &FilerHandle,
         offset: u64,
         data: Bytes,
         stability: Stability,
     ) -> Result<FilerWrite> {
-        let (node, before) = self.resolve(fh)?;
-        match node.ftype {
-            FileType::Regular => {}
-            FileType::Directory => return Err(Error::IsDir),
-            _ => return Err(Error::Inval),
-        }
-        if u32::try_from(data.len()).is_err() {
-            return Err(Error::Inval);
-        }
-        match offset.checked_add(data.len() as u64) {
-            Some(end) if end <= i64::MAX as u64 => {}
-            _ => return Err(Error::FBig),
-        }
-        let file = into_compio(self.open_data(&node, libc::O_WRONLY)?);
-        let count = pwrite(&file, offset, data).await?;
-        match stability {
-            Stability::Unstable => {}
-            Stability::DataSync => file.sync_data().await?,
-            Stability::FileSync => file.sync_all().await?,
-        }
-        let after = stat(node.fd.as_fd())?;
-        Ok(FilerWrite {
-            count: count as u32,
-            committed: stability,
-            wcc: Wcc {
-                before: Some(WccAttr::from(&before)),
-                after: Some(after),
-            },
-        })
+        self.write_as(None, fh, offset, data, stability).await
     }
 
     async fn commit(&self, _cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
@@ -1110,7 +1234,9 @@ impl CoreFiler for LocalFiler {
             FileType::Directory => return Err(Error::IsDir),
             _ => return Err(Error::Inval),
         }
-        let file = into_compio(self.open_data(&node, libc::O_RDONLY)?);
+        // Making written data durable needs no right to the file: a file
+        // its writer may not read is synced all the same.
+        let file = into_compio(self.open_data_granted(&node, libc::O_RDONLY)?);
         file.sync_all().await?;
         let after = stat(node.fd.as_fd())?;
         Ok(Wcc {
@@ -1118,8 +1244,7 @@ impl CoreFiler for LocalFiler {
             after: Some(after),
         })
     }
-
-    async fn setattr(&self, _cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc> {
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc> {
         let (node, before) = self.resolve(fh)?;
         // Refuse bad input before changing anything.
         timespec_arg(attrs.atime)?;
@@ -1130,10 +1255,15 @@ impl CoreFiler for LocalFiler {
                 FileType::Directory => return Err(Error::IsDir),
                 _ => return Err(Error::Inval),
             }
-            let fd = self.open_data(&node, libc::O_WRONLY)?;
+            let fd = self.open_data_as(cred, &node, libc::O_WRONLY)?;
             ftruncate(fd.as_fd(), size)?;
         }
-        set_owner(node.fd.as_fd(), attrs.uid, attrs.gid)?;
+        identity::assume(cred)?;
+        // Ids given as they are need no right (the kernel wants one even to
+        // chown to the same owner).
+        let uid = attrs.uid.filter(|&u| u != before.uid);
+        let gid = attrs.gid.filter(|&g| g != before.gid);
+        set_owner(node.fd.as_fd(), uid, gid)?;
         if let Some(mode) = attrs.mode {
             self.set_mode(&node, mode)?;
         }
@@ -1147,7 +1277,7 @@ impl CoreFiler for LocalFiler {
 
     async fn create(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         dir: &FilerHandle,
         name: &[u8],
         node: &NewNode,
@@ -1156,6 +1286,7 @@ impl CoreFiler for LocalFiler {
         check_name(name)?;
         let cname = cstring(name)?;
         let (d, dir_before) = self.resolve_dir(dir)?;
+        identity::assume(cred)?;
         let dfd = d.fd.as_raw_fd();
         let (obj, attr) = match node {
             NewNode::File(how) => self.create_file(&d, &cname, *how, attrs)?,
@@ -1241,7 +1372,7 @@ impl CoreFiler for LocalFiler {
 
     async fn link(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         fh: &FilerHandle,
         dir: &FilerHandle,
         name: &[u8],
@@ -1250,16 +1381,20 @@ impl CoreFiler for LocalFiler {
         let cname = cstring(name)?;
         let (node, _) = self.resolve(fh)?;
         let (d, dir_before) = self.resolve_dir(dir)?;
+        identity::assume(cred)?;
         // Directories are refused by the kernel (EPERM), after it checked the new name.
-        // Link the very object the handle names (AT_EMPTY_PATH, as root) rather than a path.
+        // Link the very object the handle names, through its `/proc` link (which,
+        // unlike AT_EMPTY_PATH, needs no capability) rather than by a name.
+        let from =
+            CString::new(format!("/proc/self/fd/{}", node.fd.as_raw_fd())).map_err(|_| Error::Inval)?;
         // SAFETY: both names are NUL-terminated; the descriptors are ours.
         cvt(unsafe {
             libc::linkat(
-                node.fd.as_raw_fd(),
-                c"".as_ptr(),
+                libc::AT_FDCWD,
+                from.as_ptr(),
                 d.fd.as_raw_fd(),
                 cname.as_ptr(),
-                libc::AT_EMPTY_PATH,
+                libc::AT_SYMLINK_FOLLOW,
             )
         })?;
         let attr = stat(node.fd.as_fd())?;
@@ -1273,10 +1408,11 @@ impl CoreFiler for LocalFiler {
         ))
     }
 
-    async fn remove(&self, _cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
+    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
         check_name(name)?;
         let cname = cstring(name)?;
         let (d, before) = self.resolve_dir(dir)?;
+        identity::assume(cred)?;
         let victim = self.handle_of_name(&d, &cname);
         let flags = if rmdir { libc::AT_REMOVEDIR } else { 0 };
         // SAFETY: `cname` is NUL-terminated; the descriptor is ours.
@@ -1294,7 +1430,7 @@ impl CoreFiler for LocalFiler {
 
     async fn rename(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         from_dir: &FilerHandle,
         from_name: &[u8],
         to_dir: &FilerHandle,
@@ -1306,6 +1442,7 @@ impl CoreFiler for LocalFiler {
         let to = cstring(to_name)?;
         let (fd_dir, from_before) = self.resolve_dir(from_dir)?;
         let (td_dir, to_before) = self.resolve_dir(to_dir)?;
+        identity::assume(cred)?;
         let replaced = self.handle_of_name(&td_dir, &to);
         // SAFETY: both names are NUL-terminated; the descriptors are ours.
         cvt(unsafe {
@@ -1339,24 +1476,24 @@ impl CoreFiler for LocalFiler {
 
     async fn readdir(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         dir: &FilerHandle,
         cookie: u64,
         max: usize,
     ) -> Result<FilerDirPage> {
-        let fd = self.open_dir_for_listing(dir)?;
+        let fd = self.open_dir_for_listing(cred, dir)?;
         let (entries, eof) = self.list(fd.as_fd(), cookie, max)?;
         Ok(FilerDirPage { entries, eof })
     }
 
     async fn readdir_plus(
         &self,
-        _cred: &Credentials,
+        cred: &Credentials,
         dir: &FilerHandle,
         cookie: u64,
         max: usize,
     ) -> Result<(Vec<FilerDirEntryPlus>, bool)> {
-        let fd = self.open_dir_for_listing(dir)?;
+        let fd = self.open_dir_for_listing(cred, dir)?;
         let (entries, eof) = self.list(fd.as_fd(), cookie, max)?;
         let mut out = Vec::with_capacity(entries.len());
         for mut entry in entries {
@@ -1370,8 +1507,9 @@ impl CoreFiler for LocalFiler {
                     Err(e) => return Err(e),
                 },
                 Err(e) => match Error::from(e) {
-                    // Gone since the listing, or a mount point we do not cross.
-                    Error::NoEnt | Error::XDev => None,
+                    // Gone since the listing, a mount point we do not cross, or
+                    // a directory the caller may list but not search.
+                    Error::NoEnt | Error::XDev | Error::Access => None,
                     e => return Err(e),
                 },
             };

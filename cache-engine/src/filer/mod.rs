@@ -1,12 +1,15 @@
 //! Core filers: the only way the engine touches a back end.
 //!
-//! A core filer does what it is asked without caching and without permission
-//! checks: the engine caches, and checks access against the attributes it
-//! holds before it calls in. Every name it receives has passed
+//! A core filer does what it is asked without caching: the engine caches, and
+//! checks access against the attributes it holds before it calls in. A core
+//! filer acts with the caller's [`Credentials`] too, so that its back end
+//! checks again against the real rights (`local`: the kernel, see
+//! [`identity`]; `nfs`: the NAS). Every name it receives has passed
 //! [`crate::types::check_name`]; a core filer checks again and never lets a
 //! call reach outside its root.
 
 pub mod counting;
+pub mod identity;
 pub mod local;
 pub mod nfs;
 
@@ -85,6 +88,21 @@ pub trait CoreFiler: Send + Sync + 'static {
         data: Bytes,
         stability: Stability,
     ) -> Result<FilerWrite>;
+
+    /// A write through an open that was granted write access when it was
+    /// made: a later change of mode (or of the SMB READONLY attribute) does
+    /// not take that access back, as on Windows and POSIX alike. Back ends
+    /// that cannot tell check as [`CoreFiler::write`] does.
+    async fn write_opened(
+        &self,
+        cred: &Credentials,
+        fh: &FilerHandle,
+        offset: u64,
+        data: Bytes,
+        stability: Stability,
+    ) -> Result<FilerWrite> {
+        self.write(cred, fh, offset, data, stability).await
+    }
 
     /// Make earlier unstable writes to the file durable.
     async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc>;

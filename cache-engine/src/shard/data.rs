@@ -576,6 +576,8 @@ impl Shard {
         }
     }
 
+    /// A write as `cred`; `opened`: through an open the front end granted
+    /// write access when it was made, which the mode now does not take back.
     pub(crate) async fn write(
         &self,
         r: &Resolved,
@@ -583,6 +585,7 @@ impl Shard {
         offset: u64,
         data: Bytes,
         stability: Stability,
+        opened: bool,
     ) -> Result<(u32, Stability, Wcc)> {
         let snap = self.state(r, cred).await?;
         match snap.attr.ftype {
@@ -590,15 +593,22 @@ impl Shard {
             FileType::Directory => return Err(Error::IsDir),
             _ => return Err(Error::Inval),
         }
-        perm::require(cred, &snap.attr, perm::W)?;
+        if !opened {
+            perm::require_write(cred, &snap.attr)?;
+        }
         let len = data.len() as u64;
         let end = offset.checked_add(len).ok_or(Error::FBig)?;
         let bs = self.bs();
         let change = self.begin_change(file_key(r), offset / bs, (end.max(offset + 1) - 1) / bs);
         let filer = self.filer(r)?.clone();
-        let w = self
-            .filer_call(filer.write(cred, &r.filer_handle, offset, data.clone(), stability))
-            .await?;
+        let fh = &r.filer_handle;
+        let w = if opened {
+            self.filer_call(filer.write_opened(cred, fh, offset, data.clone(), stability))
+                .await?
+        } else {
+            self.filer_call(filer.write(cred, fh, offset, data.clone(), stability))
+                .await?
+        };
         let (overlapped, crowded) = change.end();
         self.stats.filer_writes.increment(1);
         self.stats.filer_write_bytes.increment(w.count as u64);

@@ -2,7 +2,8 @@
 //! 127.0.0.1 for as long as a command runs; the SMB test scripts start
 //! Samba through it. The command gets the server in its environment:
 //! SMB_SERVER=samba SMB_HOST SMB_PORT SMB_SHARE SMB_USER SMB_PASS
-//! SMB_BACKDIR SMB_SIGNING_REQUIRED SMB_ENCRYPT_REQUIRED SMB_CONF SMB_LOG.
+//! SMB_OTHER_USERS (NAME:UID,...) SMB_BACKDIR SMB_SIGNING_REQUIRED
+//! SMB_ENCRYPT_REQUIRED SMB_CONF SMB_LOG.
 //! Exits with the command's status (2 when Samba does not start).
 
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ struct Args {
     /// The user's password
     #[arg(long, default_value = "weir-test-pass")]
     password: String,
+    /// Another SMB user with the same password, as NAME:UID (a Unix account
+    /// is made when missing); repeatable
+    #[arg(long = "other-user", value_name = "NAME:UID", value_parser = name_uid)]
+    other_users: Vec<(String, u32)>,
     /// `server signing = mandatory`
     #[arg(long)]
     signing_required: bool,
@@ -46,6 +51,12 @@ struct Args {
     command: Vec<String>,
 }
 
+fn name_uid(s: &str) -> Result<(String, u32), String> {
+    let (name, uid) = s.split_once(':').ok_or("want NAME:UID")?;
+    let uid = uid.parse().map_err(|e| format!("uid {uid}: {e}"))?;
+    Ok((name.to_string(), uid))
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
     let config = SambaConfig {
@@ -54,6 +65,7 @@ fn main() -> ExitCode {
         signing_required: a.signing_required,
         encrypt_required: a.encrypt_required,
         extra_global: a.global,
+        other_users: a.other_users,
         ..SambaConfig::default()
     };
     let mut samba = match Samba::start_with(&a.dir, a.port, config) {
@@ -80,6 +92,14 @@ fn main() -> ExitCode {
         .env("SMB_SHARE", &c.share)
         .env("SMB_USER", &c.user)
         .env("SMB_PASS", &c.password)
+        .env(
+            "SMB_OTHER_USERS",
+            c.other_users
+                .iter()
+                .map(|(n, u)| format!("{n}:{u}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .env("SMB_BACKDIR", &samba.dir)
         .env("SMB_SIGNING_REQUIRED", flag(c.signing_required))
         .env("SMB_ENCRYPT_REQUIRED", flag(c.encrypt_required))
