@@ -62,6 +62,8 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let metrics = metrics_http::install_recorder()?;
     ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
+    let (budget, wait) = settings.receive_budget;
+    cache_engine::front::large::set_receive_budget(budget, wait);
     let mounts = open_mounts(&settings)?;
     let engine = Engine::start_namespace(settings.engine.clone(), mounts, settings.junctions.clone())
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::throttle::LogonLimits;
 use crate::auth::users::{format_nt_hash, parse_nt_hash, User, UserDb};
 
 /// Whether signing is offered or demanded (Samba's `server signing`).
@@ -181,7 +182,7 @@ pub struct SmbConfig {
     /// is closed.
     pub logon_timeout: Duration,
     /// Logons in progress, and lockout after failures.
-    pub logons: crate::auth::throttle::LogonLimits,
+    pub logons: LogonLimits,
 }
 
 impl SmbConfig {
