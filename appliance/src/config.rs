@@ -856,6 +856,28 @@ core_filer = "nas2"
     }
 
     #[test]
+    fn limits_reach_both_front_ends_and_unknown_ones_are_refused() {
+        let s = parse(
+            "[limits]\nmax_connections = 10\nmax_connections_per_client = 3\nsmb_lockout_after = 0\n\
+             nfs_idle_timeout = \"90s\"\nsmb_logon_timeout = \"5s\"\nreceive_buffer_memory = \"64MiB\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        for l in [s.nfs.limits, s.smb.limits] {
+            assert_eq!((l.max_connections, l.max_per_client), (10, 3));
+        }
+        assert_eq!(s.nfs.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.smb.logon_timeout, Duration::from_secs(5));
+        assert_eq!(s.smb.logons.lockout_after, 0);
+        assert_eq!(s.smb.logons.per_client, 32, "default");
+        assert_eq!(s.receive_budget.0, 64 << 20);
+        assert!(parse("[limits]\nmax_conections = 10").is_err());
+        let zero = parse("[limits]\nmax_connections_per_client = 0").unwrap();
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
     fn flags_beat_the_file_which_beats_the_defaults() {
         let mut cfg =
             parse("[cache]\nmemory = \"1GiB\"\nsize = \"8GiB\"\n[server]\ndata_dir = \"/d\"").unwrap();
