@@ -436,7 +436,9 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
     // Some session has logged on: large frames are allowed from then on.
     let mut trusted = false;
     let last = std::cell::Cell::new(accepted);
-    let idle = || idle_deadline(&conn, &permit_tx, accepted, last.get());
+    // Since when no session of the connection is logged on (None: one is).
+    let unauth_since = std::cell::Cell::new(Some(accepted));
+    let idle = || idle_deadline(&conn, &permit_tx, &unauth_since, last.get());
     // A large message read by itself, to run before the buffered ones.
     let mut pending: Option<Bytes> = None;
     'conn: loop {
@@ -507,19 +509,23 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
 }
 
 /// When a silent connection may be closed: one with no logged-on session
-/// `logon_timeout` after it was made; one with no open, no request in
-/// progress and nothing pending `idle_timeout` after it last sent something.
+/// `logon_timeout` after it was made or its last session ended; one with
+/// no open, no request in progress and nothing pending `idle_timeout` after
+/// it last sent something.
 fn idle_deadline(
     conn: &Conn,
     in_flight: &async_channel::Sender<()>,
-    accepted: Instant,
+    unauth_since: &std::cell::Cell<Option<Instant>>,
     last: Instant,
 ) -> Idle {
     let cfg = &conn.srv.cfg;
     let st = conn.st.borrow();
     if !st.sessions.values().any(Session::valid) {
-        return Idle::CloseAt(accepted + cfg.logon_timeout);
+        let since = unauth_since.get().unwrap_or_else(Instant::now);
+        unauth_since.set(Some(since));
+        return Idle::CloseAt(since + cfg.logon_timeout);
     }
+    unauth_since.set(None);
     if in_flight.is_empty() && st.opens.is_empty() && st.pending.is_empty() {
         Idle::CloseAt(last + cfg.idle_timeout)
     } else {

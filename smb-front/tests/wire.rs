@@ -1093,6 +1093,19 @@ fn a_connection_that_does_not_log_on_in_time_or_sits_idle_is_closed() {
 }
 
 #[test]
+fn the_logon_timeout_starts_again_when_the_last_session_logs_off() {
+    let fx = start(|c| c.logon_timeout = Duration::from_millis(300));
+    let mut c = Client::login(&fx);
+    std::thread::sleep(Duration::from_millis(600));
+    let r = c.call(Command::Logoff, smb_proto::simple::encode_empty);
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    // Long past the first timeout, a new logon on the same connection.
+    c.key = None;
+    c.tree = 0;
+    assert_eq!(setup_round_one(&mut c), NtStatus::MORE_PROCESSING_REQUIRED);
+}
+
+#[test]
 fn sessions_in_setup_are_bounded_per_connection_and_per_address() {
     let fx = start(|c| {
         c.logons.per_connection = 2;
