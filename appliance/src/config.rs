@@ -55,7 +55,8 @@ pub struct Limits {
     pub nfs_idle_timeout: HumanDuration,
     /// An SMB connection with no open file that sends nothing for this long is closed.
     pub smb_idle_timeout: HumanDuration,
-    /// An SMB connection with no logged-on session this long after it was made is closed.
+    /// An SMB connection with no logged-on session this long after it was made
+    /// (or its last session logged off) is closed.
     pub smb_logon_timeout: HumanDuration,
     /// SMB sessions in setup at once on one connection.
     pub smb_sessions_in_setup_per_connection: usize,

@@ -179,7 +179,7 @@ pub struct SmbConfig {
     /// sends nothing for this long is closed (one that holds opens is not).
     pub idle_timeout: Duration,
     /// A connection with no logged-on session this long after it was made
-    /// is closed.
+    /// (or its last session logged off) is closed.
     pub logon_timeout: Duration,
     /// Logons in progress, and lockout after failures.
     pub logons: LogonLimits,
