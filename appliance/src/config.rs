@@ -36,6 +36,61 @@ pub struct Config {
     pub smb: Smb,
     /// SMB shares; none: `export` is the core filer's root (see weir.example.toml).
     pub shares: Vec<smb_front::config::ShareConfig>,
+    pub limits: Limits,
+}
+
+/// What one client, or all of them, may hold before and after logging on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections at once to each front end (NFS, SMB), from all clients.
+    pub max_connections: usize,
+    /// Connections at once to each front end from one client address.
+    pub max_connections_per_client: usize,
+    /// Memory of large messages still arriving, in all connections.
+    pub receive_buffer_memory: ByteSize,
+    /// How long a message waits for room in that memory before its connection is closed.
+    pub receive_buffer_wait: HumanDuration,
+    /// An NFS connection with no call in progress that sends nothing for this long is closed.
+    pub nfs_idle_timeout: HumanDuration,
+    /// An SMB connection with no open file that sends nothing for this long is closed.
+    pub smb_idle_timeout: HumanDuration,
+    /// An SMB connection with no logged-on session this long after it was made
+    /// (or its last session logged off) is closed.
+    pub smb_logon_timeout: HumanDuration,
+    /// SMB sessions in setup at once on one connection.
+    pub smb_sessions_in_setup_per_connection: usize,
+    /// SMB logons in progress at once from one client address.
+    pub smb_logons_per_client: usize,
+    /// SMB logons in progress at once, from all clients.
+    pub smb_logons_total: usize,
+    /// Failed SMB logons in a row that lock a client address out; 0: never.
+    pub smb_lockout_after: u32,
+    /// How long a locked-out address is refused.
+    pub smb_lockout_for: HumanDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let conns = cache_engine::front::limits::ConnLimits::default();
+        let logons = smb_front::config::LogonLimits::default();
+        let nfs = nfs_front::NfsConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let smb = smb_front::config::SmbConfig::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+        Limits {
+            max_connections: conns.max_connections,
+            max_connections_per_client: conns.max_per_client,
+            receive_buffer_memory: ByteSize(1 << 30),
+            receive_buffer_wait: HumanDuration(Duration::from_secs(10)),
+            nfs_idle_timeout: HumanDuration(nfs.idle_timeout),
+            smb_idle_timeout: HumanDuration(smb.idle_timeout),
+            smb_logon_timeout: HumanDuration(smb.logon_timeout),
+            smb_sessions_in_setup_per_connection: logons.per_connection,
+            smb_logons_per_client: logons.per_client,
+            smb_logons_total: logons.total,
+            smb_lockout_after: logons.lockout_after,
+            smb_lockout_for: HumanDuration(logons.lockout_for),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,6 +373,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     pub nfs: nfs_front::NfsConfig,
     pub smb: smb_front::config::SmbConfig,
+    /// Memory for large messages still arriving, and how long one waits for room.
+    pub receive_budget: (usize, Duration),
     /// Mounts other than the root, in junction order.
     pub mounts: Vec<MountSettings>,
     /// Where each of `mounts` joins the namespace (mount i + 1).
@@ -565,6 +622,22 @@ impl Config {
         nfs.manage_gids = self.nfs.manage_gids;
         nfs.nlm_grace = self.nfs.nlm_grace.0;
         nfs.state_dir = Some(server.data_dir.clone());
+        let l = &self.limits;
+        if l.max_connections == 0 || l.max_connections_per_client == 0 {
+            bail!("limits.max_connections and limits.max_connections_per_client must be at least 1");
+        }
+        if l.smb_sessions_in_setup_per_connection == 0
+            || l.smb_logons_per_client == 0
+            || l.smb_logons_total == 0
+        {
+            bail!("limits: the smb_* logon limits must be at least 1");
+        }
+        let conn_limits = cache_engine::front::limits::ConnLimits {
+            max_connections: l.max_connections,
+            max_per_client: l.max_connections_per_client,
+        };
+        nfs.limits = conn_limits;
+        nfs.idle_timeout = l.nfs_idle_timeout.0;
 
         let mut smb = smb_front::config::SmbConfig::new(server.smb_listen);
         smb.shares = self.shares.clone();
@@ -573,6 +646,16 @@ impl Config {
         smb.signing = self.smb.signing;
         smb.encryption = self.smb.encryption;
         smb.guest = self.smb.guest.then_some((self.smb.guest_uid, self.smb.guest_gid));
+        smb.limits = conn_limits;
+        smb.idle_timeout = l.smb_idle_timeout.0;
+        smb.logon_timeout = l.smb_logon_timeout.0;
+        smb.logons = smb_front::config::LogonLimits {
+            per_client: l.smb_logons_per_client,
+            total: l.smb_logons_total,
+            per_connection: l.smb_sessions_in_setup_per_connection,
+            lockout_after: l.smb_lockout_after,
+            lockout_for: l.smb_lockout_for.0,
+        };
         if self.smb.workgroup.is_empty()
             || self.smb.workgroup.len() > 15
             || !self
@@ -592,6 +675,7 @@ impl Config {
         Ok(Settings {
             nfs,
             smb,
+            receive_budget: (l.receive_buffer_memory.0 as usize, l.receive_buffer_wait.0),
             data_dir: server.data_dir.clone(),
             core_filer,
             origin_is_default,
@@ -770,6 +854,28 @@ core_filer = "nas2"
         assert_eq!(s.engine.cache_bytes, 2 << 30);
         assert_eq!(s.preset, Preset::ReadOnly);
         assert_eq!(s.metrics_listen.to_string(), "127.0.0.1:9108");
+    }
+
+    #[test]
+    fn limits_reach_both_front_ends_and_unknown_ones_are_refused() {
+        let s = parse(
+            "[limits]\nmax_connections = 10\nmax_connections_per_client = 3\nsmb_lockout_after = 0\n\
+             nfs_idle_timeout = \"90s\"\nsmb_logon_timeout = \"5s\"\nreceive_buffer_memory = \"64MiB\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        for l in [s.nfs.limits, s.smb.limits] {
+            assert_eq!((l.max_connections, l.max_per_client), (10, 3));
+        }
+        assert_eq!(s.nfs.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.smb.logon_timeout, Duration::from_secs(5));
+        assert_eq!(s.smb.logons.lockout_after, 0);
+        assert_eq!(s.smb.logons.per_client, 32, "default");
+        assert_eq!(s.receive_budget.0, 64 << 20);
+        assert!(parse("[limits]\nmax_conections = 10").is_err());
+        let zero = parse("[limits]\nmax_connections_per_client = 0").unwrap();
+        assert!(zero.validate().is_err());
     }
 
     #[test]
@@ -1033,6 +1139,7 @@ core_filer = "nas2"
                 "junctions" => fields_of::<Junction>(),
                 "smb" => fields_of::<Smb>(),
                 "shares" => fields_of::<smb_front::config::ShareConfig>(),
+                "limits" => fields_of::<Limits>(),
                 other => panic!("section [{other}] is new: teach this test its struct"),
             };
             let lines = sections

@@ -62,6 +62,9 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let metrics = metrics_http::install_recorder()?;
     ::metrics::gauge!("weir_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
+    raise_open_files(2 * (settings.nfs.limits.max_connections + settings.smb.limits.max_connections));
+    let (budget, wait) = settings.receive_budget;
+    cache_engine::front::large::set_receive_budget(budget, wait);
     let mounts = open_mounts(&settings)?;
     let engine = Engine::start_namespace(settings.engine.clone(), mounts, settings.junctions.clone())
         .map_err(|e| anyhow!("cannot start the cache engine: {e}"))?;
@@ -136,6 +139,32 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `server.log`.
+/// Let the process hold as many descriptors as its hard limit allows: the
+/// usual soft limit of 1024 would refuse connections long before
+/// `[limits]` does. Warns when even the hard limit is below `wanted`.
+fn raise_open_files(wanted: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    if (lim.rlim_cur as usize) < wanted {
+        tracing::warn!(
+            "at most {} open files (RLIMIT_NOFILE): fewer connections than [limits] allows can be served",
+            lim.rlim_cur
+        );
+    }
+}
+
 fn init_tracing(default: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.trim().is_empty() => EnvFilter::builder()

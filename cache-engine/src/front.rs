@@ -58,7 +58,7 @@ pub struct Spread {
     inbox: Vec<Handoff>,
 }
 
-type Handed = (std::net::TcpStream, SocketAddr);
+type Handed = (std::net::TcpStream, SocketAddr, limits::ConnPermit);
 
 struct Handoff {
     tx: async_channel::Sender<Handed>,
@@ -103,14 +103,18 @@ impl Spread {
         to: usize,
         stream: compio::net::TcpStream,
         peer: SocketAddr,
-    ) -> Option<compio::net::TcpStream> {
+        permit: limits::ConnPermit,
+    ) -> Option<(compio::net::TcpStream, limits::ConnPermit)> {
         // The socket leaves this shard's ring as a plain descriptor.
         let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
-            return Some(stream);
+            return Some((stream, permit));
         };
-        match self.inbox[to].tx.try_send((std::net::TcpStream::from(fd), peer)) {
+        match self.inbox[to]
+            .tx
+            .try_send((std::net::TcpStream::from(fd), peer, permit))
+        {
             Ok(()) => None,
-            Err(_) => Some(stream),
+            Err(e) => Some((stream, e.into_inner().2)),
         }
     }
 }
@@ -119,12 +123,14 @@ impl Spread {
 /// connection (with TCP_NODELAY set) to `serve` as a task of this thread,
 /// or of a less busy shard when `spread` says so: every shard's acceptor
 /// must then be given the same `Spread` and its own index. `what` names
-/// the front end in log lines.
+/// the front end in log lines. A connection over `limits` is closed at
+/// once; every shard's acceptor must be given the same counter.
 pub fn spawn_acceptor<F, Fut>(
     what: &'static str,
     l: TcpListener,
     stop: async_channel::Receiver<()>,
     spread: Option<(Arc<Spread>, usize)>,
+    limits: Arc<limits::ConnCounter>,
     serve: F,
 ) where
     F: Fn(compio::net::TcpStream, SocketAddr) -> Fut + 'static,
@@ -140,18 +146,21 @@ pub fn spawn_acceptor<F, Fut>(
     let serve = Rc::new(serve);
     let start = {
         let spread = spread.clone();
-        Rc::new(move |stream: compio::net::TcpStream, peer: SocketAddr| {
-            let _ = stream.set_nodelay(true);
-            let (serve, spread) = (serve.clone(), spread.clone());
-            compio::runtime::spawn(async move {
-                // Counted by `place` when accepted.
-                serve(stream, peer).await;
-                if let Some((s, i)) = &spread {
-                    s.conns[*i].fetch_sub(1, Ordering::Relaxed);
-                }
-            })
-            .detach();
-        })
+        Rc::new(
+            move |stream: compio::net::TcpStream, peer: SocketAddr, permit: limits::ConnPermit| {
+                let _ = stream.set_nodelay(true);
+                let (serve, spread) = (serve.clone(), spread.clone());
+                compio::runtime::spawn(async move {
+                    // Counted by `place` when accepted.
+                    serve(stream, peer).await;
+                    drop(permit);
+                    if let Some((s, i)) = &spread {
+                        s.conns[*i].fetch_sub(1, Ordering::Relaxed);
+                    }
+                })
+                .detach();
+            },
+        )
     };
     if let Some((s, i)) = &spread {
         // Its own task: an accept dropped while in flight can lose the
@@ -163,12 +172,12 @@ pub fn spawn_acceptor<F, Fut>(
                 let stopped = stop.recv();
                 let handed = inbox.recv();
                 futures::pin_mut!(stopped, handed);
-                let (std_stream, peer) = match futures::future::select(stopped, handed).await {
+                let (std_stream, peer, permit) = match futures::future::select(stopped, handed).await {
                     futures::future::Either::Right((Ok(h), _)) => h,
                     _ => break,
                 };
                 match compio::net::TcpStream::from_std(std_stream) {
-                    Ok(stream) => start(stream, peer),
+                    Ok(stream) => start(stream, peer, permit),
                     Err(e) => {
                         s.conns[i].fetch_sub(1, Ordering::Relaxed);
                         tracing::warn!("{what}: cannot take a handed-over connection: {e}");
@@ -189,20 +198,24 @@ pub fn spawn_acceptor<F, Fut>(
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let stream = match &spread {
+                    // Over the limits: dropped here, so the client sees it closed.
+                    let Ok(permit) = limits.admit(peer.ip()) else {
+                        continue;
+                    };
+                    let (stream, permit) = match &spread {
                         Some((s, here)) => match s.place(*here) {
-                            to if to != *here => match s.hand_over(to, stream, peer) {
+                            to if to != *here => match s.hand_over(to, stream, peer, permit) {
                                 None => continue,
                                 Some(back) => {
                                     s.moved(to, *here);
                                     back
                                 }
                             },
-                            _ => stream,
+                            _ => (stream, permit),
                         },
-                        None => stream,
+                        None => (stream, permit),
                     };
-                    start(stream, peer);
+                    start(stream, peer, permit);
                 }
                 Err(e) => {
                     tracing::warn!("{what}: accept failed: {e}");
@@ -256,158 +269,8 @@ impl Drop for StopSignal {
     }
 }
 
-/// Large messages (WRITE payloads): each is read straight into a buffer of
-/// its own, with no copy out of a shared read buffer, and the buffer goes
-/// back to a pool when the last `Bytes` of it drops, wherever that is (for
-/// a write, when the RAM tier drops the blocks it kept as slices of it). A
-/// fresh buffer is backed by huge pages: a page fault per 2 MiB, not per
-/// 4 KiB, each zeroing the page it maps.
-pub mod large {
-    use std::cell::RefCell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::LazyLock;
-
-    use bytes::Bytes;
-    use compio::buf::{BufResult, IntoInner, IoBuf};
-    use compio::io::AsyncRead;
-    use crossbeam_queue::ArrayQueue;
-
-    use crate::tier::aligned::AlignedBuf;
-
-    /// Messages from this size on are read by [`read_rest`].
-    pub const MIN: usize = 128 << 10;
-    /// Buffers kept for reuse, shared by all shards: at most this many, of
-    /// at most `POOL_LIMIT` bytes in all.
-    const POOLED: usize = 1024;
-
-    static POOL: LazyLock<ArrayQueue<AlignedBuf>> = LazyLock::new(|| ArrayQueue::new(POOLED));
-    static POOL_BYTES: AtomicUsize = AtomicUsize::new(0);
-    /// The pool may always hold this much: eight 8 MiB SMB writes.
-    pub(crate) const MIN_POOL: usize = 64 << 20;
-    static POOL_LIMIT: AtomicUsize = AtomicUsize::new(MIN_POOL);
-
-    /// Keep up to `bytes` of buffers for reuse (the engine sets an eighth of
-    /// its RAM tier, at least `MIN_POOL`). A buffer the RAM tier held (a
-    /// written block) is free again once the tier drops it; reused, it
-    /// spares the next large message the kernel's zeroing of fresh pages,
-    /// which would otherwise take about a fifth of the server's time for
-    /// 8 MiB writes.
-    pub(crate) fn set_pool_limit(bytes: usize) {
-        POOL_LIMIT.store(bytes, Ordering::Relaxed);
-    }
-
-    #[cfg(test)]
-    pub(super) fn pooled_bytes() -> usize {
-        POOL_BYTES.load(Ordering::Relaxed)
-    }
-
-    thread_local! {
-        /// The buffers this thread let go of last, reused first: a buffer
-        /// just written out is likely still in the CPU's cache, one from
-        /// the back of the shared queue is not (which made receiving into it
-        /// and writing it out again cost about a third more).
-        static HOT: RefCell<Hot> = const { RefCell::new(Hot(Vec::new())) };
-    }
-
-    struct Hot(Vec<AlignedBuf>);
-
-    impl Drop for Hot {
-        /// A thread that ends takes its buffers with it: uncount them.
-        fn drop(&mut self) {
-            let bytes: usize = self.0.iter().map(AlignedBuf::capacity).sum();
-            POOL_BYTES.fetch_sub(bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Buffers each thread keeps in `HOT`; older ones go to the shared queue.
-    const HOT_PER_THREAD: usize = 4;
-
-    pub(super) fn pop() -> Option<AlignedBuf> {
-        let hot = HOT.try_with(|h| h.borrow_mut().0.pop()).ok().flatten();
-        let b = hot.or_else(|| POOL.pop())?;
-        POOL_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
-        Some(b)
-    }
-
-    pub(super) fn push(mut b: AlignedBuf) {
-        let cap = b.capacity();
-        let held = POOL_BYTES.fetch_add(cap, Ordering::Relaxed) + cap;
-        if held > POOL_LIMIT.load(Ordering::Relaxed) {
-            POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
-            return;
-        }
-        b.clear();
-        // To the shared queue: the oldest of this thread's, or this one if
-        // the thread is ending.
-        let mut spare = Some(b);
-        let _ = HOT.try_with(|h| {
-            let h = &mut h.borrow_mut().0;
-            h.extend(spare.take());
-            if h.len() > HOT_PER_THREAD {
-                spare = Some(h.remove(0));
-            }
-        });
-        if let Some(older) = spare {
-            let cap = older.capacity();
-            if POOL.push(older).is_err() {
-                POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
-            }
-        }
-    }
-
-    struct Recycled(Option<AlignedBuf>);
-
-    impl AsRef<[u8]> for Recycled {
-        fn as_ref(&self) -> &[u8] {
-            self.0.as_ref().map_or(&[], |b| b.as_slice())
-        }
-    }
-
-    impl Drop for Recycled {
-        fn drop(&mut self) {
-            if let Some(b) = self.0.take() {
-                push(b);
-            }
-        }
-    }
-
-    /// Read the rest of a `len`-byte message of which `head` has arrived.
-    /// A connection that ends first is an `UnexpectedEof` error.
-    pub async fn read_rest(rd: &mut impl AsyncRead, head: &[u8], len: usize) -> std::io::Result<Bytes> {
-        let mut buf = match pop() {
-            Some(b) if b.capacity() >= len => b,
-            _ => AlignedBuf::with_capacity(len),
-        };
-        buf.extend_from_slice(&head[..head.len().min(len)]);
-        while buf.len() < len {
-            let at = buf.len();
-            // The slice ends at the message: the next one stays in the socket.
-            let BufResult(res, slice) = rd.read(buf.slice(at..len)).await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Bytes::from_owner(Recycled(Some(buf))))
-    }
-
-    /// What a connection's read loop does when its framer holds no whole
-    /// message, given the framer's `take_partial(MIN)`: `Ok(Some(msg))`, a
-    /// large message read here (run it before reading more); `Ok(None)`,
-    /// read more into the framer's buffer; `Err(())`, close the connection.
-    pub async fn read_taken<E>(
-        rd: &mut impl AsyncRead,
-        taken: Result<Option<(usize, bytes::BytesMut)>, E>,
-    ) -> Result<Option<Bytes>, ()> {
-        match taken {
-            Ok(None) => Ok(None),
-            Ok(Some((len, head))) => read_rest(rd, &head, len).await.map(Some).map_err(drop),
-            Err(_) => Err(()),
-        }
-    }
-}
+pub mod large;
+pub mod limits;
 
 #[cfg(test)]
 mod tests {

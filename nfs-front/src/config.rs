@@ -117,6 +117,11 @@ pub struct NfsConfig {
     pub max_record: usize,
     /// Most calls in progress per connection before reading pauses.
     pub max_inflight: usize,
+    /// Connections at once, in all and from one client address.
+    pub limits: cache_engine::front::limits::ConnLimits,
+    /// A connection with no call in progress that sends nothing for this
+    /// long is closed (clients reconnect when they need to).
+    pub idle_timeout: Duration,
     /// After a start, only lock reclaims succeed for this long (when clients
     /// held locks before it, or when there is no `state_dir` to tell).
     pub nlm_grace: Duration,
@@ -139,6 +144,9 @@ impl NfsConfig {
             manage_gids: false,
             max_record: (1 << 20) + (64 << 10),
             max_inflight: 128,
+            limits: Default::default(),
+            // As knfsd does.
+            idle_timeout: Duration::from_secs(6 * 60),
             nlm_grace: Duration::ZERO,
             callback_portmapper_port: nfs_proto::portmap::PORT,
             state_dir: None,

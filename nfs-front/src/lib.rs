@@ -67,6 +67,8 @@ pub(crate) struct Server {
     mounts: Mutex<Vec<(String, String)>>,
     /// Clients that took locks since this start (written to the state dir once each).
     lockers: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// Open connections, against the configured limits.
+    conns: Arc<cache_engine::front::limits::ConnCounter>,
 }
 
 /// A running NFS front end.
@@ -125,7 +127,9 @@ impl NfsServer {
         } else {
             cfg.nlm_grace
         };
+        let conns = cache_engine::front::limits::ConnCounter::new("nfs", cfg.limits);
         let server = Arc::new(Server {
+            conns,
             engine: engine.clone(),
             exports: list,
             cfg,

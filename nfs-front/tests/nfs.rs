@@ -648,7 +648,7 @@ fn portmapper_answers_getport_over_tcp_and_udp() {
 
 #[test]
 fn a_thousand_connections_and_clients_that_leave_mid_reply() {
-    let fx = start(|_| {});
+    let fx = start(|c| c.limits.max_per_client = 1000);
     std::fs::write(fx.origin().join("big"), vec![1u8; 8 << 20]).unwrap();
     let mut conns: Vec<Client> = (0..1000).map(|_| fx.client()).collect();
     for c in conns.iter_mut() {

@@ -42,6 +42,24 @@ impl RecordReader {
         }
     }
 
+    /// Bound each record from now on (a client trusted with more, or less).
+    pub fn set_max(&mut self, max_record: usize) {
+        self.max = max_record;
+    }
+
+    /// The record in progress, once its first fragment's header has
+    /// arrived: how long it is so far (the fragments taken and the one
+    /// arriving) and its first bytes that have arrived.
+    pub fn in_progress(&self) -> Option<(usize, &[u8])> {
+        let (len, _) = self.header()?;
+        let start = if self.partial.is_empty() {
+            &self.buf[4..]
+        } else {
+            &self.partial[..]
+        };
+        Some((self.partial.len().saturating_add(len), start))
+    }
+
     /// Bytes read from the connection go here.
     pub fn buffer(&mut self) -> &mut BytesMut {
         &mut self.buf
@@ -176,6 +194,24 @@ mod tests {
                 vec![Bytes::from(a.clone()), Bytes::from(b.clone()), Bytes::new()]
             );
         }
+    }
+
+    #[test]
+    fn a_raised_limit_lets_a_record_through_that_the_first_one_refused() {
+        let mut stream = record_mark(1000).to_vec();
+        stream.extend_from_slice(b"call");
+        let mut r = RecordReader::new(100);
+        r.buffer().extend_from_slice(&stream);
+        assert_eq!(r.in_progress(), Some((1000, &b"call"[..])));
+        assert_eq!(r.next_record(), Err(RecordError::TooLarge { max: 100 }));
+        r.set_max(1000);
+        assert_eq!(r.next_record(), Ok(None));
+        // Fragments count from the record's start.
+        let mut r = RecordReader::new(1000);
+        r.buffer().extend_from_slice(&frame(&[7u8; 150], 60));
+        r.buffer().truncate(4 + 60 + 4 + 10);
+        let _ = r.next_record();
+        assert_eq!(r.in_progress(), Some((120, &[7u8; 60][..])));
     }
 
     #[test]

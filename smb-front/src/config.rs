@@ -7,9 +7,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::throttle::LogonLimits;
 use crate::auth::users::{format_nt_hash, parse_nt_hash, User, UserDb};
 
 /// Whether signing is offered or demanded (Samba's `server signing`).
@@ -171,6 +173,16 @@ pub struct SmbConfig {
     pub workgroup: String,
     /// Largest READ/WRITE/TRANSACT the server announces.
     pub max_io: u32,
+    /// Connections at once, in all and from one client address.
+    pub limits: cache_engine::front::limits::ConnLimits,
+    /// A connection with no open file and no request in progress that
+    /// sends nothing for this long is closed (one that holds opens is not).
+    pub idle_timeout: Duration,
+    /// A connection with no logged-on session this long after it was made
+    /// (or its last session logged off) is closed.
+    pub logon_timeout: Duration,
+    /// Logons in progress, and lockout after failures.
+    pub logons: LogonLimits,
 }
 
 impl SmbConfig {
@@ -185,6 +197,10 @@ impl SmbConfig {
             guest: None,
             workgroup: "WORKGROUP".into(),
             max_io: 8 << 20,
+            limits: Default::default(),
+            idle_timeout: Duration::from_secs(15 * 60),
+            logon_timeout: Duration::from_secs(60),
+            logons: Default::default(),
         }
     }
 

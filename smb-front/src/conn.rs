@@ -11,9 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cache_engine::front::large;
+use cache_engine::front::limits::{read_or_idle, Idle};
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
@@ -39,6 +41,10 @@ const MAX_IOVECS: usize = 512;
 const MAX_CREDITS: u64 = 8192;
 /// Frames in flight per connection before the reader waits.
 const MAX_INFLIGHT: usize = 128;
+/// Largest frame before a session is logged on: a SESSION_SETUP with the
+/// largest security buffer its 16-bit length allows (MS-SMB2 2.2.5), with
+/// room to spare; NEGOTIATE is smaller. Nothing larger is legitimate there.
+pub(crate) const PRE_AUTH_MAX_FRAME: usize = 64 + 24 + 0xFFFF + 1024;
 
 /// Start accepting on this shard's thread until `stop` closes.
 pub fn spawn_acceptor(
@@ -48,9 +54,15 @@ pub fn spawn_acceptor(
     spread: Arc<cache_engine::front::Spread>,
     shard: usize,
 ) {
-    cache_engine::front::spawn_acceptor("smb", l, stop, Some((spread, shard)), move |stream, peer| {
-        serve(srv.clone(), stream, peer, shard)
-    });
+    let limits = srv.conns.clone();
+    cache_engine::front::spawn_acceptor(
+        "smb",
+        l,
+        stop,
+        Some((spread, shard)),
+        limits,
+        move |stream, peer| serve(srv.clone(), stream, peer, shard),
+    );
 }
 
 /// What NEGOTIATE settled for the connection.
@@ -397,6 +409,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
     let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
     let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
     let max_frame = (srv.cfg.max_io as usize + 64 * 1024).min(smb_proto::transport::MAX_FRAME);
+    let accepted = Instant::now();
     let conn = Rc::new(Conn {
         srv,
         peer,
@@ -419,7 +432,13 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
             closed: false,
         }),
     });
-    let mut frames = FrameReader::new(max_frame);
+    let mut frames = FrameReader::new(PRE_AUTH_MAX_FRAME.min(max_frame));
+    // Some session has logged on: large frames are allowed from then on.
+    let mut trusted = false;
+    let last = std::cell::Cell::new(accepted);
+    // Since when no session of the connection is logged on (None: one is).
+    let unauth_since = std::cell::Cell::new(Some(accepted));
+    let idle = || idle_deadline(&conn, &permit_tx, &unauth_since, last.get());
     // A large message read by itself, to run before the buffered ones.
     let mut pending: Option<Bytes> = None;
     'conn: loop {
@@ -457,8 +476,13 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
                 }
             }
         }
-        match large::read_taken(&mut rd, frames.take_partial(large::MIN)).await {
+        if !trusted && conn.st.borrow().sessions.values().any(Session::valid) {
+            trusted = true;
+            frames.set_max(max_frame);
+        }
+        match large::read_taken(&mut rd, frames.take_partial(large::MIN), idle).await {
             Ok(Some(frame)) => {
+                last.set(Instant::now());
                 pending = Some(frame);
                 continue;
             }
@@ -466,18 +490,47 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
             Err(()) => break,
         }
         let mut buf = std::mem::take(frames.buffer());
-        buf.reserve(frames.wanted().clamp(64 << 10, max_frame + 4));
+        let most = if trusted { max_frame } else { PRE_AUTH_MAX_FRAME };
+        buf.reserve(frames.wanted().clamp(64 << 10, most + 4));
         let held = buf.len();
-        let BufResult(res, slice) = rd.read(buf.slice(held..)).await;
+        let Some(BufResult(res, slice)) = read_or_idle(rd.read(buf.slice(held..)), idle).await else {
+            tracing::debug!(%peer, "smb: closing an idle connection, or one that did not log on in time");
+            break;
+        };
         *frames.buffer() = slice.into_inner();
         match res {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(_) => last.set(Instant::now()),
         }
     }
     teardown(&conn).await;
     drop(conn);
     let _ = writer.await;
+}
+
+/// When a silent connection may be closed: one with no logged-on session
+/// `logon_timeout` after it was made or its last session ended; one with
+/// no open, no request in progress and nothing pending `idle_timeout` after
+/// it last sent something.
+fn idle_deadline(
+    conn: &Conn,
+    in_flight: &async_channel::Sender<()>,
+    unauth_since: &std::cell::Cell<Option<Instant>>,
+    last: Instant,
+) -> Idle {
+    let cfg = &conn.srv.cfg;
+    let st = conn.st.borrow();
+    if !st.sessions.values().any(Session::valid) {
+        let since = unauth_since.get().unwrap_or_else(Instant::now);
+        unauth_since.set(Some(since));
+        return Idle::CloseAt(since + cfg.logon_timeout);
+    }
+    unauth_since.set(None);
+    if in_flight.is_empty() && st.opens.is_empty() && st.pending.is_empty() {
+        Idle::CloseAt(last + cfg.idle_timeout)
+    } else {
+        Idle::AskAt(Instant::now() + cfg.idle_timeout)
+    }
 }
 
 /// Release everything the connection held: opens (with their share modes,

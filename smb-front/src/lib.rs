@@ -35,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use cache_engine::{Engine, FileHandle};
 
 use auth::ntlm::ServerNames;
-use auth::users::{LogonThrottle, UserDb};
+use auth::throttle::LogonThrottle;
+use auth::users::UserDb;
 pub use config::SmbConfig;
 use config::{Encryption, Signing};
 
@@ -84,7 +85,9 @@ pub(crate) struct Server {
     pub start_time: u64,
     /// Tells this server's per-file tables apart from another's on a thread.
     pub id: u64,
-    pub throttle: Mutex<LogonThrottle>,
+    pub throttle: Arc<Mutex<LogonThrottle>>,
+    /// Open connections, against the configured limits.
+    pub conns: Arc<cache_engine::front::limits::ConnCounter>,
     next_id: AtomicU64,
     /// How many opens the server has: with none, other front ends'
     /// changes need no look at the per-file state.
@@ -158,6 +161,9 @@ impl SmbServer {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "weir".into());
         let mut guid = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut guid);
+        let mut throttle = LogonThrottle::default();
+        throttle.set_limits(cfg.logons);
+        let cfg_limits = cfg.limits;
         let server = Arc::new(Server {
             engine: engine.clone(),
             users: Arc::new(users),
@@ -167,7 +173,8 @@ impl SmbServer {
             guid,
             start_time: auth::filetime_now(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            throttle: Mutex::new(LogonThrottle::default()),
+            throttle: Arc::new(Mutex::new(throttle)),
+            conns: cache_engine::front::limits::ConnCounter::new("smb", cfg_limits),
             next_id: AtomicU64::new(1),
             open_count: AtomicUsize::new(0),
             lease_keys: Mutex::new(HashMap::new()),

@@ -14,6 +14,7 @@ use smb_proto::negotiate::security_mode;
 use smb_proto::session::{session_flags, SessionSetupRequest, SessionSetupResponse};
 use smb_proto::NtStatus;
 
+use crate::auth::throttle::{LogonAttempt, NotNow};
 use crate::auth::users::User;
 use crate::auth::{Acceptor, AuthFailure, Identity, Step};
 use crate::config::Encryption;
@@ -24,6 +25,8 @@ pub(crate) struct Session {
     /// Logged on (a reauthentication in progress leaves it valid).
     logged_on: bool,
     acceptor: Option<Acceptor>,
+    /// Counts the logon in progress against the client's limits.
+    attempt: Option<LogonAttempt>,
     preauth: PreauthHash,
     pub user: String,
     pub cred: Credentials,
@@ -71,15 +74,22 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
     if srv.cfg.encryption == Encryption::Required && (!neg.dialect.is_smb3() || neg.cipher.is_none()) {
         return Err(NtStatus::ACCESS_DENIED);
     }
+    let ip = conn.peer.ip();
     let sid = if ctx.hdr.session_id == 0 {
         let id = srv.unique();
         let mut st = conn.st.borrow_mut();
+        let in_setup = st.sessions.values().filter(|s| s.acceptor.is_some()).count();
+        if in_setup >= srv.cfg.logons.per_connection {
+            tracing::info!(peer = %conn.peer, "smb: too many sessions in setup on one connection");
+            return Err(NtStatus::REQUEST_NOT_ACCEPTED);
+        }
         let preauth = st.preauth.fork();
         st.sessions.insert(
             id,
             Session {
                 logged_on: false,
                 acceptor: None,
+                attempt: None,
                 preauth,
                 user: String::new(),
                 cred: Credentials::root(),
@@ -101,6 +111,15 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
         let fresh = st.preauth.fork();
         let s = st.sessions.get_mut(&sid).ok_or(NtStatus::USER_SESSION_DELETED)?;
         if s.acceptor.is_none() {
+            match LogonAttempt::begin(&srv.throttle, ip, Instant::now()) {
+                Ok(a) => s.attempt = Some(a),
+                Err(why) => {
+                    if !s.logged_on {
+                        st.sessions.remove(&sid);
+                    }
+                    return Err(refuse_logon(&conn.peer, why));
+                }
+            }
             s.acceptor = Some(Acceptor::new(srv.users.clone(), srv.names.clone()));
             if s.logged_on {
                 s.preauth = fresh;
@@ -111,12 +130,15 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
         }
         req.security_buffer.clone()
     };
-    let ip = conn.peer.ip();
-    let wait = srv
-        .throttle
-        .lock()
-        .map(|t| t.delay(ip, Instant::now()))
-        .unwrap_or_default();
+    let wait = {
+        let mut t = srv.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if t.locked_out(ip, Instant::now()) {
+            drop(t);
+            end_logon(&conn, sid);
+            return Err(refuse_logon(&conn.peer, NotNow::LockedOut));
+        }
+        t.delay(ip, Instant::now())
+    };
     if !wait.is_zero() {
         compio::time::sleep(wait).await;
     }
@@ -152,10 +174,16 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
         }
         Step::Failed(why) => {
             tracing::warn!(peer = %conn.peer, "smb: logon failed: {why}");
-            if let Ok(mut t) = srv.throttle.lock() {
-                t.record_failure(ip, Instant::now());
+            let locked = srv
+                .throttle
+                .lock()
+                .map(|mut t| t.record_failure(ip, Instant::now()))
+                .unwrap_or(false);
+            if locked {
+                let l = srv.cfg.logons;
+                tracing::warn!(peer = %conn.peer, "smb: {} failed logons in a row: the address is locked out for {:?}", l.lockout_after, l.lockout_for);
             }
-            abandon(ctx, sid);
+            end_logon(&conn, sid);
             return Err(NtStatus::LOGON_FAILURE);
         }
     };
@@ -181,7 +209,7 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
     // required encryption; a signing-required Windows client refuses it).
     if (guest || key.is_empty()) && (srv.signing_required() || srv.cfg.encryption == Encryption::Required) {
         tracing::warn!(peer = %conn.peer, "smb: guest logon refused: signing or encryption is required");
-        abandon(ctx, sid);
+        end_logon(&ctx.conn, sid);
         return Err(NtStatus::ACCESS_DENIED);
     }
     if let Ok(mut t) = srv.throttle.lock() {
@@ -194,9 +222,11 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
         if s.logged_on && s.user != user {
             // A reauthentication must not change who the session is.
             s.acceptor = None;
+            s.attempt = None;
             return Err(NtStatus::ACCESS_DENIED);
         }
         s.acceptor = None;
+        s.attempt = None;
         s.user = user;
         s.cred = cred;
         s.guest = guest;
@@ -230,14 +260,29 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
     Ok(Reply::ok(b))
 }
 
-/// A failed logon: a new session goes, a session being reauthenticated
-/// keeps its logon.
-fn abandon(ctx: &Ctx, sid: u64) {
-    let mut st = ctx.conn.st.borrow_mut();
+/// A logon that failed or was refused: a session that was not logged on
+/// goes, one that was (a reauthentication) stays as it was.
+fn end_logon(conn: &crate::conn::Conn, sid: u64) {
+    let mut st = conn.st.borrow_mut();
     if st.sessions.get(&sid).is_some_and(|s| !s.logged_on) {
         st.sessions.remove(&sid);
     } else if let Some(s) = st.sessions.get_mut(&sid) {
         s.acceptor = None;
+        s.attempt = None;
+    }
+}
+
+/// Log a logon refused before it started; the status the client gets.
+fn refuse_logon(peer: &std::net::SocketAddr, why: NotNow) -> NtStatus {
+    match why {
+        NotNow::LockedOut => {
+            tracing::info!(%peer, "smb: logon refused: the address is locked out after failed logons");
+            NtStatus::LOGON_FAILURE
+        }
+        NotNow::Busy => {
+            tracing::info!(%peer, "smb: logon refused: too many logons in progress");
+            NtStatus::REQUEST_NOT_ACCEPTED
+        }
     }
 }
 

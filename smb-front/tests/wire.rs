@@ -658,3 +658,128 @@ fn an_engine_rename_over_a_leased_file_breaks_its_handle_caching() {
     });
     ack_next_break(&mut a, key, RH, 1);
 }
+
+/// The server closed the connection with nothing more to say (a read
+/// timing out is no close).
+fn closed(s: &mut TcpStream) -> bool {
+    s.read(&mut [0u8; 1])
+        .map_or_else(|e| e.kind() == std::io::ErrorKind::ConnectionReset, |n| n == 0)
+}
+
+/// SESSION_SETUP round 1 (an NTLM NEGOTIATE) of a new session: its status.
+fn setup_round_one(c: &mut Client) -> NtStatus {
+    c.session = 0;
+    let mut token = b"NTLMSSP\0".to_vec();
+    token.extend_from_slice(&1u32.to_le_bytes());
+    token.extend_from_slice(&0xA208_8215u32.to_le_bytes());
+    token.extend_from_slice(&[0; 16]);
+    let r = c.call(Command::SessionSetup, |b| {
+        SessionSetupRequest {
+            flags: 0,
+            security_mode: 1,
+            capabilities: 0,
+            channel: 0,
+            previous_session_id: 0,
+            security_buffer: Bytes::from(token),
+        }
+        .encode(b)
+    });
+    r.h.status
+}
+
+/// Send an ECHO padded out to `len` bytes: answered once it has all arrived.
+fn send_padded_echo(c: &mut Client, len: usize) {
+    let h = c.header(Command::Echo);
+    c.send_with(h, |b| {
+        smb_proto::simple::encode_empty(b);
+        b.resize(len, 0);
+    });
+}
+
+#[test]
+fn frames_stay_small_until_a_session_logs_on() {
+    let fx = start(|_| {});
+    let mut c = Client::connect(&fx);
+    c.negotiate();
+    // 100 KiB: within max_io, but larger than NEGOTIATE or SESSION_SETUP can be.
+    send_padded_echo(&mut c, 100 << 10);
+    assert!(closed(&mut c.s));
+    let mut c = Client::login(&fx);
+    send_padded_echo(&mut c, 100 << 10);
+    assert!(c.recv().is_some());
+}
+
+#[test]
+fn a_connection_that_does_not_log_on_in_time_or_sits_idle_is_closed() {
+    let fx = start(|c| {
+        c.logon_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_millis(300);
+    });
+    let mut c = Client::connect(&fx);
+    c.negotiate();
+    assert!(closed(&mut c.s), "closed without a logon");
+    // Logged on with no open file: closed once silent.
+    let mut idle = Client::login(&fx);
+    assert!(closed(&mut idle.s), "closed when idle");
+    // One holding an open is kept however long it is silent.
+    let mut c = Client::login(&fx);
+    let id = c
+        .create("kept.txt", RW, ALL_SHARE, disposition::OPEN_IF, 0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(close(&mut c, id).h.status, NtStatus::SUCCESS);
+}
+
+#[test]
+fn the_logon_timeout_starts_again_when_the_last_session_logs_off() {
+    let fx = start(|c| c.logon_timeout = Duration::from_millis(300));
+    let mut c = Client::login(&fx);
+    std::thread::sleep(Duration::from_millis(600));
+    let r = c.call(Command::Logoff, smb_proto::simple::encode_empty);
+    assert_eq!(r.h.status, NtStatus::SUCCESS);
+    // Long past the first timeout, a new logon on the same connection.
+    c.key = None;
+    c.tree = 0;
+    assert_eq!(setup_round_one(&mut c), NtStatus::MORE_PROCESSING_REQUIRED);
+}
+
+#[test]
+fn sessions_in_setup_are_bounded_per_connection_and_per_address() {
+    let fx = start(|c| {
+        c.logons.per_connection = 2;
+        c.logons.per_client = 3;
+    });
+    let mut a = Client::connect(&fx);
+    a.negotiate();
+    assert_eq!(setup_round_one(&mut a), NtStatus::MORE_PROCESSING_REQUIRED);
+    assert_eq!(setup_round_one(&mut a), NtStatus::MORE_PROCESSING_REQUIRED);
+    assert_eq!(setup_round_one(&mut a), NtStatus::REQUEST_NOT_ACCEPTED);
+    let mut b = Client::connect(&fx);
+    b.negotiate();
+    assert_eq!(setup_round_one(&mut b), NtStatus::MORE_PROCESSING_REQUIRED);
+    assert_eq!(setup_round_one(&mut b), NtStatus::REQUEST_NOT_ACCEPTED);
+    // The logons of a connection that goes end with it.
+    drop(a);
+    let freed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        setup_round_one(&mut b) == NtStatus::MORE_PROCESSING_REQUIRED
+    });
+    assert!(freed, "the logons of a closed connection still count");
+}
+
+#[test]
+fn an_address_that_fails_to_log_on_too_often_is_locked_out() {
+    let fx = start(|c| {
+        c.logons.lockout_after = 2;
+        c.logons.lockout_for = Duration::from_secs(3600);
+    });
+    for _ in 0..2 {
+        let mut c = Client::connect(&fx);
+        c.negotiate();
+        assert_eq!(c.logon(USER, "not it", false), NtStatus::LOGON_FAILURE);
+    }
+    // Now even the right password is refused, at the first round.
+    let mut c = Client::connect(&fx);
+    c.negotiate();
+    assert_eq!(setup_round_one(&mut c), NtStatus::LOGON_FAILURE);
+}

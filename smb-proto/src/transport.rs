@@ -33,6 +33,11 @@ impl FrameReader {
         }
     }
 
+    /// Bound each message from now on (a client trusted with more, or less).
+    pub fn set_max(&mut self, max_frame: usize) {
+        self.max = max_frame.min(MAX_FRAME);
+    }
+
     /// Bytes read from the connection go here.
     pub fn buffer(&mut self) -> &mut BytesMut {
         &mut self.buf
@@ -97,6 +102,15 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raised_limit_lets_a_frame_through_that_the_first_one_refused() {
+        let mut r = FrameReader::new(100);
+        r.buffer().extend_from_slice(&frame_header(1000));
+        assert!(matches!(r.next_frame(), Err(DecodeError::TooLarge { .. })));
+        r.set_max(1000);
+        assert_eq!(r.next_frame().unwrap(), None);
+    }
 
     #[test]
     fn frames_come_out_whole_in_any_chunking() {

@@ -65,6 +65,8 @@ const SCRIPT_STEPS: &[&[&str]] = &[
         "120",
     ],
     &["tests/kernel-client/run-cifs-against-weir.sh"],
+    // A flood from one address against `[limits]`, a client on another served.
+    &["tests/flood/run-against-weir.sh"],
 ];
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -80,7 +82,8 @@ tasks:
                        the SMB suite (tests/smb/run-against-weir.sh), NFS and SMB
                        clients on one weir (tests/multiproto/run-against-weir.sh), smbtorture
                        against weir's known failures, the kernel CIFS client
-                       (tests/kernel-client/run-cifs-against-weir.sh)
+                       (tests/kernel-client/run-cifs-against-weir.sh), a flood
+                       from one address against [limits] (tests/flood/run-against-weir.sh)
                        and each target of every fuzz crate (*/fuzz) for 15 s
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)

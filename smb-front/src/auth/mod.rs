@@ -8,6 +8,7 @@
 
 pub mod ntlm;
 pub mod spnego;
+pub mod throttle;
 pub mod users;
 
 use std::sync::Arc;

@@ -1,9 +1,6 @@
-//! Local SMB users (name, NT hash, POSIX ids) and a per-client throttle for
-//! failed logons.
+//! Local SMB users (name, NT hash, POSIX ids).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use md4::{Digest, Md4};
 
@@ -134,98 +131,6 @@ impl UserDb {
     }
 }
 
-/// Slows down password guessing: after consecutive failed logons from one
-/// client address, the next attempt is delayed exponentially (base, 2×base,
-/// 4×base, … capped). A success resets the address. Time is passed in, so
-/// the throttle is deterministic to test.
-#[derive(Debug)]
-pub struct LogonThrottle {
-    base: Duration,
-    cap: Duration,
-    /// Entries whose last failure is older than this are forgotten.
-    forget_after: Duration,
-    max_entries: usize,
-    clients: HashMap<IpAddr, Failures>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-impl Default for LogonThrottle {
-    fn default() -> Self {
-        Self::new(Duration::from_millis(100), Duration::from_secs(4))
-    }
-}
-
-impl LogonThrottle {
-    /// A throttle whose first delay is `base` and whose delays never exceed
-    /// `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            forget_after: Duration::from_secs(15 * 60),
-            max_entries: 65_536,
-            clients: HashMap::new(),
-        }
-    }
-
-    /// The full delay owed after `count` consecutive failures.
-    fn penalty(&self, count: u32) -> Duration {
-        if count == 0 {
-            return Duration::ZERO;
-        }
-        let shift = (count - 1).min(31);
-        self.base.saturating_mul(1u32 << shift).min(self.cap)
-    }
-
-    /// How long `client` must still wait at `now` before its next logon is
-    /// processed (zero when it may go ahead).
-    pub fn delay(&self, client: IpAddr, now: Instant) -> Duration {
-        match self.clients.get(&client) {
-            Some(f) => (f.last + self.penalty(f.count)).saturating_duration_since(now),
-            None => Duration::ZERO,
-        }
-    }
-
-    /// Records a failed logon from `client` at `now`.
-    pub fn record_failure(&mut self, client: IpAddr, now: Instant) {
-        if self.clients.len() >= self.max_entries && !self.clients.contains_key(&client) {
-            self.prune(now);
-        }
-        let e = self
-            .clients
-            .entry(client)
-            .or_insert(Failures { count: 0, last: now });
-        e.count = e.count.saturating_add(1);
-        e.last = now;
-    }
-
-    /// Records a successful logon from `client`: its failures are forgiven.
-    pub fn record_success(&mut self, client: IpAddr) {
-        self.clients.remove(&client);
-    }
-
-    /// Drops clients whose last failure is long past; if the table is still
-    /// full, the oldest entries go.
-    pub fn prune(&mut self, now: Instant) {
-        let forget = self.forget_after;
-        self.clients
-            .retain(|_, f| now.saturating_duration_since(f.last) < forget);
-        if self.clients.len() >= self.max_entries {
-            let mut by_age: Vec<_> = self.clients.iter().map(|(ip, f)| (f.last, *ip)).collect();
-            by_age.sort_unstable();
-            let excess = self.clients.len() + 1 - self.max_entries;
-            for (_, ip) in by_age.into_iter().take(excess) {
-                self.clients.remove(&ip);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,40 +161,5 @@ mod tests {
         db.insert_password("RENDER", "pw2", 1001, 100);
         assert_eq!(db.len(), 1);
         assert_eq!(db.get("render").unwrap().uid, 1001);
-    }
-
-    #[test]
-    fn throttle_backs_off_and_resets() {
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let other: IpAddr = "192.0.2.8".parse().unwrap();
-        let mut t = LogonThrottle::new(Duration::from_millis(100), Duration::from_secs(2));
-        let t0 = Instant::now();
-        assert_eq!(t.delay(ip, t0), Duration::ZERO);
-        t.record_failure(ip, t0);
-        assert_eq!(t.delay(ip, t0), Duration::from_millis(100));
-        assert_eq!(
-            t.delay(ip, t0 + Duration::from_millis(40)),
-            Duration::from_millis(60)
-        );
-        t.record_failure(ip, t0);
-        assert_eq!(t.delay(ip, t0), Duration::from_millis(200));
-        for _ in 0..40 {
-            t.record_failure(ip, t0);
-        }
-        assert_eq!(t.delay(ip, t0), Duration::from_secs(2));
-        assert_eq!(t.delay(ip, t0 + Duration::from_secs(3)), Duration::ZERO);
-        assert_eq!(t.delay(other, t0), Duration::ZERO);
-        t.record_success(ip);
-        assert_eq!(t.delay(ip, t0), Duration::ZERO);
-    }
-
-    #[test]
-    fn throttle_forgets_old_clients() {
-        let mut t = LogonThrottle::default();
-        let t0 = Instant::now();
-        let ip: IpAddr = "2001:db8::1".parse().unwrap();
-        t.record_failure(ip, t0);
-        t.prune(t0 + Duration::from_secs(3600));
-        assert!(t.clients.is_empty());
     }
 }
