@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cache_engine::types::{Credentials, Stability};
@@ -17,6 +19,7 @@ use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest};
 use smb_proto::negotiate::NegotiateResponse;
 use smb_proto::oplock::{BreakAcknowledgment, OplockBreak};
 use smb_proto::security::access;
+use smb_proto::session::SessionSetupRequest;
 use smb_proto::tree::TreeConnectRequest;
 use smb_proto::{Command, FileId, NtStatus};
 
