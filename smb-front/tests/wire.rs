@@ -445,6 +445,25 @@ fn share_modes_and_delete_on_close_across_connections() {
 }
 
 #[test]
+fn a_new_read_only_file_with_delete_on_close_is_refused_before_it_exists() {
+    let fx = start(|_| {});
+    let mut c = Client::login(&fx);
+    let r = c.call(Command::Create, |b| {
+        CreateRequest {
+            desired_access: access::DELETE | RW,
+            share_access: ALL_SHARE,
+            create_disposition: disposition::CREATE,
+            create_options: options::NON_DIRECTORY_FILE | options::DELETE_ON_CLOSE,
+            file_attributes: smb_proto::fscc::attributes::READONLY,
+            ..create_body("ro", 0, None)
+        }
+        .encode(b)
+    });
+    assert_eq!(r.h.status, NtStatus::CANNOT_DELETE);
+    assert!(!fx.origin().join("ro").exists());
+}
+
+#[test]
 fn blocking_lock_goes_async_and_cancels() {
     let fx = start(|_| {});
     let mut a = Client::login(&fx);
