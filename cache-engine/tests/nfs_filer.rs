@@ -88,6 +88,10 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
     compio::runtime::Runtime::new().unwrap().block_on(f)
 }
 
+fn unix_seconds() -> u64 {
+    std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()
+}
+
 fn root() -> Credentials {
     Credentials::root()
 }
@@ -650,6 +654,43 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
     nas.down();
     nas.up();
     rt.block_on(async { f.getattr(&root(), &h).await.unwrap() });
+}
+
+#[test]
+fn a_restart_between_write_and_commit_on_other_threads_is_reported() {
+    let mut nas = Nas::start();
+    std::fs::write(nas.path("f"), b"").unwrap();
+    let f = nas.filer();
+    let h = run(async { f.lookup(&root(), &f.root(), b"f").await.unwrap().0 });
+    // The unstable write goes out from a thread (a shard) of its own.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            run(async {
+                let w = f
+                    .write(
+                        &root(),
+                        &h,
+                        0,
+                        Bytes::from_static(b"unstable"),
+                        Stability::Unstable,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(w.committed, Stability::Unstable);
+            })
+        });
+    });
+    nas.down();
+    // ganesha's write verifier is its start time in seconds.
+    let started = unix_seconds();
+    while unix_seconds() == started {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nas.up();
+    run(async {
+        assert_eq!(f.commit(&root(), &h).await.err(), Some(Error::WritesLost));
+        f.commit(&root(), &h).await.unwrap();
+    });
 }
 
 #[test]

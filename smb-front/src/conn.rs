@@ -7,7 +7,7 @@
 //! order and runs it as a task; one writer task sends the responses.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -132,6 +132,8 @@ pub(crate) struct ConnState {
     pub opens: HashMap<u64, Rc<Open>>,
     credits: Credits,
     pending: HashMap<u64, Pending>,
+    /// CANCELs (message id, session) read before their request went async.
+    early_cancels: VecDeque<(u64, u64)>,
     next_async: u64,
     nonces: NonceSource,
     /// An SMB1 NEGOTIATE was answered: only SMB2 NEGOTIATE may follow.
@@ -308,6 +310,11 @@ impl Ctx {
             let mut st = self.conn.st.borrow_mut();
             st.next_async += 1;
             let id = st.next_async;
+            let early = (self.hdr.message_id, self.session_id);
+            if let Some(i) = st.early_cancels.iter().position(|&c| c == early) {
+                st.early_cancels.remove(i);
+                let _ = tx.try_send(());
+            }
             st.pending.insert(
                 self.hdr.message_id,
                 Pending {
@@ -427,6 +434,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
                 used: BTreeSet::new(),
             },
             pending: HashMap::new(),
+            early_cancels: VecDeque::new(),
             next_async: 0,
             nonces: NonceSource::new(),
             closed: false,
@@ -819,15 +827,30 @@ pub(crate) fn refuse_plain(ctx: &Ctx) -> Option<NtStatus> {
 
 /// CANCEL: fire the pending request's cancel (it answers STATUS_CANCELLED).
 fn cancel(conn: &Conn, hdr: &Header) {
-    let st = conn.st.borrow();
+    let mut st = conn.st.borrow_mut();
     let found = match hdr.async_id() {
         Some(a) => st.pending.values().find(|p| p.async_id == a),
         None => st.pending.get(&hdr.message_id),
     };
-    if let Some(p) = found.filter(|p| p.session == hdr.session_id) {
-        let _ = p.cancel.try_send(());
+    match found {
+        Some(p) if p.session == hdr.session_id => {
+            let _ = p.cancel.try_send(());
+        }
+        Some(_) => {}
+        // Its request may still be on its way to going async: kept for it.
+        None if hdr.async_id().is_none() => {
+            if st.early_cancels.len() == EARLY_CANCELS {
+                st.early_cancels.pop_front();
+            }
+            st.early_cancels.push_back((hdr.message_id, hdr.session_id));
+        }
+        None => {}
     }
 }
+
+/// CANCELs kept for requests not yet async (older ones are for requests
+/// that finished without going async).
+const EARLY_CANCELS: usize = 16;
 
 async fn dispatch(ctx: &mut Ctx, req: Request) -> Result<Reply> {
     use crate::{dir, fileops, info, ioctl, lock, negotiate, notify, session, tree};

@@ -263,6 +263,10 @@ async fn open_or_create(ctx: &mut Ctx, req: &CreateRequest) -> Result<Reply> {
                     return Err(NtStatus::OBJECT_NAME_INVALID);
                 };
                 let readonly = req.file_attributes & fa::READONLY != 0;
+                if doc && readonly && !want_dir {
+                    // Refused before anything is made, as Windows does.
+                    return Err(NtStatus::CANNOT_DELETE);
+                }
                 let set = SetAttr {
                     mode: Some(match (want_dir, readonly) {
                         (true, _) => 0o755,

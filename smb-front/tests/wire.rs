@@ -220,6 +220,25 @@ fn share_modes_and_delete_on_close_across_connections() {
 }
 
 #[test]
+fn a_new_read_only_file_with_delete_on_close_is_refused_before_it_exists() {
+    let fx = start(|_| {});
+    let mut c = Client::login(&fx);
+    let r = c.call(Command::Create, |b| {
+        CreateRequest {
+            desired_access: access::DELETE | RW,
+            share_access: ALL_SHARE,
+            create_disposition: disposition::CREATE,
+            create_options: options::NON_DIRECTORY_FILE | options::DELETE_ON_CLOSE,
+            file_attributes: smb_proto::fscc::attributes::READONLY,
+            ..create_body("ro", 0, None)
+        }
+        .encode(b)
+    });
+    assert_eq!(r.h.status, NtStatus::CANNOT_DELETE);
+    assert!(!fx.origin().join("ro").exists());
+}
+
+#[test]
 fn blocking_lock_goes_async_and_cancels() {
     let fx = start(|_| {});
     let mut a = Client::login(&fx);
@@ -265,15 +284,82 @@ fn blocking_lock_goes_async_and_cancels() {
 }
 
 fn watch(c: &mut Client, dir: FileId) -> Resp {
-    c.call(Command::ChangeNotify, |x| {
-        ChangeNotifyRequest {
-            flags: 0,
-            output_buffer_length: 4096,
-            file_id: dir,
-            completion_filter: smb_proto::dir::notify_filter::FILE_NAME,
-        }
-        .encode(x)
-    })
+    c.call(Command::ChangeNotify, |x| names_of(dir).encode(x))
+}
+
+/// CHANGE_NOTIFY for file names in `dir`.
+fn names_of(dir: FileId) -> ChangeNotifyRequest {
+    ChangeNotifyRequest {
+        flags: 0,
+        output_buffer_length: 4096,
+        file_id: dir,
+        completion_filter: smb_proto::dir::notify_filter::FILE_NAME,
+    }
+}
+
+#[test]
+fn a_cancel_read_before_its_request_went_async_still_cancels_it() {
+    let fx = start(|_| {});
+    let mut c = Client::login(&fx);
+    let cred = Credentials::root();
+    for shard in 0..fx.engine.shard_count() {
+        // A directory that `shard` owns.
+        let name = (0..)
+            .map(|i| format!("s{shard}-{i}"))
+            .find(|name| {
+                std::fs::create_dir(fx.origin().join(name)).unwrap();
+                futures::executor::block_on(async {
+                    let root = fx.engine.root();
+                    let (fh, _, _) = fx.engine.lookup(&cred, &root, name.as_bytes()).await.unwrap();
+                    fx.engine.owner(&fh) == shard
+                })
+            })
+            .unwrap();
+        let dir = c
+            .create(
+                &name,
+                access::FILE_LIST_DIRECTORY,
+                ALL_SHARE,
+                disposition::OPEN,
+                options::DIRECTORY_FILE,
+            )
+            .unwrap();
+        // The owning shard is held busy, so that a CHANGE_NOTIFY served from
+        // another shard is still on its way there when its CANCEL is read.
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (busy, is_busy) = std::sync::mpsc::channel::<()>();
+        let engine = fx.engine.clone();
+        let holder = std::thread::spawn(move || {
+            futures::executor::block_on(engine.run_on(shard, move || async move {
+                busy.send(()).unwrap();
+                let _ = held.recv();
+            }))
+            .unwrap();
+        });
+        is_busy.recv().unwrap();
+        let notify = c.header(Command::ChangeNotify);
+        c.send_with(notify, |x| names_of(dir).encode(x));
+        let mut cancel = c.header(Command::Cancel);
+        c.mid -= 1;
+        cancel.message_id = notify.message_id;
+        c.send_with(cancel, smb_proto::simple::encode_empty);
+        // Let the server read the CANCEL before the shard is free again.
+        std::thread::sleep(Duration::from_millis(200));
+        hold.send(()).unwrap();
+        holder.join().unwrap();
+        let r = loop {
+            let r = c.recv().expect("an answer to the cancelled request");
+            if r.h.status != NtStatus::PENDING {
+                break r;
+            }
+        };
+        assert_eq!(
+            (r.h.message_id, r.h.status),
+            (notify.message_id, NtStatus::CANCELLED),
+            "shard {shard}"
+        );
+        close(&mut c, dir);
+    }
 }
 
 #[test]

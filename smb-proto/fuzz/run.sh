@@ -2,14 +2,14 @@
 # Run each fuzz target of smb-proto briefly (default 20 s each).
 #   smb-proto/fuzz/run.sh [SECONDS] [TARGET...]
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); works on stable Rust through
-# RUSTC_BOOTSTRAP=1. Skips (exit 0) when cargo-fuzz is missing.
+# RUSTC_BOOTSTRAP=1. Fails when cargo-fuzz is missing.
 set -eu
 cd "$(dirname "$0")"
 secs=${1:-20}
 [ $# -gt 0 ] && shift
 if ! cargo fuzz --help >/dev/null 2>&1; then
-    echo "fuzz: cargo-fuzz is not installed (cargo install cargo-fuzz); skipping" >&2
-    exit 0
+    echo "fuzz: cargo-fuzz is not installed (cargo install cargo-fuzz)" >&2
+    exit 1
 fi
 targets=${*:-"$(cargo fuzz list)"}
 for t in $targets; do

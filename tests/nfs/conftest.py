@@ -105,7 +105,7 @@ def ro_export(main_export):
     exp = _export("WEIR_NFS_RO_PORT", "WEIR_MOUNT_RO_PORT", "WEIR_NFS_RO_EXPORT",
                   "WEIR_NFS_RO_BACKDIR", main_export)
     if exp is None:
-        pytest.skip("WEIR_NFS_RO_EXPORT is not set: no read-only export to test")
+        pytest.fail("WEIR_NFS_RO_EXPORT is not set: no read-only export to test")
     return exp
 
 
@@ -114,7 +114,7 @@ def squash_export(main_export):
     exp = _export("WEIR_NFS_SQUASH_PORT", "WEIR_MOUNT_SQUASH_PORT", "WEIR_NFS_SQUASH_EXPORT",
                   "WEIR_NFS_SQUASH_BACKDIR", main_export)
     if exp is None:
-        pytest.skip("WEIR_NFS_SQUASH_EXPORT is not set: no root-squashing export to test")
+        pytest.fail("WEIR_NFS_SQUASH_EXPORT is not set: no root-squashing export to test")
     return exp
 
 

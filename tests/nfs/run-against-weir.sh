@@ -63,8 +63,7 @@ chmod 1777 "$TMP/export" # the root-squash test writes there as the anonymous us
 PORT="${WEIR_NFS_TEST_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 echo "$PORT" >"$TMP/port"
 
-# Export rules (read-only, root squash) through the config file; when this weir does not
-# take those keys, run without them and the export-rule tests skip. The suite acts as root
+# Export rules (read-only, root squash) through the config file. The suite acts as root
 # on /export and calls from unprivileged ports, so its rules say so (Weir's default export
 # squashes root and serves privileged ports only).
 cat >"$TMP/weir.toml" <<'TOML'
@@ -95,12 +94,10 @@ access = "rw"
 squash = "root"
 secure = false
 TOML
-RULES=1
 if ! "$WEIR_BIN" config check "$TMP/weir.toml" >"$TMP/config-check.out" 2>&1; then
-    say "weir rejects the export-rules config; the read-only and root-squash tests will skip:"
+    say "weir rejects the export-rules config:"
     sed 's/^/    /' "$TMP/config-check.out" >&2
-    rm -f "$TMP/weir.toml"
-    RULES=
+    exit 2
 fi
 
 start_weir "$TMP"
@@ -112,11 +109,9 @@ say "weir $(cat "$TMP/weir.pid") serving $TMP/export on 127.0.0.1:$PORT"
 
 export WEIR_NFS_SERVER=weir WEIR_NFS_HOST=127.0.0.1 WEIR_NFS_PORT=$PORT WEIR_MOUNT_PORT=$PORT \
     WEIR_NFS_EXPORT=/export WEIR_NFS_BACKDIR="$TMP/export" \
-    WEIR_NFS_RESTART="$(readlink -f "${BASH_SOURCE[0]}") --restart $TMP"
-if [ -n "$RULES" ]; then
-    export WEIR_NFS_RO_EXPORT=/ro WEIR_NFS_SQUASH_EXPORT=/squash \
-        WEIR_NFS_ANON_UID=65534 WEIR_NFS_ANON_GID=65534
-fi
+    WEIR_NFS_RESTART="$(readlink -f "${BASH_SOURCE[0]}") --restart $TMP" \
+    WEIR_NFS_RO_EXPORT=/ro WEIR_NFS_SQUASH_EXPORT=/squash \
+    WEIR_NFS_ANON_UID=65534 WEIR_NFS_ANON_GID=65534
 if [ "${1:-}" = --exec ]; then
     shift
     WEIR_TESTS_PYTHON="$PY" "$@"

@@ -10,9 +10,10 @@ SMB_USER, SMB_PASS) or the flags. Each suite runs as
 SUITE` (plus the suite's options below) with a time limit; its subunit v1
 output is parsed into one result per test and compared with
 known-failures-SERVER.txt beside this script, where each line is
-`test.name  # reason` (a suite's name covers all of its tests). Prints a
-table per suite and exits 1 on any failure not listed there, 2 when
-smbtorture could not run at all. Tests listed that now pass are reported.
+`test.name  # reason`, one test per line: an entry that names a suite
+instead of a test is an error. Prints a table per suite and exits 1 on any
+failure not listed there or on a suite entry, 2 when smbtorture could not
+run at all. Tests listed that now pass are reported.
 """
 
 import argparse
@@ -118,10 +119,14 @@ def load_known(path):
 
 
 def known_entry(known, test):
-    for entry in known:
-        if test == entry or test.startswith(entry + "."):
-            return entry
-    return None
+    return test if test in known else None
+
+
+def suite_entries(known, runs):
+    """Entries that name no test that ran but a group of tests that did: each
+    failing test must be listed by itself, with its own reason."""
+    ran = {r.name for run in runs for r in run.results}
+    return [e for e in known if e not in ran and any(n.startswith(e + ".") for n in ran)]
 
 
 @dataclass
@@ -212,9 +217,8 @@ def summarise(runs, known, server):
         for name, reason in fixed:
             print(f"  {name}  # was: {reason}")
     ran = {r.name for run in runs for r in run.results}
-    stale = [e for e in known if e not in seen and any(e.startswith(s) for s in
-                                                         (run.suite for run in runs))
-             and not any(n == e or n.startswith(e + ".") for n in ran)]
+    stale = [e for e in known if e not in seen and e not in ran
+             and any(e.startswith(run.suite + ".") for run in runs)]
     if stale:
         print("\nknown failures of these suites that did not run:")
         for e in stale:
@@ -256,6 +260,12 @@ def main():
               file=sys.stderr, flush=True)
         runs.append(run)
     unexpected = summarise(runs, known, args.server)
+    suites = suite_entries(known, runs)
+    if suites:
+        print("\nknown-failures entries that name a suite, not a test (list its failing tests,"
+              " each with its reason):")
+        for e in suites:
+            print(f"  {e}  # {known[e]}")
     print(f"\noutput of each suite: {out_dir}/SUITE.subunit")
     total = sum(len(r.results) for r in runs)
     failed = sum(1 for r in runs for x in r.results if x.outcome == "fail")
@@ -263,7 +273,7 @@ def main():
     skipped = total - failed - passed
     print(f"known failures that failed: {failed - len(unexpected)}")
     print(f"smbtorture: {passed} passed, {len(unexpected)} failed, {skipped} skipped")
-    return 1 if unexpected else 0
+    return 1 if unexpected or suites else 0
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@
 //! codecs and nothing the upstream sends can make us panic: a reply that does
 //! not decode is an I/O error. Connections, retries and timeouts live in
 //! [`client`]; per-shard state (connections, a copy of the handle map, READDIR
-//! cookie verifiers) is kept per thread, so calls take no lock.
+//! cookie verifiers) is kept per thread, so calls take no lock. Unstable
+//! writes waiting for a COMMIT are recorded per filer in [`unstable`].
 
 mod client;
 mod handles;
+mod unstable;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +34,7 @@ use nfs_proto::{portmap, Encoder, Xdr};
 
 use self::client::{ClientConfig, Pool};
 use self::handles::{Digest, HandleMap, Ours};
+use self::unstable::Unstable;
 use super::{CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::types::*;
 use crate::{Error, Result};
@@ -87,6 +90,8 @@ struct Inner {
     wtmax: u32,
     dtpref: u32,
     handles: HandleMap,
+    /// Unstable writes not committed yet, for every shard.
+    unstable: Mutex<Unstable>,
 }
 
 /// What one shard thread keeps for one filer.
@@ -98,13 +103,12 @@ struct Local {
     cred: RefCell<Option<(Credentials, OpaqueAuth)>>,
     /// READDIR cookie verifier per directory, for listings that resume.
     cookieverfs: RefCell<HashMap<FilerHandle, u64>>,
-    /// Write verifier of each file's unstable writes not committed yet, and
-    /// whether it changed (the server restarted and may have lost them).
-    unstable: RefCell<HashMap<FilerHandle, (u64, bool)>>,
 }
 
 /// Bound on the per-shard maps above; past it they start over.
 const LOCAL_MAP_MAX: usize = 64 * 1024;
+/// Files with unstable writes waiting for a COMMIT; writes to more go stable.
+const UNSTABLE_FILES_MAX: usize = 64 * 1024;
 /// AUTH_SYS machine name.
 const MACHINE_NAME: &[u8] = b"weir";
 /// Bound on the calls made at start (portmapper, MOUNT, FSINFO).
@@ -157,8 +161,17 @@ impl NfsFiler {
                 wtmax,
                 dtpref,
                 handles,
+                unstable: Mutex::new(Unstable::new(UNSTABLE_FILES_MAX)),
             }),
         })
+    }
+
+    /// The filer's record of unstable writes (held only between awaits).
+    fn unstable(&self) -> std::sync::MutexGuard<'_, Unstable> {
+        self.inner
+            .unstable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// This thread's state for this filer.
@@ -175,7 +188,6 @@ impl NfsFiler {
                 digests: RefCell::default(),
                 cred: RefCell::default(),
                 cookieverfs: RefCell::default(),
-                unstable: RefCell::default(),
             });
             all.push((Arc::downgrade(&self.inner), l.clone()));
             l
@@ -407,18 +419,6 @@ impl Local {
         let a = auth_sys(cred);
         *last = Some((cred.clone(), a.clone()));
         a
-    }
-
-    /// Note the verifier of an unstable write.
-    fn track_unstable(&self, fh: &FilerHandle, verf: u64) {
-        let mut m = self.unstable.borrow_mut();
-        if m.len() >= LOCAL_MAP_MAX && !m.contains_key(fh) {
-            m.clear();
-        }
-        let e = m.entry(*fh).or_insert((verf, false));
-        if e.0 != verf {
-            e.1 = true;
-        }
     }
 }
 
@@ -718,7 +718,10 @@ impl CoreFiler for NfsFiler {
         if offset.checked_add(data.len() as u64).is_none() {
             return Err(Error::FBig);
         }
-        let how = stable_how(stability_wanted);
+        let mut how = stable_how(stability_wanted);
+        if how == StableHow::Unstable && !self.unstable().may_defer(fh) {
+            how = StableHow::FileSync;
+        }
         let chunk = self.inner.wtmax.max(1) as usize;
         let mut done = 0usize;
         let mut committed = Stability::FileSync;
@@ -740,9 +743,7 @@ impl CoreFiler for NfsFiler {
                 after = w.file_wcc.after;
             }
             let c = stability(w.committed);
-            if c == Stability::Unstable {
-                l.track_unstable(fh, w.verf);
-            }
+            self.unstable().wrote(fh, w.verf, c == Stability::Unstable);
             committed = committed.min(c);
             done += w.count as usize;
             if done >= data.len() || (w.count as usize) < n {
@@ -765,17 +766,13 @@ impl CoreFiler for NfsFiler {
             count: 0,
         }
         .to_bytes()];
+        let start = self.unstable().commit_start();
         let (r, _) = self.call::<Commit3Res>(&l, cred, NfsProc3::Commit, &args).await?;
         let c = ok(r)?;
-        let tracked = l.unstable.borrow_mut().remove(fh);
-        if let Some((verf, changed)) = tracked {
-            if changed || verf != c.verf {
-                // The upstream restarted since those writes: they may be lost.
-                tracing::warn!(
-                    "NFS upstream: write verifier changed before COMMIT; unstable writes may be lost"
-                );
-                return Err(Error::WritesLost);
-            }
+        if !self.unstable().committed(fh, c.verf, start) {
+            // The upstream restarted since those writes: they may be lost.
+            tracing::warn!("NFS upstream: write verifier changed before COMMIT; unstable writes may be lost");
+            return Err(Error::WritesLost);
         }
         Ok(wcc(&c.file_wcc))
     }
@@ -1241,6 +1238,7 @@ mod tests {
             wtmax: 1 << 20,
             dtpref: 8192,
             handles,
+            unstable: Mutex::new(Unstable::new(UNSTABLE_FILES_MAX)),
         };
         (
             NfsFiler {
@@ -1443,6 +1441,63 @@ mod tests {
             let names: Vec<&[u8]> = page.entries.iter().map(|e| &e.name[..]).collect();
             assert_eq!(names, vec![&b"fine"[..]]);
             assert!(page.eof);
+        });
+        t.join().unwrap();
+    }
+
+    /// The arguments of a call record (past its credentials and verifier).
+    fn args_of(rec: &[u8]) -> &[u8] {
+        let word = |at: usize| u32::from_be_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]) as usize;
+        let verf = 32 + word(28).next_multiple_of(4);
+        &rec[verf + 8 + word(verf + 4).next_multiple_of(4)..]
+    }
+
+    #[test]
+    fn past_the_bound_of_files_waiting_a_restart_is_still_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (f, t) = scripted(tmp.path(), |s| {
+            for i in 0..6 {
+                let rec = read_record(s).unwrap();
+                assert_eq!(proc_of(&rec), NfsProc3::Write as u32);
+                let args = Write3Args::from_bytes(Bytes::copy_from_slice(args_of(&rec))).unwrap();
+                let want = if i < 4 {
+                    StableHow::Unstable
+                } else {
+                    StableHow::FileSync
+                };
+                assert_eq!(args.stable, want, "write {i}");
+                let w = Write3Res::Ok(Write3Ok {
+                    file_wcc: WccData::default(),
+                    count: args.count,
+                    committed: args.stable,
+                    verf: 1,
+                });
+                reply(s, xid_of(&rec), &w.to_bytes());
+            }
+            // The upstream restarted: a new verifier.
+            for _ in 0..2 {
+                let rec = read_record(s).unwrap();
+                assert_eq!(proc_of(&rec), NfsProc3::Commit as u32);
+                let c = Commit3Res::Ok(Commit3Ok {
+                    file_wcc: WccData::default(),
+                    verf: 2,
+                });
+                reply(s, xid_of(&rec), &c.to_bytes());
+            }
+        });
+        *f.unstable() = Unstable::new(4);
+        let file = |i: u8| handles::inline_handle(&[b'f', i]).unwrap();
+        run(async {
+            let c = Credentials::root();
+            for i in 0..6 {
+                let w = f
+                    .write(&c, &file(i), 0, Bytes::from_static(b"x"), Stability::Unstable)
+                    .await
+                    .unwrap();
+                assert_eq!(w.committed == Stability::Unstable, i < 4);
+            }
+            assert_eq!(f.commit(&c, &file(0)).await.err(), Some(Error::WritesLost));
+            f.commit(&c, &file(5)).await.unwrap();
         });
         t.join().unwrap();
     }
