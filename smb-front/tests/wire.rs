@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use cache_engine::types::{Credentials, Stability};
 use common::client::*;
 use common::*;
-use smb_proto::create::{disposition, oplock_level, options, share_access, CreateResponse};
+use smb_proto::create::{disposition, oplock_level, options, share_access, CreateRequest, CreateResponse};
 use smb_proto::dir::{decode_output_buffer_response, ChangeNotifyRequest};
 use smb_proto::header::{flags, HeaderId};
 use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest};
