@@ -1,6 +1,7 @@
 //! CHANGE_NOTIFY: a watcher on the directory's owning shard, answered
 //! when this server changes a name in the directory (or with
-//! NOTIFY_CLEANUP when the directory is closed, CANCELLED on CANCEL).
+//! NOTIFY_CLEANUP when the directory is closed, DELETE_PENDING when it is
+//! deleted, CANCELLED on CANCEL).
 //! Changes made straight on the core filer are not seen, and neither are
 //! changes that happen while no CHANGE_NOTIFY is pending.
 
@@ -65,7 +66,8 @@ pub(crate) async fn change_notify(ctx: &mut Ctx, req: ChangeNotifyRequest) -> Re
             encode_output_buffer_response(&[], &mut b);
             Ok(Reply::with(NtStatus::NOTIFY_CLEANUP, b))
         }
-        Some(Ok(changes)) => {
+        Some(Ok(Err(status))) => Err(status),
+        Some(Ok(Ok(changes))) => {
             let mut list = BytesMut::new();
             encode_notify_list(&changes, &mut list);
             if list.len() > req.output_buffer_length as usize {
