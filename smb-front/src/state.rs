@@ -187,11 +187,7 @@ impl FileState {
             None => !self.opens.is_empty(),
         };
         if self.delete_pending {
-            // The directory is going: its pending CHANGE_NOTIFYs end
-            // now, as on Windows, rather than wait on a name that is gone.
-            for w in self.watchers.drain(..) {
-                let _ = w.tx.try_send(Err(NtStatus::DELETE_PENDING));
-            }
+            self.removed();
         }
         if self.delete_pending && !held {
             self.delete_pending = false;
@@ -256,6 +252,14 @@ impl FileState {
     fn wake(&mut self) {
         for w in self.waiters.drain(..) {
             let _ = w.try_send(());
+        }
+    }
+
+    /// The directory is going (or gone): its pending CHANGE_NOTIFYs end
+    /// now, as on Windows, rather than wait on a name that is no more.
+    pub fn removed(&mut self) {
+        for w in self.watchers.drain(..) {
+            let _ = w.tx.try_send(Err(NtStatus::DELETE_PENDING));
         }
     }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use bytes::BufMut;
+use cache_engine::types::Credentials;
 use common::client::*;
 use common::*;
 use smb_proto::create::{disposition, options};
@@ -129,4 +130,23 @@ fn a_pending_notify_ends_delete_pending_when_its_directory_is_deleted() {
         assert_eq!(close(&mut a, dir).h.status, NtStatus::SUCCESS);
         assert!(!fx.origin().join("gone").exists());
     }
+}
+
+#[test]
+fn a_pending_notify_ends_delete_pending_when_another_front_end_removes_its_directory() {
+    let fx = start(|_| {});
+    let mut a = Client::login(&fx);
+    let dir = new_dir(&mut a, "gone");
+    assert_eq!(
+        watch(&mut a, dir, notify_filter::FILE_NAME).h.status,
+        NtStatus::PENDING
+    );
+    // As NFS removes it: with no SMB open's origin.
+    futures::executor::block_on(fx.engine.rmdir(&Credentials::root(), &fx.engine.root(), b"gone")).unwrap();
+    let r = a.recv().expect("the pending CHANGE_NOTIFY ends");
+    assert_eq!(
+        (r.h.command, r.h.status),
+        (Command::ChangeNotify, NtStatus::DELETE_PENDING)
+    );
+    assert_eq!(close(&mut a, dir).h.status, NtStatus::SUCCESS);
 }
