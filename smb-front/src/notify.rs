@@ -1,10 +1,11 @@
 //! CHANGE_NOTIFY: a watcher on the directory's owning shard, answered
-//! when this server changes a name in the directory or sets the basic
+//! when an SMB client changes a name in the directory or sets the basic
 //! information (attributes, times) of a file in it (or with
 //! NOTIFY_CLEANUP when the directory is closed, DELETE_PENDING when it is
-//! deleted, CANCELLED on CANCEL).
-//! Changes made straight on the core filer are not seen, and neither are
-//! changes that happen while no CHANGE_NOTIFY is pending.
+//! deleted, through SMB or NFS, CANCELLED on CANCEL).
+//! Other changes made through NFS or straight on the core filer are not
+//! seen, and neither are changes that happen while no CHANGE_NOTIFY is
+//! pending.
 
 use std::sync::Arc;
 
