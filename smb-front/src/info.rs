@@ -341,6 +341,7 @@ async fn set_file(ctx: &Ctx, o: &Open, info: SetFileInfo) -> Result<()> {
             if set != SetAttr::default() {
                 eng.setattr(&o.cred, &o.fh, &set, None).await.nt()?;
             }
+            notify::basic_info_set(&srv, o, &b);
         }
         SetFileInfo::EndOfFile { end_of_file } => {
             o.require(sa::FILE_WRITE_DATA)?;

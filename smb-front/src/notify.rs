@@ -1,17 +1,25 @@
 //! CHANGE_NOTIFY: a watcher on the directory's owning shard, answered
-//! when this server changes a name in the directory (or with
-//! NOTIFY_CLEANUP when the directory is closed, CANCELLED on CANCEL).
-//! Changes made straight on the core filer are not seen, and neither are
-//! changes that happen while no CHANGE_NOTIFY is pending.
+//! when an SMB client changes a name in the directory or sets the basic
+//! information (attributes, times) of a file in it (or with
+//! NOTIFY_CLEANUP when the directory is closed, DELETE_PENDING when it is
+//! deleted, through SMB or NFS, CANCELLED on CANCEL).
+//! Other changes made through NFS or straight on the core filer are not
+//! seen, and neither are changes that happen while no CHANGE_NOTIFY is
+//! pending.
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use cache_engine::FileHandle;
-use smb_proto::dir::{encode_notify_list, encode_output_buffer_response, ChangeNotifyRequest, FileNotify};
+use smb_proto::dir::{
+    encode_notify_list, encode_output_buffer_response, notify_action, notify_filter, ChangeNotifyRequest,
+    FileNotify,
+};
+use smb_proto::fscc::BasicInfo;
 use smb_proto::NtStatus;
 
 use crate::conn::{Ctx, Reply, Result};
+use crate::fileops::Open;
 use crate::state::{on_file, Watcher};
 use crate::Server;
 
@@ -26,6 +34,33 @@ pub(crate) fn changed(srv: &Arc<Server>, dir: FileHandle, filter: u32, action: u
         let _ = on_file(&srv, dir, move |f| f.changed(filter, &[change])).await;
     })
     .detach();
+}
+
+/// Tell the watchers of `o`'s directory that FileBasicInformation was set
+/// on it: MODIFIED under the filter of each field the client gave (0
+/// leaves a time alone, -1 and -2 only stop or resume its updates).
+pub(crate) fn basic_info_set(srv: &Arc<Server>, o: &Open, b: &BasicInfo) {
+    let given = |t: u64| t != 0 && t < u64::MAX - 1;
+    let filter = [
+        (b.attributes != 0, notify_filter::ATTRIBUTES),
+        (given(b.times.last_write), notify_filter::LAST_WRITE),
+        (given(b.times.last_access), notify_filter::LAST_ACCESS),
+        (given(b.times.creation), notify_filter::CREATION),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |f, (_, bit)| f | bit);
+    let (dir, name) = o.loc.borrow().clone();
+    // The share's root has no directory to tell.
+    if filter != 0 && !name.is_empty() {
+        changed(
+            srv,
+            dir,
+            filter,
+            notify_action::MODIFIED,
+            &String::from_utf8_lossy(&name),
+        );
+    }
 }
 
 pub(crate) async fn change_notify(ctx: &mut Ctx, req: ChangeNotifyRequest) -> Result<Reply> {
@@ -65,7 +100,8 @@ pub(crate) async fn change_notify(ctx: &mut Ctx, req: ChangeNotifyRequest) -> Re
             encode_output_buffer_response(&[], &mut b);
             Ok(Reply::with(NtStatus::NOTIFY_CLEANUP, b))
         }
-        Some(Ok(changes)) => {
+        Some(Ok(Err(status))) => Err(status),
+        Some(Ok(Ok(changes))) => {
             let mut list = BytesMut::new();
             encode_notify_list(&changes, &mut list);
             if list.len() > req.output_buffer_length as usize {

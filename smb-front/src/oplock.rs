@@ -318,14 +318,20 @@ pub(crate) fn release_key(srv: &Server, client: [u8; 16], key: [u8; 16]) {
 enum Hit {
     /// Its data or size changed: others lose read and write caching.
     Data,
-    /// It was renamed or removed: others lose handle caching.
+    /// It was renamed: others lose handle caching.
     Name,
+    /// It was removed: as renamed, and a directory's CHANGE_NOTIFYs end.
+    Removed,
 }
 
 fn hit_by_other(f: &mut FileState, hit: Hit) -> Vec<Break> {
     match hit {
         Hit::Data => f.lease(|ls, now| ls.write(By::Other, now)).1,
         Hit::Name => f.lease(|ls, now| ls.rename_or_delete(By::Other, now)).1,
+        Hit::Removed => {
+            f.removed();
+            f.lease(|ls, now| ls.rename_or_delete(By::Other, now)).1
+        }
     }
 }
 
@@ -335,7 +341,8 @@ fn hit_by_other(f: &mut FileState, hit: Hit) -> Vec<Break> {
 /// Data changes are reported on the file's owning shard, where its state
 /// is, so they cost a table lookup; removals and renames hop to the owners
 /// of the object and of the object a rename replaced. Directories hold no
-/// leases, so their entries changing breaks nothing.
+/// leases, so their entries changing breaks nothing; a directory removed
+/// ends its pending CHANGE_NOTIFYs.
 pub(crate) fn subscribe(srv: &Arc<Server>) {
     let weak = Arc::downgrade(srv);
     srv.engine.subscribe(Arc::new(move |c: &Change| {
@@ -349,10 +356,10 @@ pub(crate) fn subscribe(srv: &Arc<Server>) {
         let hits: Vec<(FileHandle, Hit)> = match &c.kind {
             ChangeKind::Write { file, .. } => return data_here(&srv, *file),
             ChangeKind::SetAttr { file, set } if set.size.is_some() => return data_here(&srv, *file),
-            ChangeKind::Removed { object, .. } => vec![(*object, Hit::Name)],
+            ChangeKind::Removed { object, .. } => vec![(*object, Hit::Removed)],
             ChangeKind::Renamed { object, replaced, .. } => {
                 let mut v = vec![(*object, Hit::Name)];
-                v.extend(replaced.map(|r| (r, Hit::Name)));
+                v.extend(replaced.map(|r| (r, Hit::Removed)));
                 v
             }
             _ => return,

@@ -83,7 +83,8 @@ pub(crate) struct Watcher {
     pub key: u64,
     pub id: u64,
     pub filter: u32,
-    pub tx: async_channel::Sender<Vec<FileNotify>>,
+    /// The changes, or the status that ends the request without any.
+    pub tx: async_channel::Sender<Result<Vec<FileNotify>, NtStatus>>,
 }
 
 impl FileState {
@@ -185,6 +186,9 @@ impl FileState {
             Some(d) => self.opens.iter().any(|o| &o.loc == d),
             None => !self.opens.is_empty(),
         };
+        if self.delete_pending {
+            self.removed();
+        }
         if self.delete_pending && !held {
             self.delete_pending = false;
             return self.doomed.take();
@@ -251,6 +255,14 @@ impl FileState {
         }
     }
 
+    /// The directory is going (or gone): its pending CHANGE_NOTIFYs end
+    /// now, as on Windows, rather than wait on a name that is no more.
+    pub fn removed(&mut self) {
+        for w in self.watchers.drain(..) {
+            let _ = w.tx.try_send(Err(NtStatus::DELETE_PENDING));
+        }
+    }
+
     pub fn watch(&mut self, w: Watcher) {
         self.watchers.push(w);
     }
@@ -266,7 +278,7 @@ impl FileState {
             if w.filter & filter == 0 {
                 return true;
             }
-            let _ = w.tx.try_send(changes.to_vec());
+            let _ = w.tx.try_send(Ok(changes.to_vec()));
             false
         });
     }

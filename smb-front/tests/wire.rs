@@ -13,7 +13,7 @@ use cache_engine::types::{Credentials, Stability};
 use common::client::*;
 use common::*;
 use smb_proto::create::{disposition, oplock_level, options, share_access, CreateRequest, CreateResponse};
-use smb_proto::dir::{decode_output_buffer_response, ChangeNotifyRequest};
+use smb_proto::dir::ChangeNotifyRequest;
 use smb_proto::header::{flags, HeaderId};
 use smb_proto::io::{CloseRequest, LockElement, LockRequest, ReadRequest};
 use smb_proto::negotiate::NegotiateResponse;
@@ -383,17 +383,8 @@ fn change_notify_sees_a_create_from_another_connection() {
         .unwrap();
     let r = a.recv().unwrap();
     assert_eq!(r.h.status, NtStatus::SUCCESS);
-    let list = decode_output_buffer_response(r.body).unwrap();
-    let name: Vec<u16> = list[12..]
-        .chunks(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    assert_eq!(String::from_utf16(&name).unwrap(), "new.txt");
-    assert_eq!(
-        u32::from_le_bytes(list[4..8].try_into().unwrap()),
-        1,
-        "FILE_ACTION_ADDED"
-    );
+    // FILE_ACTION_ADDED
+    assert_eq!(notify_changes(&r), [(1, "new.txt".to_string())]);
     // A pending notify ends with NOTIFY_CLEANUP when its directory closes.
     let r = watch(&mut a, dir);
     assert_eq!(r.h.status, NtStatus::PENDING);

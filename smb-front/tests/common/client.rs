@@ -13,6 +13,7 @@ use smb_proto::create::{
 };
 use smb_proto::crypto::kdf::SessionKeys;
 use smb_proto::crypto::{sign, Dialect, SigningAlgorithm};
+use smb_proto::dir::decode_output_buffer_response;
 use smb_proto::header::HeaderId;
 use smb_proto::io::{CloseRequest, FlushRequest, WriteRequest};
 use smb_proto::ioctl::{IoctlRequest, IoctlResponse, IOCTL_IS_FSCTL};
@@ -379,4 +380,24 @@ pub fn ack_next_break(a: &mut Client, key: [u8; 16], from: u32, to: u32) {
     let n = a.recv().unwrap();
     assert_eq!(lease_break(&n), (key, from, to, true));
     assert_eq!(ack_lease(a, key, to).h.status, NtStatus::SUCCESS);
+}
+
+/// The (action, name) of each FILE_NOTIFY_INFORMATION in a CHANGE_NOTIFY response.
+pub fn notify_changes(r: &Resp) -> Vec<(u32, String)> {
+    let list = decode_output_buffer_response(r.body.clone()).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let u32_at = |i: usize| u32::from_le_bytes(list[i..i + 4].try_into().unwrap());
+        let (next, action, len) = (u32_at(at) as usize, u32_at(at + 4), u32_at(at + 8) as usize);
+        let name: Vec<u16> = list[at + 12..at + 12 + len]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        out.push((action, String::from_utf16(&name).unwrap()));
+        if next == 0 {
+            return out;
+        }
+        at += next;
+    }
 }
