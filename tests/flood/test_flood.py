@@ -126,12 +126,27 @@ def weir(tmp_path):
 # --- wire helpers -------------------------------------------------------------------------
 
 
-def connect_from(source, port, timeout=10):
+def connect_from(source, port, timeout=10, privileged=False):
+    """A connection from `source`; from a port below 1024 when `privileged`, as
+    the kernel NFS client calls (the default export serves only those)."""
     s = socket.socket()
     s.settimeout(timeout)
-    s.bind((source, 0))
+    if privileged:
+        bind_privileged(s, source)
+    else:
+        s.bind((source, 0))
     s.connect(("127.0.0.1", port))
     return s
+
+
+def bind_privileged(s, source):
+    for p in range(1023, 511, -1):
+        try:
+            s.bind((source, p))
+            return
+        except OSError:
+            continue
+    raise OSError(f"no free port below 1024 on {source}")
 
 
 def rpc_call(xid, prog, vers, proc, args=b"", cred=None):
@@ -275,7 +290,7 @@ class Flood:
 
 
 def good_nfs(weir):
-    with connect_from(GOOD_FROM, weir.nfs) as s:
+    with connect_from(GOOD_FROM, weir.nfs, privileged=True) as s:
         rpc(s, rpc_call(1, NFS_PROGRAM, 3, 0))
         path = b"/export"
         mnt = rpc(s, rpc_call(2, MOUNT_PROGRAM, 3, 1, struct.pack(">I", len(path)) + path + b"\0", auth_sys()))
