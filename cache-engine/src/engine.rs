@@ -493,7 +493,8 @@ impl Engine {
     }
 
     /// Find `name` in `dir`; `.` and `..` are understood. Returns the
-    /// object's handle and attributes, and the directory's attributes.
+    /// object's handle (with `dir`'s tag) and attributes, and the
+    /// directory's attributes.
     pub async fn lookup(
         &self,
         cred: &Credentials,
@@ -501,7 +502,9 @@ impl Engine {
         name: &[u8],
     ) -> Result<(FileHandle, Attr, Attr)> {
         self.timed(Op::Lookup, async {
-            let d = self.resolve(dir)?;
+            // What is found carries `dir`'s tag, so a front end that tags
+            // (the NFS front end's exports) need not sign it again.
+            let (tag, d) = self.resolve_tagged(dir)?;
             let shard = self.shard_of(&d);
             let c = cred.clone();
             if name == b"." || name == b".." {
@@ -509,15 +512,16 @@ impl Engine {
                 if dir_attr.ftype != FileType::Directory {
                     return Err(Error::NotDir);
                 }
-                if name == b"." || *dir == self.inner.root {
+                let untagged = self.handle(&d);
+                if name == b"." || untagged == self.inner.root {
                     return Ok((*dir, dir_attr, dir_attr));
                 }
                 // A mount's root: its parent is the junction's directory.
-                if let Some(j) = self.junctions().and_then(|t| t.above(dir, &d)) {
+                if let Some(j) = self.junctions().and_then(|t| t.above(&untagged, &d)) {
                     perm::require(cred, &dir_attr, perm::X)?;
-                    let parent = j.parent;
-                    let attr = self.attr_on(self.resolve(&parent)?, cred, None).await?;
-                    return Ok((parent, attr, dir_attr));
+                    let parent = self.resolve(&j.parent)?;
+                    let attr = self.attr_on(parent, cred, None).await?;
+                    return Ok((self.tagged_handle(tag, &parent), attr, dir_attr));
                 }
                 let (p, seed) = self
                     .inner
@@ -525,19 +529,19 @@ impl Engine {
                     .call(shard, move |s| async move { s.lookup_parent(&d, &c).await })
                     .await?;
                 let attr = self.attr_on(p, cred, seed).await?;
-                return Ok((self.handle(&p), attr, dir_attr));
+                return Ok((self.tagged_handle(tag, &p), attr, dir_attr));
             }
             if let Some(j) = self.junctions().and_then(|t| t.at(&d, name)) {
-                let root = j.root;
+                let root = self.resolve(&j.root)?;
                 let dir_attr = self.attr_on(d, cred, None).await?;
                 perm::require(cred, &dir_attr, perm::X)?;
-                let attr = self.attr_on(self.resolve(&root)?, cred, None).await?;
-                return Ok((root, attr, dir_attr));
+                let attr = self.attr_on(root, cred, None).await?;
+                return Ok((self.tagged_handle(tag, &root), attr, dir_attr));
             }
             let (child, attr, dir_attr) = self
                 .once_more_if_stale(d, name, || self.lookup_name(d, cred, name))
                 .await?;
-            Ok((self.handle(&child), attr, dir_attr))
+            Ok((self.tagged_handle(tag, &child), attr, dir_attr))
         })
         .await
     }

@@ -58,6 +58,26 @@ impl FileHandle {
         self.bytes[1]
     }
 
+    /// The tag, unverified: `Some(None)` for an untagged handle, `None` for
+    /// a form the engine never makes. Only for choosing what to check a call
+    /// against; the shard that serves the call verifies it, tag included.
+    pub fn tag_hint(&self) -> Option<Option<u8>> {
+        match self.bytes[0] {
+            VERSION => Some(None),
+            t if t & TAGGED != 0 => Some(Some(t & MAX_TAG)),
+            _ => None,
+        }
+    }
+
+    /// Whether `self` and `other` name the same object, whatever their tags,
+    /// unverified: the call that follows verifies whichever goes to a shard.
+    pub fn same_object(&self, other: &FileHandle) -> bool {
+        fn body(h: &FileHandle) -> &[u8] {
+            &h.bytes[1..(h.len as usize).saturating_sub(MAC)]
+        }
+        body(self) == body(other)
+    }
+
     /// The file id, unverified: only for routing to a shard, which verifies.
     pub fn fileid_hint(&self) -> u64 {
         u64::from_le_bytes(self.bytes[2..10].try_into().unwrap_or_default())
@@ -168,11 +188,7 @@ impl HandleKey {
         if b.len() < HEADER + MAC {
             return Err(Error::BadHandle);
         }
-        let tag = match b[0] {
-            VERSION => None,
-            t if t & TAGGED != 0 => Some(t & MAX_TAG),
-            _ => return Err(Error::BadHandle),
-        };
+        let tag = h.tag_hint().ok_or(Error::BadHandle)?;
         let body_len = b.len() - MAC;
         // Constant-time enough: the MAC is compared as a whole 64-bit word.
         let mac = u64::from_le_bytes(self.mac(&b[..body_len]));

@@ -159,27 +159,33 @@ pub fn normalize(p: &str) -> Option<String> {
 
 /// Handle on the wire: the engine's handle with the export index as its
 /// tag, under the handle's MAC, so a client cannot move it to another export.
+/// A handle the engine already tagged for `export` (what LOOKUP and
+/// READDIRPLUS give back under a tagged directory) goes out as it is.
 pub fn wire_handle(
     engine: &Engine,
     export: usize,
     fh: &FileHandle,
 ) -> Result<bytes::Bytes, cache_engine::Error> {
     let tag = u8::try_from(export).map_err(|_| cache_engine::Error::ServerFault)?;
+    if fh.tag_hint() == Some(Some(tag)) {
+        return Ok(bytes::Bytes::copy_from_slice(fh.as_bytes()));
+    }
     Ok(bytes::Bytes::copy_from_slice(engine.tag(fh, tag)?.as_bytes()))
 }
 
-/// Verify a wire handle: the export it was given out for and the engine's
-/// own handle. An untagged handle is taken for the only export, and
-/// refused when there are several, since it does not say which.
-pub fn open_handle(
-    engine: &Engine,
-    exports: usize,
-    wire: &FileHandle,
-) -> Result<(usize, FileHandle), cache_engine::Error> {
-    let (tag, fh) = engine.untag(wire)?;
-    match tag.map(usize::from) {
-        Some(i) if i < exports => Ok((i, fh)),
-        None if exports == 1 => Ok((0, fh)),
+/// The export a wire handle says it belongs to, read without verifying it:
+/// the handle goes to the engine as it is, and the engine verifies it, tag
+/// included, before the call has any effect, so one MAC per call suffices.
+/// An untagged handle is taken for the only export, and refused when there
+/// are several, since it does not say which.
+pub fn export_of(exports: usize, wire: &FileHandle) -> Result<usize, cache_engine::Error> {
+    match wire
+        .tag_hint()
+        .ok_or(cache_engine::Error::BadHandle)?
+        .map(usize::from)
+    {
+        Some(i) if i < exports => Ok(i),
+        None if exports == 1 => Ok(0),
         _ => Err(cache_engine::Error::BadHandle),
     }
 }

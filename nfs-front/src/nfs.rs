@@ -136,9 +136,9 @@ fn check_name(name: &[u8]) -> Result<(), NfsStat3> {
 
 /// A file handle a call names, with the caller's rights on its export.
 pub(crate) struct Target {
+    /// The handle as the client sent it, tagged with `export`; the engine
+    /// verifies it, tag and all, on the call that uses it.
     pub fh: FileHandle,
-    /// The handle as the client sent it (verified): tagged with `export`.
-    pub wire: FileHandle,
     pub export: usize,
     pub cred: Credentials,
     pub rw: bool,
@@ -187,12 +187,11 @@ impl Server {
 
     /// [`Server::target`] for handle bytes from any program (NLM too).
     pub(crate) fn target_of(&self, ctx: &Ctx, wire: &[u8]) -> Result<Target, NfsStat3> {
-        let wire = FileHandle::from_bytes(wire).map_err(status)?;
-        let (export, fh) = exports::open_handle(&self.engine, self.exports.len(), &wire).map_err(status)?;
+        let fh = FileHandle::from_bytes(wire).map_err(status)?;
+        let export = exports::export_of(self.exports.len(), &fh).map_err(status)?;
         let rule = self.admit(ctx, export).ok_or(NfsStat3::Acces)?;
         Ok(Target {
             fh,
-            wire,
             export,
             cred: self.credentials(ctx, rule),
             rw: exports::writable(&rule.cfg),
@@ -206,7 +205,9 @@ impl Server {
     }
 
     fn is_export_root(&self, t: &Target) -> bool {
-        self.exports.get(t.export).is_some_and(|e| e.root == t.fh)
+        self.exports
+            .get(t.export)
+            .is_some_and(|e| e.root.same_object(&t.fh))
     }
 
     async fn post_attr(&self, fh: &FileHandle) -> PostOpAttr {
@@ -636,7 +637,7 @@ async fn readdir(
     // Given the client's handle, the engine tags the entries' handles with its export.
     let listing = if plus {
         s.engine
-            .readdir_plus(&t.cred, &t.wire, engine_cookie, engine_verf, want)
+            .readdir_plus(&t.cred, &t.fh, engine_cookie, engine_verf, want)
             .await
     } else {
         s.engine

@@ -239,6 +239,9 @@ async fn file(srv: &Server, ctx: &Ctx, fh: &NetObj) -> Result<FileRef, Nlm4Stat>
         Err(nfs_proto::nfs3::NfsStat3::Acces) => return Err(Nlm4Stat::Failed),
         Err(_) => return Err(Nlm4Stat::StaleFh),
     };
+    // Locks are the file's, whichever export names it: key them by the
+    // engine's own (untagged) handle, verified here.
+    let (_, fh) = srv.engine.untag(&fh).map_err(|_| Nlm4Stat::StaleFh)?;
     srv.engine.getattr(&fh).await.map_err(|_| Nlm4Stat::StaleFh)?;
     Ok(FileRef {
         shard: srv.engine.owner(&fh),

@@ -546,14 +546,17 @@ fn export_rules() {
         Nfs3Res::Write(NfsResult::Err(NfsStat3::RoFs, _)) => {}
         other => panic!("{other:?}"),
     }
-    // A handle moved to an export this client may not use no longer verifies.
-    let mut h = sq.as_bytes().to_vec();
-    h[0] = 0x80 | 2;
-    match c.nfs(Nfs3Args::Getattr(GetAttr3Args {
-        object: Opaque::new(h),
-    })) {
-        Nfs3Res::Getattr(NfsResult::Err(NfsStat3::BadHandle, ())) => {}
-        other => panic!("{other:?}"),
+    // A handle moved to an export this client may not use is refused at
+    // admission; moved to one it may use, it no longer verifies.
+    for (to, refused) in [(2, NfsStat3::Acces), (0, NfsStat3::BadHandle)] {
+        let mut h = sq.as_bytes().to_vec();
+        h[0] = 0x80 | to;
+        match c.nfs(Nfs3Args::Getattr(GetAttr3Args {
+            object: Opaque::new(h),
+        })) {
+            Nfs3Res::Getattr(NfsResult::Err(e, ())) if e == refused => {}
+            other => panic!("{other:?}"),
+        }
     }
 }
 
