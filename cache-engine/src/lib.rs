@@ -17,6 +17,8 @@ pub mod perm;
 mod runtime;
 mod shard;
 pub mod stats;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod tier;
 pub mod types;
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use cache_engine::filer::counting::CountingFiler;
 use cache_engine::filer::local::LocalFiler;
+pub use cache_engine::test_support::engine_config;
 use cache_engine::types::Credentials;
-use cache_engine::{CachePolicy, Engine, EngineConfig, FileHandle};
+use cache_engine::{Engine, EngineConfig, FileHandle};
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -19,28 +20,6 @@ pub struct Fixture {
 impl Fixture {
     pub fn origin(&self) -> PathBuf {
         self.dir.path().join("origin")
-    }
-}
-
-pub fn config(dir: &Path) -> EngineConfig {
-    EngineConfig {
-        shards: 2,
-        pin_threads: false,
-        ram_bytes: 64 << 20,
-        cache_dir: dir.join("cache"),
-        cache_bytes: 64 << 20,
-        block_size: 64 << 10,
-        segment_size: 1 << 20,
-        readahead_max: 1 << 20,
-        policy: CachePolicy {
-            attr_verify: Duration::from_secs(3600),
-            dir_verify: Duration::from_secs(3600),
-            negative_lookups: true,
-        },
-        filer_timeout: Duration::from_secs(5),
-        queue_depth: 256,
-        spin: EngineConfig::default().spin,
-        state_dir: dir.join("state"),
     }
 }
 
@@ -61,7 +40,7 @@ pub fn start(
     delay: Duration,
     tune: impl FnOnce(&mut EngineConfig),
 ) -> (Engine, Arc<CountingFiler<LocalFiler>>) {
-    let mut cfg = config(dir);
+    let mut cfg = engine_config(dir);
     tune(&mut cfg);
     let local = LocalFiler::open(&dir.join("origin")).unwrap();
     let filer = Arc::new(CountingFiler::with_read_delay(local, delay));

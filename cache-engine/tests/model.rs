@@ -465,7 +465,7 @@ fn run_on(
     let engine = if nfs {
         let (g, nfs_cfg) = ganesha(&origin, &dir.path().join("ganesha"), free_ports());
         _upstream = Some(g);
-        let mut cfg = config(dir.path());
+        let mut cfg = engine_config(dir.path());
         tune(&mut cfg);
         let filer = cache_engine::filer::nfs::NfsFiler::connect(&nfs_cfg, &cfg.state_dir).unwrap();
         cache_engine::Engine::start(cfg, std::sync::Arc::new(filer)).unwrap()

@@ -42,7 +42,7 @@ fn namespace(dir: &std::path::Path) -> Result<Engine, String> {
             mount: 1,
         },
     ];
-    Engine::start_namespace(config(dir), mounts, junctions).map_err(|e| e.to_string())
+    Engine::start_namespace(engine_config(dir), mounts, junctions).map_err(|e| e.to_string())
 }
 
 fn tree(dir: &std::path::Path) {
@@ -204,7 +204,7 @@ fn a_namespace_that_does_not_hold_together_is_refused() {
                 mount: m,
             })
             .collect();
-        match Engine::start_namespace(config(dir.path()), mounts, j) {
+        match Engine::start_namespace(engine_config(dir.path()), mounts, j) {
             Ok(e) => {
                 e.shutdown();
                 String::new()

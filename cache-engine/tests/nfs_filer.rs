@@ -738,7 +738,7 @@ fn engine_round_trip_over_nfs() {
     std::fs::write(nas.path("pre/old"), b"from the NAS").unwrap();
     let filer = Arc::new(nas.filer());
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(common::config(dir.path()), filer).unwrap();
+    let engine = Engine::start(common::engine_config(dir.path()), filer).unwrap();
     common::block_on(async {
         let c = root();
         let r = engine.root();
@@ -790,7 +790,7 @@ fn engine_over_nfs_rides_out_an_outage() {
     cfg.attempt_timeout = Duration::from_millis(300);
     let filer = Arc::new(nas.filer_with(&cfg, &nas.state()));
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(common::config(dir.path()), filer).unwrap();
+    let engine = Engine::start(common::engine_config(dir.path()), filer).unwrap();
     let c = root();
     let (cached, cold) = common::block_on(async {
         let cached = common::walk(&engine, "cached").await.unwrap();

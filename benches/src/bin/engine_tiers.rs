@@ -20,8 +20,9 @@ use benches::fio::{self, FioRead, Measured};
 use benches::{make_file, Table};
 use cache_engine::filer::counting::CountingFiler;
 use cache_engine::filer::local::LocalFiler;
+use cache_engine::test_support::defaults_in;
 use cache_engine::types::Credentials;
-use cache_engine::{CachePolicy, Engine, EngineConfig, FileHandle};
+use cache_engine::{Engine, EngineConfig, FileHandle};
 use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -44,26 +45,17 @@ struct Args {
     poll_before_sleep_us: Option<u64>,
 }
 
+/// The engine as `weir` runs it by default (pinned shards, its block,
+/// segment and queue sizes) with these tier sizes.
 fn engine_config(args: &Args, dir: &Path, shards: usize, ram: u64, cache: u64) -> EngineConfig {
+    let base = defaults_in(dir);
     let spin = args.poll_before_sleep_us.map(Duration::from_micros);
     EngineConfig {
         shards,
-        pin_threads: true,
         ram_bytes: ram,
-        cache_dir: dir.join("cache"),
         cache_bytes: cache,
-        block_size: 64 << 10,
-        segment_size: 4 << 20,
-        readahead_max: 8 << 20,
-        policy: CachePolicy {
-            attr_verify: Duration::from_secs(3600),
-            dir_verify: Duration::from_secs(3600),
-            negative_lookups: true,
-        },
-        filer_timeout: Duration::from_secs(30),
-        queue_depth: 1024,
-        spin: spin.unwrap_or(EngineConfig::default().spin),
-        state_dir: dir.join("state"),
+        spin: spin.unwrap_or(base.spin),
+        ..base
     }
 }
 

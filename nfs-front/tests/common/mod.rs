@@ -4,13 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cache_engine::filer::local::LocalFiler;
-use cache_engine::{CachePolicy, Engine, EngineConfig};
+use cache_engine::test_support::engine_config;
+use cache_engine::{Engine, EngineConfig};
 use nfs_front::{Access, ExportConfig, NfsConfig, NfsServer, RuleConfig, Squash};
 use nfs_proto::mount::{self, MountRes3};
 use nfs_proto::nfs3::{self, Nfs3Args, Nfs3Res, NfsFh3};
@@ -55,32 +56,15 @@ impl Fixture {
     }
 }
 
-pub fn engine_config(dir: &Path) -> EngineConfig {
-    EngineConfig {
-        shards: 2,
-        pin_threads: false,
-        ram_bytes: 64 << 20,
-        cache_dir: dir.join("cache"),
-        cache_bytes: 0,
-        block_size: 64 << 10,
-        segment_size: 1 << 20,
-        readahead_max: 1 << 20,
-        policy: CachePolicy {
-            attr_verify: Duration::from_secs(3600),
-            dir_verify: Duration::from_secs(3600),
-            negative_lookups: true,
-        },
-        filer_timeout: Duration::from_secs(5),
-        queue_depth: 256,
-        spin: EngineConfig::default().spin,
-        state_dir: dir.join("state"),
-    }
-}
-
 pub fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut NfsConfig)) -> Fixture {
     let _ = std::fs::create_dir(dir.path().join("origin"));
     let filer = LocalFiler::open(&dir.path().join("origin")).unwrap();
-    let engine = Engine::start(engine_config(dir.path()), Arc::new(filer)).unwrap();
+    // No NVMe tier: what a test reads back comes from RAM or the origin.
+    let cfg = EngineConfig {
+        cache_bytes: 0,
+        ..engine_config(dir.path())
+    };
+    let engine = Engine::start(cfg, Arc::new(filer)).unwrap();
     let mut cfg = NfsConfig::new("127.0.0.1:0".parse().unwrap());
     // Tests act as root from ordinary ports, so they say so (the embedded
     // default squashes root and wants privileged ports).

@@ -5,14 +5,14 @@
 pub mod client;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cache_engine::filer::counting::CountingFiler;
 use cache_engine::filer::local::LocalFiler;
-use cache_engine::{CachePolicy, Engine, EngineConfig};
+use cache_engine::test_support::engine_config;
+use cache_engine::{Engine, EngineConfig};
 use smb_front::config::UserConfig;
 use smb_front::{SmbConfig, SmbServer};
 
@@ -80,25 +80,6 @@ impl Fixture {
     }
 }
 
-/// A small two-shard engine with caches in `dir`; attributes trusted for
-/// an hour so that what a test reads back is what the server cached.
-pub fn engine_config(dir: &Path) -> EngineConfig {
-    EngineConfig {
-        shards: 2,
-        pin_threads: false,
-        ram_bytes: 64 << 20,
-        cache_dir: dir.join("cache"),
-        cache_bytes: 0,
-        state_dir: dir.join("state"),
-        policy: CachePolicy {
-            attr_verify: Duration::from_secs(3600),
-            dir_verify: Duration::from_secs(3600),
-            negative_lookups: true,
-        },
-        ..EngineConfig::default()
-    }
-}
-
 pub fn start(tune: impl FnOnce(&mut SmbConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("origin")).unwrap();
@@ -106,7 +87,12 @@ pub fn start(tune: impl FnOnce(&mut SmbConfig)) -> Fixture {
         LocalFiler::open(&dir.path().join("origin")).unwrap(),
     ));
     filer.set_passing_caches_writes(true);
-    let engine = Engine::start(engine_config(dir.path()), filer.clone()).unwrap();
+    // No NVMe tier: what a test reads back comes from RAM or the origin.
+    let cfg = EngineConfig {
+        cache_bytes: 0,
+        ..engine_config(dir.path())
+    };
+    let engine = Engine::start(cfg, filer.clone()).unwrap();
     let mut cfg = SmbConfig::new("127.0.0.1:0".parse().unwrap());
     let hash = smb_front::auth::users::nt_hash(PASS);
     cfg.users
