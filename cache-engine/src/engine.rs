@@ -15,7 +15,7 @@ use crate::handle::{FileHandle, HandleKey, Resolved};
 use crate::junction::{self, Junction, JunctionSpec, Junctions, Mount};
 use crate::perm;
 use crate::runtime::{ShardSet, StartError};
-use crate::shard::{Created as ShardCreated, ListEntry, Prefetched, ReadReply, Shard, Shared};
+use crate::shard::{Created as ShardCreated, EngineState, ListEntry, Prefetched, ReadReply, Shard};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};
@@ -23,8 +23,10 @@ use crate::{Error, Result};
 /// A listed entry to stat on its shard: position, object, attributes as listed.
 type Seeded = (usize, Resolved, Option<(Attr, Instant)>);
 
-struct Inner {
-    shared: Arc<Shared>,
+/// What a running engine holds: its shards and the state they share, the
+/// namespace root and junctions, the sidecar runtime.
+struct Running {
+    shared: Arc<EngineState>,
     shards: ShardSet,
     root: FileHandle,
     /// Set once at start, when every junction's directory is found.
@@ -37,7 +39,7 @@ struct Inner {
 /// A running engine. Cheap to clone; every clone talks to the same shards.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    running: Arc<Running>,
 }
 
 /// A new object and the change to its directory.
@@ -157,7 +159,7 @@ impl Engine {
         let key = HandleKey::load_or_create(&cfg.state_dir).map_err(|e| StartError::Setup(e.to_string()))?;
         let sidecar =
             crate::runtime::sidecar().map_err(|e| StartError::Setup(format!("sidecar runtime: {e}")))?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EngineState {
             cfg,
             key,
             filers: mounts.iter().map(|m| m.filer.clone()).collect(),
@@ -179,7 +181,7 @@ impl Engine {
         }
         let sidecar_handle = sidecar.handle().clone();
         let engine = Engine {
-            inner: Arc::new(Inner {
+            running: Arc::new(Running {
                 shared,
                 shards,
                 root: roots[0],
@@ -191,7 +193,7 @@ impl Engine {
         };
         match futures::executor::block_on(engine.join(&roots, junctions)) {
             Ok(table) => {
-                let _ = engine.inner.junctions.set(table);
+                let _ = engine.running.junctions.set(table);
                 Ok(engine)
             }
             Err(why) => {
@@ -223,7 +225,7 @@ impl Engine {
             if spec.mount == 0 || spec.mount >= roots.len() {
                 return Err(bad(format!("no mount {}", spec.mount)));
             }
-            let mut dir = self.inner.root;
+            let mut dir = self.running.root;
             for (k, comp) in parents.iter().enumerate() {
                 let d = self.resolve(&dir).map_err(|e| bad(e.to_string()))?;
                 if let Some(j) = table.at(&d, comp.as_bytes()) {
@@ -263,7 +265,7 @@ impl Engine {
     }
 
     fn junctions(&self) -> Option<&Junctions> {
-        self.inner.junctions.get().filter(|j| !j.is_empty())
+        self.running.junctions.get().filter(|j| !j.is_empty())
     }
 
     /// Refuse to remove, replace or create `name` in `dir` when a junction
@@ -277,9 +279,9 @@ impl Engine {
 
     /// Stop the shards (after flushing what they buffer) and the sidecar.
     pub fn shutdown(&self) {
-        self.inner.shards.stop();
+        self.running.shards.stop();
         if let Some(rt) = self
-            .inner
+            .running
             .sidecar
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -290,16 +292,16 @@ impl Engine {
     }
 
     pub fn config(&self) -> &EngineConfig {
-        &self.inner.shared.cfg
+        &self.running.shared.cfg
     }
 
     /// The tokio runtime beside the shards.
     pub fn sidecar(&self) -> &tokio::runtime::Handle {
-        &self.inner.sidecar_handle
+        &self.running.sidecar_handle
     }
 
     pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
+        self.running.shards.len()
     }
 
     /// Run `f` on shard `shard`'s thread (front ends serve connections there,
@@ -310,10 +312,10 @@ impl Engine {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = R> + 'static,
     {
-        if shard >= self.inner.shards.len() {
+        if shard >= self.running.shards.len() {
             return Err(Error::Inval);
         }
-        self.inner
+        self.running
             .shards
             .call(shard, move |_| async move { Ok(f().await) })
             .await
@@ -324,7 +326,7 @@ impl Engine {
     /// [`ChangeKind::reported_by`]), right after it succeeded. `f` must not
     /// block; it should only queue work. Reads are never reported.
     pub fn subscribe(&self, f: Subscriber) {
-        self.inner.shared.changes.subscribe(f);
+        self.running.shared.changes.subscribe(f);
     }
 
     /// The shard that owns the file `fh` names.
@@ -334,12 +336,12 @@ impl Engine {
 
     /// Handle of the core filer's root directory.
     pub fn root(&self) -> FileHandle {
-        self.inner.root
+        self.running.root
     }
 
     /// Changes at every start: a client that sees it change resends its unstable writes.
     pub fn write_verifier(&self) -> u64 {
-        self.inner
+        self.running
             .shared
             .write_verifier
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -350,7 +352,7 @@ impl Engine {
     /// rights (the NFS front end's exports). The engine accepts tagged
     /// handles as they are; [`Engine::untag`] gives back the tag, verified.
     pub fn tag(&self, fh: &FileHandle, tag: u8) -> Result<FileHandle> {
-        let r = self.inner.shared.key.open(fh)?;
+        let r = self.running.shared.key.open(fh)?;
         Ok(self.tagged_handle(Some(tag), &r))
     }
 
@@ -358,7 +360,7 @@ impl Engine {
     /// engine's own untagged handle, the one the engine compares, reports
     /// changes with and gives to every front end.
     pub fn untag(&self, fh: &FileHandle) -> Result<(Option<u8>, FileHandle)> {
-        let (tag, r) = self.inner.shared.key.open_tagged(fh)?;
+        let (tag, r) = self.running.shared.key.open_tagged(fh)?;
         Ok((tag, self.handle(&r)))
     }
 
@@ -367,8 +369,8 @@ impl Engine {
     }
 
     fn resolve_tagged(&self, fh: &FileHandle) -> Result<(Option<u8>, Resolved)> {
-        let (tag, r) = self.inner.shared.key.open_tagged(fh)?;
-        if r.filer as usize >= self.inner.shared.filers.len() {
+        let (tag, r) = self.running.shared.key.open_tagged(fh)?;
+        if r.filer as usize >= self.running.shared.filers.len() {
             return Err(Error::Stale);
         }
         Ok((tag, r))
@@ -379,7 +381,7 @@ impl Engine {
     }
 
     fn tagged_handle(&self, tag: Option<u8>, r: &Resolved) -> FileHandle {
-        self.inner
+        self.running
             .shared
             .key
             .make_tagged(tag, r.filer, r.fileid, &r.filer_handle)
@@ -391,7 +393,7 @@ impl Engine {
 
     fn shard_for(&self, filer: u8, fileid: u64) -> usize {
         let h = (fileid ^ ((filer as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 32) % self.inner.shards.len() as u64) as usize
+        ((h >> 32) % self.running.shards.len() as u64) as usize
     }
 
     /// Inside a call on shard `s`: whether `r` is `s`'s too. Then the part
@@ -413,7 +415,7 @@ impl Engine {
     async fn timed<T>(&self, op: Op, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let t = Instant::now();
         let out = fut.await;
-        self.inner.latency.record(op, t.elapsed().as_secs_f64());
+        self.running.latency.record(op, t.elapsed().as_secs_f64());
         out
     }
 
@@ -425,7 +427,7 @@ impl Engine {
         Fut: std::future::Future<Output = Result<R>> + 'static,
     {
         let cred = cred.clone();
-        self.inner
+        self.running
             .shards
             .call(self.shard_of(&r), move |s| async move {
                 let out = f(s.clone(), r, cred).await;
@@ -439,7 +441,7 @@ impl Engine {
     }
 
     async fn attr_on(&self, r: Resolved, cred: &Credentials, seed: Option<(Attr, Instant)>) -> Result<Attr> {
-        if let Some(attr) = self.inner.shared.published_attr(&r) {
+        if let Some(attr) = self.running.shared.published_attr(&r) {
             return Ok(attr);
         }
         self.on_owner(r, cred, move |s, r, c| async move {
@@ -451,7 +453,7 @@ impl Engine {
     /// Tell `r`'s shard its attributes changed (or, with `None`, may have).
     async fn refresh_on(&self, r: Resolved, attr: Option<Attr>, data_changed: bool) {
         let _ = self
-            .inner
+            .running
             .shards
             .call(self.shard_of(&r), move |s| async move {
                 s.refresh(&r, attr, data_changed);
@@ -513,7 +515,7 @@ impl Engine {
                     return Err(Error::NotDir);
                 }
                 let untagged = self.handle(&d);
-                if name == b"." || untagged == self.inner.root {
+                if name == b"." || untagged == self.running.root {
                     return Ok((*dir, dir_attr, dir_attr));
                 }
                 // A mount's root: its parent is the junction's directory.
@@ -524,7 +526,7 @@ impl Engine {
                     return Ok((self.tagged_handle(tag, &parent), attr, dir_attr));
                 }
                 let (p, seed) = self
-                    .inner
+                    .running
                     .shards
                     .call(shard, move |s| async move { s.lookup_parent(&d, &c).await })
                     .await?;
@@ -556,7 +558,7 @@ impl Engine {
     ) -> Result<(Resolved, Attr, Attr)> {
         let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
         let (child, seed, dir_attr, here) = self
-            .inner
+            .running
             .shards
             .call(self.shard_of(&d), move |s| async move {
                 let (child, seed, dir_attr) = s.lookup(&d, &c, &n).await?;
@@ -584,7 +586,7 @@ impl Engine {
         match op().await {
             Err(Error::Stale) => {
                 let n = name.to_vec();
-                self.inner
+                self.running
                     .shards
                     .call(self.shard_of(&d), move |s| async move {
                         s.forget_name(&d, &n);
@@ -720,7 +722,7 @@ impl Engine {
                 // A verifier no client has seen makes every client resend
                 // its uncommitted writes, which the core filer may have lost.
                 Err(Error::WritesLost) => {
-                    let v = &self.inner.shared.write_verifier;
+                    let v = &self.running.shared.write_verifier;
                     v.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
                     Err(Error::WritesLost)
                 }
@@ -759,7 +761,7 @@ impl Engine {
     ) -> Result<Created> {
         let (c, n, s2, engine) = (cred.clone(), name.to_vec(), *set, self.clone());
         let (out, refreshed) = self
-            .inner
+            .running
             .shards
             .call(self.shard_of(&d), move |s| async move {
                 let out = s.create(&d, &c, &n, &node, &s2).await?;
@@ -787,7 +789,7 @@ impl Engine {
                     // attributes: it has none published under its handle, and
                     // a state it keeps under a reused file id has another
                     // handle, which it never answers for.
-                    self.inner
+                    self.running
                         .shards
                         .post(self.shard_of(&child), move |s| async move {
                             s.refresh(&child, Some(attr), true)
@@ -910,7 +912,7 @@ impl Engine {
             self.attr_on(f, cred, None).await?;
             let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
             let (attr, wcc, refreshed) = self
-                .inner
+                .running
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
                     let (attr, wcc) = s.link(&f, &c, &d, &n).await?;
@@ -940,7 +942,7 @@ impl Engine {
             self.not_a_junction(&d, name, Error::Access)?;
             let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
             let (wcc, victim, refreshed) = self
-                .inner
+                .running
                 .shards
                 .call(self.shard_of(&d), move |s| async move {
                     let (wcc, victim) = s.remove(&d, &c, &n, rmdir).await?;
@@ -990,7 +992,7 @@ impl Engine {
             let to_attr = self.attr_on(t, cred, None).await?;
             let (c, fname, tname) = (cred.clone(), from_name.to_vec(), to_name.to_vec());
             let out = self
-                .inner
+                .running
                 .shards
                 .call(self.shard_of(&f), move |s| async move {
                     let out = s.rename(&f, &c, &fname, &t, &to_attr, &tname).await?;
@@ -1013,7 +1015,7 @@ impl Engine {
             if out.moved.is_some() && crate::shard::file_key(&f) != crate::shard::file_key(&t) {
                 let (moved, after, tname) = (out.moved, out.to_wcc.after, to_name.to_vec());
                 let _ = self
-                    .inner
+                    .running
                     .shards
                     .call(ts, move |s| async move {
                         s.name_changed(&t, &tname, moved.as_ref(), after);
@@ -1087,7 +1089,7 @@ impl Engine {
                 let (entries, eof, dir_attr) = loop {
                     let c = cred.clone();
                     let (mut page, eof, dir_attr) = self
-                        .inner
+                        .running
                         .shards
                         .call(self.shard_of(&d), move |s| async move {
                             s.readdir(&d, &c, from, max.max(1)).await
@@ -1165,7 +1167,7 @@ impl Engine {
         entries: Vec<ListEntry>,
         tag: Option<u8>,
     ) -> Vec<DirEntry> {
-        let n = self.inner.shards.len();
+        let n = self.running.shards.len();
         let mut per_shard: Vec<Vec<Seeded>> = vec![Vec::new(); n];
         for (i, e) in entries.iter().enumerate() {
             if let Some(fh) = e.handle {
@@ -1184,7 +1186,7 @@ impl Engine {
             .filter(|(_, v)| !v.is_empty())
             .map(|(shard, batch)| {
                 let cred = cred.clone();
-                self.inner.shards.call(shard, move |s| async move {
+                self.running.shards.call(shard, move |s| async move {
                     let mut out = Vec::with_capacity(batch.len());
                     for (i, r, seed) in batch {
                         if let Ok(a) = s.attr_with_seed(&r, &cred, seed).await {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::shard::{Shard, Shared};
+use crate::shard::{EngineState, Shard};
 use crate::{Error, Result};
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
@@ -73,7 +73,7 @@ pub enum StartError {
 }
 
 impl ShardSet {
-    pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
+    pub fn start(shared: Arc<EngineState>) -> std::result::Result<Self, StartError> {
         let n = shared.cfg.shard_count();
         let cpus = allowed_cpus();
         let pool = usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX);
@@ -186,7 +186,7 @@ const TASKS_PER_TICK: usize = 4;
 fn shard_main(
     id: usize,
     pin: Option<usize>,
-    shared: Arc<Shared>,
+    shared: Arc<EngineState>,
     queue: async_channel::Receiver<Job>,
     ready: mpsc::Sender<std::result::Result<(), StartError>>,
 ) {

@@ -262,12 +262,12 @@ impl Superblock {
 
 /// The NVMe tier of one shard. See the module documentation.
 pub struct SegmentStore {
-    shared: Rc<Shared>,
+    dev: Rc<Device>,
 }
 
-/// What the store and its background tasks (segment writes, reclaim reads)
-/// share.
-struct Shared {
+/// The open device, its geometry and its log: what the store and its
+/// background tasks (segment writes, reclaim reads) share.
+struct Device {
     file: compio::fs::File,
     path: PathBuf,
     segment_size: u32,
@@ -275,14 +275,15 @@ struct Shared {
     segment_count: u32,
     size: u64,
     epoch: u64,
-    inner: RefCell<Inner>,
+    log: RefCell<Log>,
     c: Counters,
     /// Test hook: fail the next segment write as if the device had.
     #[cfg(test)]
     fail_next_write: Cell<bool>,
 }
 
-struct Inner {
+/// The log's mutable state: the block index and the ring of segments.
+struct Log {
     index: super::FastMap<BlockKey, Entry>,
     segs: Vec<SegMeta>,
     /// The segment being filled.
@@ -330,7 +331,7 @@ struct SegMeta {
 enum SegState {
     /// Never used.
     Free,
-    /// Being filled in memory (`Inner::open`).
+    /// Being filled in memory (`Log::open`).
     Open,
     /// Its buffer is being written; reads are served from it.
     Writing(Rc<AlignedBuf>),
@@ -353,7 +354,7 @@ struct Prefetch {
     done: bool,
 }
 
-/// Background work decided while `inner` was borrowed, spawned after the
+/// Background work decided while `log` was borrowed, spawned after the
 /// borrow ends.
 #[derive(Default)]
 struct Jobs {
@@ -459,7 +460,7 @@ fn page_crcs(data: &[u8]) -> Box<[u32]> {
 
 impl fmt::Debug for SegmentStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sh = &self.shared;
+        let sh = &self.dev;
         f.debug_struct("SegmentStore")
             .field("path", &sh.path)
             .field("size", &sh.size)
@@ -576,7 +577,7 @@ impl SegmentStore {
             "NVMe cache tier opened (empty)"
         );
         Ok(SegmentStore {
-            shared: Rc::new(Shared {
+            dev: Rc::new(Device {
                 file,
                 path,
                 segment_size: cfg.segment_size,
@@ -584,7 +585,7 @@ impl SegmentStore {
                 segment_count,
                 size,
                 epoch: sb.epoch,
-                inner: RefCell::new(Inner {
+                log: RefCell::new(Log {
                     index: Default::default(),
                     segs,
                     open: None,
@@ -611,7 +612,7 @@ impl SegmentStore {
     /// `Err` when the device failed the read; the entry is dropped and the
     /// caller should treat it as a miss.
     pub async fn read(&self, key: BlockKey, gen: u32, offset: u32, len: u32) -> io::Result<Option<Bytes>> {
-        let sh = &self.shared;
+        let sh = &self.dev;
         let plan = match sh.plan_read(key, gen, offset, len) {
             Ok(bytes) => return Ok(bytes),
             Err(plan) => plan,
@@ -629,7 +630,7 @@ impl SegmentStore {
         &self,
         reqs: &[(BlockKey, u32, u32, u32)],
     ) -> SmallVec<[io::Result<Option<Bytes>>; 4]> {
-        let sh = &self.shared;
+        let sh = &self.dev;
         let mut out: SmallVec<[io::Result<Option<Bytes>>; 4]> = SmallVec::with_capacity(reqs.len());
         // Disk reads in request order, and the runs of them that are
         // neighbours on disk (`plans[start..end]`).
@@ -693,20 +694,20 @@ impl SegmentStore {
     /// not stored (any older copy is still removed). Must be called on a
     /// compio runtime.
     pub fn insert(&self, key: BlockKey, gen: u32, data: &[u8]) {
-        let jobs = self.shared.insert(key, gen, data);
-        Shared::spawn_jobs(&self.shared, jobs);
+        let jobs = self.dev.insert(key, gen, data);
+        Device::spawn_jobs(&self.dev, jobs);
     }
 
     /// Forget a block.
     pub fn remove(&self, key: BlockKey) {
-        self.shared.inner.borrow_mut().index.remove(&key);
+        self.dev.log.borrow_mut().index.remove(&key);
     }
 
     /// Whether a read of `key` at `gen` would find an entry (it may still
     /// miss on a checksum failure).
     pub fn contains(&self, key: BlockKey, gen: u32) -> bool {
-        self.shared
-            .inner
+        self.dev
+            .log
             .borrow()
             .index
             .get(&key)
@@ -719,31 +720,31 @@ impl SegmentStore {
     /// blocks have been dropped).
     pub async fn flush(&self) -> io::Result<()> {
         let jobs = {
-            let mut inner = self.shared.inner.borrow_mut();
+            let mut log = self.dev.log.borrow_mut();
             let mut jobs = Jobs::default();
-            inner.seal(&mut jobs);
+            log.seal(&mut jobs);
             jobs
         };
-        Shared::spawn_jobs(&self.shared, jobs);
+        Device::spawn_jobs(&self.dev, jobs);
         poll_fn(|cx| {
-            let mut inner = self.shared.inner.borrow_mut();
-            let prefetching = inner.prefetch.as_ref().is_some_and(|p| !p.done);
-            if inner.writing == 0 && !prefetching {
+            let mut log = self.dev.log.borrow_mut();
+            let prefetching = log.prefetch.as_ref().is_some_and(|p| !p.done);
+            if log.writing == 0 && !prefetching {
                 Poll::Ready(())
             } else {
-                inner.waiters.push(cx.waker().clone());
+                log.waiters.push(cx.waker().clone());
                 Poll::Pending
             }
         })
         .await;
-        match self.shared.inner.borrow_mut().write_error.take() {
+        match self.dev.log.borrow_mut().write_error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
     pub fn stats(&self) -> NvmeStats {
-        let c = &self.shared.c;
+        let c = &self.dev.c;
         NvmeStats {
             hits: c.hits.get(),
             hit_bytes: c.hit_bytes.get(),
@@ -762,7 +763,7 @@ impl SegmentStore {
 
     /// Blocks currently indexed.
     pub fn len(&self) -> usize {
-        self.shared.inner.borrow().index.len()
+        self.dev.log.borrow().index.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -770,43 +771,43 @@ impl SegmentStore {
     }
 
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.dev.path
     }
 
     /// Bytes of the file or device in use (superblock included).
     pub fn size(&self) -> u64 {
-        self.shared.size
+        self.dev.size
     }
 
     pub fn segment_count(&self) -> u32 {
-        self.shared.segment_count
+        self.dev.segment_count
     }
 
     pub fn segment_size(&self) -> u32 {
-        self.shared.segment_size
+        self.dev.segment_size
     }
 
     pub fn block_size(&self) -> u32 {
-        self.shared.block_size
+        self.dev.block_size
     }
 
     /// The random epoch written to the superblock by this open.
     pub fn epoch(&self) -> u64 {
-        self.shared.epoch
+        self.dev.epoch
     }
 
     /// Byte offset of a block in the file, if it is on disk (not only in a
     /// buffer). For diagnostics and tests.
     pub fn block_location(&self, key: BlockKey) -> Option<u64> {
-        let inner = self.shared.inner.borrow();
-        let e = inner.index.get(&key)?;
-        let seg = inner.segs.get(e.seg as usize)?;
+        let log = self.dev.log.borrow();
+        let e = log.index.get(&key)?;
+        let seg = log.segs.get(e.seg as usize)?;
         matches!(seg.state, SegState::Sealed)
-            .then(|| self.shared.seg_offset(e.seg) + u64::from(e.page) * PAGE as u64)
+            .then(|| self.dev.seg_offset(e.seg) + u64::from(e.page) * PAGE as u64)
     }
 }
 
-impl Shared {
+impl Device {
     fn seg_offset(&self, seg: u32) -> u64 {
         SUPERBLOCK_LEN + u64::from(seg) * u64::from(self.segment_size)
     }
@@ -818,10 +819,10 @@ impl Shared {
     /// Look the block up. `Ok` when answered without disk I/O (miss, or hit
     /// in a buffer); `Err(plan)` when the pages must be read from disk.
     fn plan_read(&self, key: BlockKey, gen: u32, offset: u32, len: u32) -> Result<Option<Bytes>, DiskRead> {
-        let mut inner = self.inner.borrow_mut();
-        let Inner {
+        let mut log = self.log.borrow_mut();
+        let Log {
             index, segs, open, ..
-        } = &mut *inner;
+        } = &mut *log;
         let Some(e) = index.get_mut(&key) else {
             self.c.misses.add(1);
             return Ok(None);
@@ -896,18 +897,17 @@ impl Shared {
         plan: DiskRead,
         res: io::Result<Bytes>,
     ) -> io::Result<Option<Bytes>> {
-        let mut inner = self.inner.borrow_mut();
-        let same_entry = |inner: &Inner| {
-            inner
-                .index
+        let mut log = self.log.borrow_mut();
+        let same_entry = |log: &Log| {
+            log.index
                 .get(&key)
                 .is_some_and(|e| e.seg == plan.seg && e.page == plan.page)
         };
         let buf = match res {
             Ok(buf) => buf,
             Err(err) => {
-                if same_entry(&inner) {
-                    inner.index.remove(&key);
+                if same_entry(&log) {
+                    log.index.remove(&key);
                 }
                 self.c.read_errors.add(1);
                 self.c.misses.add(1);
@@ -916,7 +916,7 @@ impl Shared {
             }
         };
         // Reused since the read was planned: the pages may hold another block.
-        let seg_ok = inner
+        let seg_ok = log
             .segs
             .get(plan.seg as usize)
             .is_some_and(|s| s.seq == plan.seq && matches!(s.state, SegState::Sealed));
@@ -930,8 +930,8 @@ impl Shared {
                 .zip(&plan.crcs)
                 .all(|(p, &c)| crate::crc32c(p) == c);
         if !good {
-            if same_entry(&inner) {
-                inner.index.remove(&key);
+            if same_entry(&log) {
+                log.index.remove(&key);
             }
             self.c.checksum_failures.add(1);
             self.c.misses.add(1);
@@ -943,7 +943,7 @@ impl Shared {
             );
             return Ok(None);
         }
-        drop(inner);
+        drop(log);
         self.c.hits.add(1);
         self.c.hit_bytes.add(plan.take as u64);
         // `Bytes::slice` by path: the `IoBuf::slice` in scope would shadow it.
@@ -952,22 +952,22 @@ impl Shared {
 
     fn insert(&self, key: BlockKey, gen: u32, data: &[u8]) -> Jobs {
         let mut jobs = Jobs::default();
-        let mut inner = self.inner.borrow_mut();
-        inner.index.remove(&key);
+        let mut log = self.log.borrow_mut();
+        log.index.remove(&key);
         if data.is_empty() || data.len() > self.block_size as usize {
             return jobs;
         }
         let need = align_up(data.len());
-        if inner.open.as_ref().is_none_or(|o| o.buf.remaining() < need) {
-            inner.seal(&mut jobs);
-            if !self.open_next(&mut inner) {
+        if log.open.as_ref().is_none_or(|o| o.buf.remaining() < need) {
+            log.seal(&mut jobs);
+            if !self.open_next(&mut log) {
                 self.c.dropped_inserts.add(1);
                 return jobs;
             }
         }
-        let Inner {
+        let Log {
             index, segs, open, ..
-        } = &mut *inner;
+        } = &mut *log;
         let Some(open) = open.as_mut() else {
             return jobs;
         };
@@ -994,41 +994,41 @@ impl Shared {
             m.keys.push(key);
         }
         self.c.inserts.add(1);
-        self.maybe_prefetch(&mut inner, &mut jobs);
+        self.maybe_prefetch(&mut log, &mut jobs);
         jobs
     }
 
     /// Open the next segment of the ring, reclaiming it. False when it cannot
     /// be used yet (still being written, too many writes in flight) or every
     /// segment is bad.
-    fn open_next(&self, inner: &mut Inner) -> bool {
-        if inner.open.is_some() {
+    fn open_next(&self, log: &mut Log) -> bool {
+        if log.open.is_some() {
             return true;
         }
-        if inner.writing >= MAX_WRITES_IN_FLIGHT {
+        if log.writing >= MAX_WRITES_IN_FLIGHT {
             return false;
         }
-        let Some(cand) = inner.next_usable(inner.head) else {
+        let Some(cand) = log.next_usable(log.head) else {
             return false;
         };
-        if !matches!(inner.segs[cand as usize].state, SegState::Free | SegState::Sealed) {
+        if !matches!(log.segs[cand as usize].state, SegState::Free | SegState::Sealed) {
             return false;
         }
-        let old_seq = inner.segs[cand as usize].seq;
-        let prefetched = match inner.prefetch.take() {
+        let old_seq = log.segs[cand as usize].seq;
+        let prefetched = match log.prefetch.take() {
             Some(p) if p.seg == cand && p.seq == old_seq => p.buf,
             // A read still in flight (or of another segment) is abandoned: its
             // task sees the prefetch gone and drops the data.
             _ => None,
         };
-        let mut buf = inner.take_buf(self.segment_size as usize);
-        let old_keys = std::mem::take(&mut inner.segs[cand as usize].keys);
+        let mut buf = log.take_buf(self.segment_size as usize);
+        let old_keys = std::mem::take(&mut log.segs[cand as usize].keys);
         let mut keys = Vec::with_capacity(old_keys.len());
         // Keep room for at least one full block after the reinserted ones.
         let budget = (self.seg_pages() / 2).min(self.seg_pages() - pages_of(self.block_size as usize)) * PAGE;
         let (mut evicted, mut reinserted) = (0u64, 0u64);
         for key in old_keys {
-            let mut e = match inner.index.entry(key) {
+            let mut e = match log.index.entry(key) {
                 MapEntry::Occupied(o) if o.get().seg == cand => o.remove(),
                 _ => continue,
             };
@@ -1059,23 +1059,23 @@ impl Shared {
             e.seg = cand;
             e.page = page as u32;
             e.hit = false;
-            inner.index.insert(key, e);
+            log.index.insert(key, e);
             keys.push(key);
             reinserted += 1;
         }
         if let Some(p) = prefetched {
-            inner.put_buf(p);
+            log.put_buf(p);
         }
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let m = &mut inner.segs[cand as usize];
+        let seq = log.next_seq;
+        log.next_seq += 1;
+        let m = &mut log.segs[cand as usize];
         m.seq = seq;
         m.state = SegState::Open;
         m.used_pages = 0;
         m.keys = keys;
         m.hits = 0;
-        inner.open = Some(OpenSeg { seg: cand, buf });
-        inner.head = cand;
+        log.open = Some(OpenSeg { seg: cand, buf });
+        log.head = cand;
         self.c.evicted.add(evicted);
         self.c.reinserted.add(reinserted);
         if evicted + reinserted > 0 {
@@ -1087,31 +1087,31 @@ impl Shared {
     /// Start reading the segment the ring will reclaim next, so that its hit
     /// blocks can be reinserted without waiting when the time comes. One
     /// with no hit blocks is not read: reclaiming it evicts them all.
-    fn maybe_prefetch(&self, inner: &mut Inner, jobs: &mut Jobs) {
-        if inner.prefetch.is_some() {
+    fn maybe_prefetch(&self, log: &mut Log, jobs: &mut Jobs) {
+        if log.prefetch.is_some() {
             return;
         }
-        let Some(open) = inner.open.as_ref().map(|o| o.seg) else {
+        let Some(open) = log.open.as_ref().map(|o| o.seg) else {
             return;
         };
-        let Some(next) = inner.next_usable(open) else {
+        let Some(next) = log.next_usable(open) else {
             return;
         };
-        let m = &inner.segs[next as usize];
+        let m = &log.segs[next as usize];
         if next == open || !matches!(m.state, SegState::Sealed) || m.used_pages == 0 || m.hits == 0 {
             return;
         }
         let live = m
             .keys
             .iter()
-            .any(|k| inner.index.get(k).is_some_and(|e| e.seg == next));
+            .any(|k| log.index.get(k).is_some_and(|e| e.seg == next));
         if !live {
             // All stale: forget them so the next insert does not scan again.
-            inner.segs[next as usize].keys.clear();
+            log.segs[next as usize].keys.clear();
             return;
         }
         let (seq, pages) = (m.seq, m.used_pages);
-        inner.prefetch = Some(Prefetch {
+        log.prefetch = Some(Prefetch {
             seg: next,
             seq,
             buf: None,
@@ -1121,7 +1121,7 @@ impl Shared {
         self.c.reclaim_reads.add(1);
     }
 
-    fn spawn_jobs(this: &Rc<Shared>, jobs: Jobs) {
+    fn spawn_jobs(this: &Rc<Device>, jobs: Jobs) {
         for (seg, seq, buf) in jobs.writes {
             let sh = Rc::clone(this);
             let task = async move {
@@ -1149,36 +1149,36 @@ impl Shared {
             let sh = Rc::clone(this);
             let task = async move {
                 let bytes = pages as usize * PAGE;
-                let buf = sh.inner.borrow_mut().take_buf(sh.segment_size as usize);
+                let buf = sh.log.borrow_mut().take_buf(sh.segment_size as usize);
                 let res = read_exact_at(&sh.file, buf, sh.seg_offset(seg), bytes).await;
                 sh.finish_prefetch(seg, seq, res);
             };
             if !spawn_detached(task) {
-                this.inner.borrow_mut().prefetch = None;
+                this.log.borrow_mut().prefetch = None;
             }
         }
     }
 
     fn finish_write(&self, seg: u32, seq: u64, res: io::Result<()>, buf: Rc<AlignedBuf>) {
-        let mut inner = self.inner.borrow_mut();
-        inner.writing = inner.writing.saturating_sub(1);
-        let current = inner
+        let mut log = self.log.borrow_mut();
+        log.writing = log.writing.saturating_sub(1);
+        let current = log
             .segs
             .get(seg as usize)
             .is_some_and(|m| m.seq == seq && matches!(m.state, SegState::Writing(_)));
         if current {
             match res {
                 Ok(()) => {
-                    inner.segs[seg as usize].state = SegState::Sealed;
+                    log.segs[seg as usize].state = SegState::Sealed;
                     self.c.segments_written.add(1);
                 }
                 Err(err) => {
-                    let keys = std::mem::take(&mut inner.segs[seg as usize].keys);
-                    inner.segs[seg as usize].state = SegState::Bad;
+                    let keys = std::mem::take(&mut log.segs[seg as usize].keys);
+                    log.segs[seg as usize].state = SegState::Bad;
                     let mut dropped = 0;
                     for k in keys {
-                        if inner.index.get(&k).is_some_and(|e| e.seg == seg) {
-                            inner.index.remove(&k);
+                        if log.index.get(&k).is_some_and(|e| e.seg == seg) {
+                            log.index.remove(&k);
                             dropped += 1;
                         }
                     }
@@ -1191,38 +1191,38 @@ impl Shared {
                         %err,
                         "NVMe cache segment write failed; segment taken out of service"
                     );
-                    if inner.write_error.is_none() {
-                        inner.write_error = Some(err);
+                    if log.write_error.is_none() {
+                        log.write_error = Some(err);
                     }
                 }
             }
         }
         // The segment no longer references the buffer: recycle it.
         if let Ok(b) = Rc::try_unwrap(buf) {
-            inner.put_buf(b);
+            log.put_buf(b);
         }
-        let waiters = std::mem::take(&mut inner.waiters);
-        drop(inner);
+        let waiters = std::mem::take(&mut log.waiters);
+        drop(log);
         waiters.into_iter().for_each(Waker::wake);
     }
 
     fn finish_prefetch(&self, seg: u32, seq: u64, res: io::Result<AlignedBuf>) {
-        let mut inner = self.inner.borrow_mut();
-        let wanted = inner
+        let mut log = self.log.borrow_mut();
+        let wanted = log
             .prefetch
             .as_ref()
             .is_some_and(|p| p.seg == seg && p.seq == seq && !p.done);
         match res {
             Ok(buf) if wanted => {
-                if let Some(p) = inner.prefetch.as_mut() {
+                if let Some(p) = log.prefetch.as_mut() {
                     p.buf = Some(buf);
                     p.done = true;
                 }
             }
-            Ok(buf) => inner.put_buf(buf),
+            Ok(buf) => log.put_buf(buf),
             Err(err) => {
                 if wanted {
-                    if let Some(p) = inner.prefetch.as_mut() {
+                    if let Some(p) = log.prefetch.as_mut() {
                         p.done = true;
                     }
                 }
@@ -1235,13 +1235,13 @@ impl Shared {
                 );
             }
         }
-        let waiters = std::mem::take(&mut inner.waiters);
-        drop(inner);
+        let waiters = std::mem::take(&mut log.waiters);
+        drop(log);
         waiters.into_iter().for_each(Waker::wake);
     }
 }
 
-impl Inner {
+impl Log {
     /// The first segment after `from` in ring order that is not bad.
     fn next_usable(&self, from: u32) -> Option<u32> {
         let n = self.segs.len();
@@ -1432,14 +1432,14 @@ fn prepare_file(path: &Path, size: u64) -> Result<u64, StoreError> {
     match std::fs::metadata(path) {
         Ok(md) if md.file_type().is_block_device() => {
             use std::io::Seek;
-            let mut dev = std::fs::File::open(path).map_err(|e| match e.kind() {
+            let mut device = std::fs::File::open(path).map_err(|e| match e.kind() {
                 io::ErrorKind::PermissionDenied => StoreError::PermissionDenied {
                     path: path.to_path_buf(),
                     source: e,
                 },
                 _ => io_err("open", e),
             })?;
-            let actual = dev.seek(io::SeekFrom::End(0)).map_err(|e| io_err("size", e))?;
+            let actual = device.seek(io::SeekFrom::End(0)).map_err(|e| io_err("size", e))?;
             if size != 0 && actual < size {
                 return Err(StoreError::DeviceTooSmall {
                     path: path.to_path_buf(),
@@ -1991,7 +1991,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = SegmentStore::open(cfg(&dir.path().join("c"), 4)).await.unwrap();
             store.insert(key(1), 1, &data(1, BLOCK as usize));
-            store.shared.fail_next_write.set(true);
+            store.dev.fail_next_write.set(true);
             assert!(store.flush().await.is_err());
             assert!(!store.contains(key(1), 1));
             assert!(store.read(key(1), 1, 0, 1).await.unwrap().is_none());
@@ -2003,7 +2003,7 @@ mod tests {
             }
             fill(&store, 30, 4).await;
             assert!(store.flush().await.is_ok());
-            assert!(matches!(store.shared.inner.borrow().segs[0].state, SegState::Bad));
+            assert!(matches!(store.dev.log.borrow().segs[0].state, SegState::Bad));
         });
     }
 
