@@ -14,8 +14,8 @@ use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, HandleKey, Resolved};
 use crate::junction::{self, Junction, JunctionSpec, Junctions, Mount};
 use crate::perm;
-use crate::runtime::{ShardSet, StartError};
 use crate::shard::{Created as ShardCreated, EngineState, ListEntry, Prefetched, ReadReply, Shard};
+use crate::shard::{ShardSet, StartError};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};
@@ -158,7 +158,7 @@ impl Engine {
         }
         let key = HandleKey::load_or_create(&cfg.state_dir).map_err(|e| StartError::Setup(e.to_string()))?;
         let sidecar =
-            crate::runtime::sidecar().map_err(|e| StartError::Setup(format!("sidecar runtime: {e}")))?;
+            crate::rt::poll::sidecar().map_err(|e| StartError::Setup(format!("sidecar runtime: {e}")))?;
         let shared = Arc::new(EngineState {
             cfg,
             key,

@@ -4,6 +4,7 @@
 
 mod data;
 mod namespace;
+mod set;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ use crate::{Error, Result};
 
 pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
+pub(crate) use set::ShardSet;
+pub use set::StartError;
 
 /// The engine's state that all its shards share, read-only.
 pub struct EngineState {
@@ -140,9 +143,9 @@ pub struct Shard {
     /// Cached names per directory, so a directory's names drop at once.
     names: RefCell<LruCache<u64, DirNames>>,
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
-    inflight: RefCell<crate::tier::FastMap<BlockKey, data::Inflight>>,
+    inflight: RefCell<crate::rt::FastMap<BlockKey, data::Inflight>>,
     /// Writes and setattrs in flight to the core filer, by file.
-    changing: RefCell<crate::tier::FastMap<u64, smallvec::SmallVec<[data::Changing; 2]>>>,
+    changing: RefCell<crate::rt::FastMap<u64, smallvec::SmallVec<[data::Changing; 2]>>>,
     next_gen: Cell<u32>,
     /// Names fetches and changes in flight.
     next_id: Cell<u64>,

@@ -49,7 +49,7 @@ use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncReadAt, AsyncWriteAt};
 use smallvec::SmallVec;
 
-use super::aligned::{align_up, AlignedBuf, ALIGN};
+use crate::rt::aligned::{align_up, AlignedBuf, ALIGN};
 
 /// Direct I/O page: unit of alignment, padding and checksums.
 const PAGE: usize = ALIGN;
@@ -284,7 +284,7 @@ struct Device {
 
 /// The log's mutable state: the block index and the ring of segments.
 struct Log {
-    index: super::FastMap<BlockKey, Entry>,
+    index: crate::rt::FastMap<BlockKey, Entry>,
     segs: Vec<SegMeta>,
     /// The segment being filled.
     open: Option<OpenSeg>,
@@ -1312,7 +1312,7 @@ async fn read_exact_at(
         let done = buf.len();
         // Poll for the completion instead of sleeping on it: a wake-up per
         // read costs more than the read on a virtual disk.
-        let _polling = crate::runtime::ReadInFlight::start();
+        let _polling = crate::rt::poll::ReadInFlight::start();
         let BufResult(res, slice) = submit_now(file.read_at(buf.slice(done..len), pos + done as u64)).await;
         buf = slice.into_inner();
         match res {
@@ -1345,7 +1345,7 @@ async fn submit_now<F: Future>(op: F) -> F::Output {
     if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
         return out;
     }
-    compio::runtime::Runtime::with_current(|rt| crate::runtime::poll_now(rt, &rt.waker()));
+    compio::runtime::Runtime::with_current(|rt| crate::rt::poll::poll_now(rt, &rt.waker()));
     op.await
 }
 
