@@ -7,9 +7,10 @@
 //!
 //! # Layers
 //!
-//! Each module uses only modules below it; no two import each other,
-//! directly or around a cycle (the `layers` test reads the source and
-//! holds the crate to that):
+//! A module uses only modules on its own line or below it, and no two
+//! import each other, directly or around a cycle (the `layers` test reads
+//! the source and fails on any such cycle, and on `rt` importing from the
+//! rest of the crate):
 //!
 //! - `front`: what every front end needs to serve: listeners spread over
 //!   the shards, large messages, the directory an export names.

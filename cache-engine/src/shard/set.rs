@@ -28,6 +28,7 @@ fn current(id: usize) -> Option<Rc<Shard>> {
     CURRENT.with(|c| c.borrow().as_ref().filter(|s| s.id == id).cloned())
 }
 
+/// The running shards: a job queue and a thread for each.
 pub(crate) struct ShardSet {
     queues: Vec<async_channel::Sender<Job>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
