@@ -277,37 +277,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_message_buffer_pool_keeps_no_more_than_its_limit_newest_first() {
-        use crate::tier::aligned::AlignedBuf;
-        let pop_all = || {
-            std::iter::from_fn(large::pop)
-                .map(|b| (b.capacity() >> 20, b.len()))
-                .collect::<Vec<_>>()
-        };
-        large::set_pool_limit(3 << 20);
-        for mib in 1..=5 {
-            large::push(AlignedBuf::with_capacity(mib << 20));
-        }
-        assert_eq!(large::pooled_bytes(), 3 << 20);
-        assert_eq!(pop_all(), [(2, 0), (1, 0)]);
-        assert_eq!(large::pooled_bytes(), 0);
-        // A thread keeps the last few it let go of; older ones wait in the
-        // shared queue, oldest first.
-        large::set_pool_limit(64 << 20);
-        for mib in 1..=6 {
-            large::push(AlignedBuf::with_capacity(mib << 20));
-        }
-        let order: Vec<usize> = pop_all().into_iter().map(|(mib, _)| mib).collect();
-        assert_eq!(order, [6, 5, 4, 3, 1, 2]);
-        assert_eq!(large::pooled_bytes(), 0);
-        // What a thread held when it ended no longer counts.
-        std::thread::spawn(|| large::push(AlignedBuf::with_capacity(1 << 20)))
-            .join()
-            .unwrap();
-        assert_eq!(large::pooled_bytes(), 0);
-    }
-
-    #[test]
     fn a_connection_goes_to_a_shard_serving_fewer() {
         let s = Spread::new(3);
         let load = |s: &Spread| {

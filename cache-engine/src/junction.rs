@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::CachePolicy;
 use crate::filer::CoreFiler;
 use crate::handle::{FileHandle, Resolved};
-use crate::tier::FastMap;
+use crate::rt::FastMap;
 use crate::{Error, Result};
 
 /// A core filer, or one of its directories, as one part of the namespace.

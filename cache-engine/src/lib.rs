@@ -4,6 +4,26 @@
 //! It is protocol-neutral: NFS and SMB front ends call the same [`Engine`]
 //! API. It must not know about any wire protocol, and cache hits must never
 //! wait on a core filer or on another shard.
+//!
+//! # Layers
+//!
+//! A module uses only modules on its own line or below it, and no two
+//! import each other, directly or around a cycle (the `layers` test reads
+//! the source and fails on any such cycle, and on `rt` importing from the
+//! rest of the crate):
+//!
+//! - `front`: what every front end needs to serve: listeners spread over
+//!   the shards, large messages, the directory an export names.
+//! - `engine`: the [`Engine`] API; routes each call to the shard owning
+//!   its file, starts and stops the shards.
+//! - `shard`: one core's slice of the cache and metadata cache, and the
+//!   shard threads with their job queues (`ShardSet`).
+//! - `junction`, `tier` (RAM and NVMe), `change`, `stats`, `handle`,
+//!   `config`: what shards are made of.
+//! - the core filer trait and its types (`filer`, `perm`, `types`, `error`).
+//! - `rt`, the ground floor: the per-core executor and its polling, CPUs and
+//!   pinning, aligned buffers, the message buffer pool, fast maps. It
+//!   imports nothing from the rest of the crate.
 
 pub mod change;
 pub mod config;
@@ -14,7 +34,7 @@ pub mod front;
 pub mod handle;
 pub mod junction;
 pub mod perm;
-mod runtime;
+pub mod rt;
 mod shard;
 pub mod stats;
 #[cfg(feature = "test-support")]
@@ -27,8 +47,9 @@ pub use config::{CachePolicy, EngineConfig};
 pub use engine::{Created, DirEntry, DirListing, Engine, RenameReply, WriteReply};
 pub use handle::{FileHandle, MAX_TAG};
 pub use junction::{JunctionSpec, Mount};
-pub use runtime::{allowed_cpus, note_work, pin_self, StartError};
-pub use shard::{Prefetched, ReadReply};
+pub use rt::cpu::{allowed_cpus, pin_self};
+pub use rt::poll::note_work;
+pub use shard::{Prefetched, ReadReply, StartError};
 
 pub use error::{Error, Result};
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use benches::fio::{FioRead, Measured};
-use cache_engine::tier::aligned::AlignedBuf;
+use cache_engine::rt::aligned::AlignedBuf;
 use cache_engine::tier::nvme::{BlockKey, NvmeConfig, SegmentStore};
 use clap::Parser;
 use compio::buf::BufResult;

@@ -4,114 +4,17 @@
 //! a write, when the RAM tier drops the blocks it kept as slices of it). A
 //! fresh buffer is backed by huge pages: a page fault per 2 MiB, not per
 //! 4 KiB, each zeroing the page it maps.
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::LazyLock;
 
 use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::AsyncRead;
-use crossbeam_queue::ArrayQueue;
 
 use super::limits::{read_or_idle, Idle};
-use crate::tier::aligned::AlignedBuf;
+use crate::rt::aligned::AlignedBuf;
+use crate::rt::msgbuf::{self, pop};
 
-/// Messages from this size on are read by [`read_rest`].
-pub const MIN: usize = 128 << 10;
-/// Buffers kept for reuse, shared by all shards: at most this many, of
-/// at most `POOL_LIMIT` bytes in all.
-const POOLED: usize = 1024;
-
-static POOL: LazyLock<ArrayQueue<AlignedBuf>> = LazyLock::new(|| ArrayQueue::new(POOLED));
-static POOL_BYTES: AtomicUsize = AtomicUsize::new(0);
-/// The pool may always hold this much: eight 8 MiB SMB writes.
-pub(crate) const MIN_POOL: usize = 64 << 20;
-static POOL_LIMIT: AtomicUsize = AtomicUsize::new(MIN_POOL);
-
-/// Keep up to `bytes` of buffers for reuse (the engine sets an eighth of
-/// its RAM tier, at least `MIN_POOL`). A buffer the RAM tier held (a
-/// written block) is free again once the tier drops it; reused, it
-/// spares the next large message the kernel's zeroing of fresh pages,
-/// which would otherwise take about a fifth of the server's time for
-/// 8 MiB writes.
-pub(crate) fn set_pool_limit(bytes: usize) {
-    POOL_LIMIT.store(bytes, Ordering::Relaxed);
-}
-
-#[cfg(test)]
-pub(super) fn pooled_bytes() -> usize {
-    POOL_BYTES.load(Ordering::Relaxed)
-}
-
-thread_local! {
-    /// The buffers this thread let go of last, reused first: a buffer
-    /// just written out is likely still in the CPU's cache, one from
-    /// the back of the shared queue is not (which made receiving into it
-    /// and writing it out again cost about a third more).
-    static HOT: RefCell<Hot> = const { RefCell::new(Hot(Vec::new())) };
-}
-
-struct Hot(Vec<AlignedBuf>);
-
-impl Drop for Hot {
-    /// A thread that ends takes its buffers with it: uncount them.
-    fn drop(&mut self) {
-        let bytes: usize = self.0.iter().map(AlignedBuf::capacity).sum();
-        POOL_BYTES.fetch_sub(bytes, Ordering::Relaxed);
-    }
-}
-
-/// Buffers each thread keeps in `HOT`; older ones go to the shared queue.
-const HOT_PER_THREAD: usize = 4;
-
-pub(super) fn pop() -> Option<AlignedBuf> {
-    let hot = HOT.try_with(|h| h.borrow_mut().0.pop()).ok().flatten();
-    let b = hot.or_else(|| POOL.pop())?;
-    POOL_BYTES.fetch_sub(b.capacity(), Ordering::Relaxed);
-    Some(b)
-}
-
-pub(super) fn push(mut b: AlignedBuf) {
-    let cap = b.capacity();
-    let held = POOL_BYTES.fetch_add(cap, Ordering::Relaxed) + cap;
-    if held > POOL_LIMIT.load(Ordering::Relaxed) {
-        POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
-        return;
-    }
-    b.clear();
-    // To the shared queue: the oldest of this thread's, or this one if
-    // the thread is ending.
-    let mut spare = Some(b);
-    let _ = HOT.try_with(|h| {
-        let h = &mut h.borrow_mut().0;
-        h.extend(spare.take());
-        if h.len() > HOT_PER_THREAD {
-            spare = Some(h.remove(0));
-        }
-    });
-    if let Some(older) = spare {
-        let cap = older.capacity();
-        if POOL.push(older).is_err() {
-            POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
-        }
-    }
-}
-
-struct Recycled(Option<AlignedBuf>);
-
-impl AsRef<[u8]> for Recycled {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_ref().map_or(&[], |b| b.as_slice())
-    }
-}
-
-impl Drop for Recycled {
-    fn drop(&mut self) {
-        if let Some(b) = self.0.take() {
-            push(b);
-        }
-    }
-}
+pub use crate::rt::msgbuf::MIN;
 
 /// A message's buffer starts this large (or as large as what has arrived)
 /// and grows as its bytes arrive, so a length header alone costs little.
@@ -197,7 +100,7 @@ async fn grow(buf: AlignedBuf, len: usize, charge: &mut Charge) -> std::io::Resu
             b
         }
         _ => {
-            let cap = crate::tier::aligned::align_up(len.min(buf.capacity().saturating_mul(GROWTH)));
+            let cap = crate::rt::aligned::align_up(len.min(buf.capacity().saturating_mul(GROWTH)));
             charge.hold(charge.0 + cap).await?;
             AlignedBuf::with_capacity(cap)
         }
@@ -218,7 +121,7 @@ pub async fn read_rest(
     mut idle: impl FnMut() -> Idle,
 ) -> std::io::Result<Bytes> {
     let head = &head[..head.len().min(len)];
-    let first = crate::tier::aligned::align_up(len.min(FIRST.max(head.len())));
+    let first = crate::rt::aligned::align_up(len.min(FIRST.max(head.len())));
     let mut charge = Charge(0);
     charge.hold(first).await?;
     let mut buf = AlignedBuf::with_capacity(first);
@@ -240,7 +143,7 @@ pub async fn read_rest(
             Err(e) => return Err(e),
         }
     }
-    Ok(Bytes::from_owner(Recycled(Some(buf))))
+    Ok(msgbuf::into_bytes(buf))
 }
 
 /// What a connection's read loop does when its framer holds no whole

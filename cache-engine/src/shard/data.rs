@@ -706,7 +706,7 @@ impl Shard {
             if from == 0 && to == need {
                 // A smaller write is a slice of its connection's receive
                 // buffer, which a kept slice would hold whole: copy it.
-                let own = data.len() >= crate::front::large::MIN;
+                let own = data.len() >= crate::rt::msgbuf::MIN;
                 out.push((
                     block,
                     if own {

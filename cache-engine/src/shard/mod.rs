@@ -4,6 +4,7 @@
 
 mod data;
 mod namespace;
+mod set;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,9 +28,11 @@ use crate::{Error, Result};
 
 pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
+pub(crate) use set::ShardSet;
+pub use set::StartError;
 
-/// What all shards share, read-only.
-pub struct Shared {
+/// The engine's state that all its shards share, read-only.
+pub struct EngineState {
     pub cfg: EngineConfig,
     pub key: HandleKey,
     pub filers: Vec<Arc<dyn CoreFiler>>,
@@ -54,7 +57,7 @@ pub(crate) struct Published {
     until: Instant,
 }
 
-impl Shared {
+impl EngineState {
     /// `r`'s attributes, when its owner published them and they are fresh.
     pub(crate) fn published_attr(&self, r: &Resolved) -> Option<Attr> {
         let map = self.published.pin();
@@ -92,8 +95,9 @@ pub(crate) struct Readahead {
     issued_to: u64,
 }
 
-/// What the shard knows about one file.
-pub(crate) struct FileState {
+/// What the shard knows about one file it owns: its attributes and data
+/// generation while they are fresh.
+pub(crate) struct CachedFile {
     filer_handle: FilerHandle,
     attr: Attr,
     validated: Instant,
@@ -131,17 +135,17 @@ impl NameEntry {
 
 pub struct Shard {
     pub id: usize,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<EngineState>,
     pub(crate) stats: ShardStats,
     ram: RefCell<S3Fifo<BlockKey, RamBlock>>,
     nvme: Option<Rc<SegmentStore>>,
-    files: RefCell<LruCache<u64, FileState, ahash::RandomState>>,
+    files: RefCell<LruCache<u64, CachedFile, ahash::RandomState>>,
     /// Cached names per directory, so a directory's names drop at once.
     names: RefCell<LruCache<u64, DirNames>>,
     listings: RefCell<LruCache<u64, Rc<Listing>>>,
-    inflight: RefCell<crate::tier::FastMap<BlockKey, data::Inflight>>,
+    inflight: RefCell<crate::rt::FastMap<BlockKey, data::Inflight>>,
     /// Writes and setattrs in flight to the core filer, by file.
-    changing: RefCell<crate::tier::FastMap<u64, smallvec::SmallVec<[data::Changing; 2]>>>,
+    changing: RefCell<crate::rt::FastMap<u64, smallvec::SmallVec<[data::Changing; 2]>>>,
     next_gen: Cell<u32>,
     /// Names fetches and changes in flight.
     next_id: Cell<u64>,
@@ -159,7 +163,7 @@ const LISTINGS: usize = 4096;
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Shard {
-    pub(crate) async fn open(id: usize, shared: Arc<Shared>) -> std::result::Result<Shard, String> {
+    pub(crate) async fn open(id: usize, shared: Arc<EngineState>) -> std::result::Result<Shard, String> {
         let cfg = &shared.cfg;
         let n = cfg.shard_count() as u64;
         let nvme = if cfg.cache_bytes > 0 {
@@ -294,7 +298,7 @@ impl Shard {
         }
     }
 
-    fn fresh(&self, r: &Resolved, st: &FileState, now: Instant) -> bool {
+    fn fresh(&self, r: &Resolved, st: &CachedFile, now: Instant) -> bool {
         now.duration_since(st.validated) < self.verify_period(r, st.attr.ftype)
     }
 
@@ -309,7 +313,7 @@ impl Shard {
         self.shared.published.pin().insert(file_key(r), entry);
     }
 
-    fn snapshot(st: &FileState) -> Snapshot {
+    fn snapshot(st: &CachedFile) -> Snapshot {
         Snapshot {
             attr: st.attr,
             gen: st.gen,
@@ -387,7 +391,7 @@ impl Shard {
                 (Self::snapshot(st), changed, changed, contents)
             }
             _ => {
-                let st = FileState {
+                let st = CachedFile {
                     filer_handle: r.filer_handle,
                     attr,
                     validated: now,

@@ -1,27 +1,14 @@
-//! Thread-per-core runtime: one pinned thread per shard, each with its own
-//! io_uring runtime (compio), fed by a bounded queue of jobs; plus a small
-//! tokio runtime on the side for what only exists for tokio.
+//! The per-core executor: each core's thread runs its own io_uring runtime
+//! (compio), polling its ring for a while after work arrives instead of
+//! sleeping in it; plus a small tokio runtime on the side for what only
+//! exists for tokio.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::shard::{Shard, Shared};
-use crate::{Error, Result};
-
-type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
-
-/// Work sent to a shard: runs on the shard's thread with access to its state.
-pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
-
 thread_local! {
-    /// The shard whose thread this is, if it is one.
-    static CURRENT: std::cell::RefCell<Option<Rc<Shard>>> = const { std::cell::RefCell::new(None) };
     /// When this thread last received work (a job, a client request),
     /// called another shard or started a cache read.
     static LAST_WORK: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
@@ -53,145 +40,14 @@ pub fn note_work() {
     LAST_WORK.with(|w| w.set(Some(Instant::now())));
 }
 
-/// The shard running on this thread, when it is shard `id`.
-fn current(id: usize) -> Option<Rc<Shard>> {
-    CURRENT.with(|c| c.borrow().as_ref().filter(|s| s.id == id).cloned())
-}
-
-pub(crate) struct ShardSet {
-    queues: Vec<async_channel::Sender<Job>>,
-    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// Why the engine could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("shard {shard}: {message}")]
-    Shard { shard: usize, message: String },
-    #[error("{0}")]
-    Setup(String),
-}
-
-impl ShardSet {
-    pub fn start(shared: Arc<Shared>) -> std::result::Result<Self, StartError> {
-        let n = shared.cfg.shard_count();
-        let cpus = allowed_cpus();
-        let pool = usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX);
-        crate::front::large::set_pool_limit(pool.max(crate::front::large::MIN_POOL));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let mut queues = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for id in 0..n {
-            let (tx, rx) = async_channel::bounded::<Job>(shared.cfg.queue_depth.max(1));
-            queues.push(tx);
-            let shared = shared.clone();
-            let ready = ready_tx.clone();
-            let pin = shared.cfg.pin_threads.then(|| cpus[id % cpus.len()]);
-            let spawned = std::thread::Builder::new()
-                .name(format!("weir-shard-{id}"))
-                .spawn(move || shard_main(id, pin, shared, rx, ready));
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => return Err(StartError::Setup(format!("cannot start shard thread {id}: {e}"))),
-            }
-        }
-        drop(ready_tx);
-        let set = ShardSet {
-            queues,
-            threads: std::sync::Mutex::new(threads),
-        };
-        for _ in 0..n {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    set.stop();
-                    return Err(e);
-                }
-                Err(_) => {
-                    set.stop();
-                    return Err(StartError::Setup("a shard thread died while starting".into()));
-                }
-            }
-        }
-        Ok(set)
-    }
-
-    pub fn len(&self) -> usize {
-        self.queues.len()
-    }
-
-    /// Run `f` on shard `shard` and wait for its answer.
-    pub async fn call<R, F, Fut>(&self, shard: usize, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<R>> + 'static,
-    {
-        // Already on the owning shard: run it right here, with no queue, no
-        // task and no wake of another thread. The wrapper makes the call's
-        // future `Send` for callers elsewhere; this future is only polled and
-        // dropped on this thread, since a compio task never changes threads.
-        // The shard itself is wrapped too: the compiler counts it as held
-        // across the await, which would make this future !Send.
-        if let Some(s) = current(shard).map(send_wrapper::SendWrapper::new) {
-            return send_wrapper::SendWrapper::new(f(s.take())).await;
-        }
-        let (tx, rx) = futures::channel::oneshot::channel();
-        let job: Job = Box::new(move |s| {
-            Box::pin(async move {
-                let _ = tx.send(f(s).await);
-            })
-        });
-        // Keep polling a while for the answer, as after any work: most
-        // calls answer within microseconds, and a sleeping shard takes tens
-        // to wake. Not until it comes: some wait on the core filer.
-        note_work();
-        self.queues[shard]
-            .send(job)
-            .await
-            .map_err(|_| Error::ServerFault)?;
-        rx.await.map_err(|_| Error::ServerFault)?
-    }
-
-    /// Queue `f` on shard `shard` without waiting for it to run (only for
-    /// room in the queue): it runs before anything queued there later.
-    pub async fn post<F, Fut>(&self, shard: usize, f: F)
-    where
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        let job: Job = Box::new(move |s| Box::pin(f(s)));
-        // A closed queue means the engine is stopping: nothing left to tell.
-        let _ = self.queues[shard].send(job).await;
-    }
-
-    /// Close every queue and wait for the shards to drain and exit.
-    pub fn stop(&self) {
-        for q in &self.queues {
-            q.close();
-        }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Tasks a shard runs between looks at its job queue. Jobs from other
-/// shards carry their callers' next reads: a short tick sends those out
-/// before a burst of completions has been worked through, and keeps the
-/// device's queue full.
-const TASKS_PER_TICK: usize = 4;
-
-fn shard_main(
-    id: usize,
+/// The io_uring runtime of one core's thread, pinned to `pin` when given,
+/// running `event_interval` tasks between looks at its ring.
+pub(crate) fn per_core_runtime(
     pin: Option<usize>,
-    shared: Arc<Shared>,
-    queue: async_channel::Receiver<Job>,
-    ready: mpsc::Sender<std::result::Result<(), StartError>>,
-) {
+    event_interval: usize,
+) -> std::io::Result<compio::runtime::Runtime> {
     let mut builder = compio::runtime::RuntimeBuilder::new();
-    builder.event_interval(TASKS_PER_TICK);
+    builder.event_interval(event_interval);
     // One thread submits to and reaps each ring: completions need no
     // interrupt of the thread (cooperative task running), which saves a
     // context switch per I/O.
@@ -206,82 +62,7 @@ fn shard_main(
     if let Some(core) = pin {
         builder.thread_affinity(std::iter::once(core).collect());
     }
-    let rt = match builder.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(StartError::Shard {
-                shard: id,
-                message: format!("io_uring runtime: {e}"),
-            }));
-            return;
-        }
-    };
-    let spin = shared.cfg.spin;
-    run_polling(&rt, spin, async move {
-        let shard = match Shard::open(id, shared).await {
-            Ok(s) => Rc::new(s),
-            Err(message) => {
-                let _ = ready.send(Err(StartError::Shard { shard: id, message }));
-                return;
-            }
-        };
-        CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
-        let _ = ready.send(Ok(()));
-        drop(ready);
-        while let Ok(job) = queue.recv().await {
-            note_work();
-            let mut job = job(shard.clone());
-            // Start the job here and now: its first step (a cache read's
-            // submission, say) goes out before the tasks already queued
-            // run, instead of after them. What is left runs as a task of
-            // its own, whose first poll takes over the job's wake-ups.
-            // A panic ends the job, not the shard, as it would in a task.
-            let first = std::future::poll_fn(|cx| {
-                let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.as_mut().poll(cx)));
-                std::task::Poll::Ready(step)
-            })
-            .await;
-            match first {
-                Ok(std::task::Poll::Pending) => compio::runtime::spawn(job).detach(),
-                Ok(std::task::Poll::Ready(())) => {}
-                Err(_) => tracing::error!(shard = id, "a job panicked; its caller gets a server fault"),
-            }
-        }
-        CURRENT.with(|c| c.borrow_mut().take());
-        shard.shutdown().await;
-    });
-}
-
-/// The CPUs this thread may run on (its affinity mask, inherited from the
-/// process: a cpuset, a `taskset`), in order. Shards are pinned to these,
-/// never to others.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `set` is a plain bitmask that sched_getaffinity fills in.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0 {
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect();
-        if !cpus.is_empty() {
-            return cpus;
-        }
-    }
-    let n = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-    (0..n).collect()
-}
-
-/// Run this thread, and every thread or process it starts from now on, on
-/// `cpus` only.
-pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: as in `allowed_cpus`; `set` outlives the call.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    builder.build()
 }
 
 /// Reap what the ring has completed without sleeping in it. A wait with a
@@ -340,7 +121,7 @@ const BACK_OFF_MAX: Duration = Duration::from_secs(1);
 /// sleeps is run as soon as it is woken: after such a yield the shard
 /// stops polling for a back-off period that grows while the core stays
 /// shared. Nor does it poll while threads wait for a core (see `crowded`).
-fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
+pub(crate) fn run_polling<F: Future>(rt: &compio::runtime::Runtime, spin: Duration, future: F) -> F::Output {
     rt.enter(|| {
         let waker = rt.waker();
         let main = Arc::new(MainWaker {
@@ -479,25 +260,9 @@ pub fn sidecar() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
-
 #[cfg(test)]
 mod tests {
-    use super::{allowed_cpus, pin_self, stalled_us};
-
-    #[test]
-    fn shards_are_pinned_only_to_cpus_the_process_may_use() {
-        let all = allowed_cpus();
-        assert!(!all.is_empty());
-        let last = *all.last().unwrap();
-        // In a thread of its own: the mask is per thread and inherited.
-        let seen = std::thread::spawn(move || {
-            pin_self(&[last]).unwrap();
-            allowed_cpus()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(seen, [last]);
-    }
+    use super::stalled_us;
 
     #[test]
     fn cpu_pressure_total() {
