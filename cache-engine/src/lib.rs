@@ -3,12 +3,13 @@
 //!
 //! It is protocol-neutral: NFS and SMB front ends call the same [`Engine`]
 //! API. It must not know about any wire protocol, and cache hits must never
-//! wait on a core filer or on another shard.
+//! wait on a core filer or on another shard. It reaches back ends only
+//! through the [`core_filer::CoreFiler`] trait; the back ends live in the
+//! `core-filer` crate.
 
 pub mod change;
 pub mod config;
 pub mod engine;
-pub mod error;
 pub mod filer;
 pub mod front;
 pub mod handle;
@@ -28,7 +29,7 @@ pub use junction::{JunctionSpec, Mount};
 pub use runtime::{allowed_cpus, note_work, pin_self, StartError};
 pub use shard::{Prefetched, ReadReply};
 
-pub use error::{Error, Result};
+pub use core_filer::{error, Error, Result};
 
 /// CRC-32C (Castagnoli) of `data`, as stored beside every cached page and
 /// in NFS file handles. crc-fast folds with carry-less multiplies: a 4 KiB

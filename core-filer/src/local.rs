@@ -40,8 +40,8 @@ use compio::buf::{BufResult, IntoInner, IoBufMut};
 use compio::io::{AsyncReadAt, AsyncWriteAt};
 use libc::c_int;
 
-use super::{identity, CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::types::*;
+use crate::{identity, CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::{Error, Result};
 
 /// Largest handle the kernel hands out (`MAX_HANDLE_SZ`).

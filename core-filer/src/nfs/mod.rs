@@ -35,8 +35,8 @@ use nfs_proto::{portmap, Encoder, Xdr};
 use self::client::{ClientConfig, Pool};
 use self::handles::{Digest, HandleMap, Ours};
 use self::unstable::Unstable;
-use super::{CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::types::*;
+use crate::{CoreFiler, FilerCreated, FilerDirEntryPlus, FilerRead, FilerWrite};
 use crate::{Error, Result};
 
 /// Where the upstream export is and how to talk to it.

@@ -1,115 +1,24 @@
 //! The `nfs` core filer against nfs-ganesha (FSAL_VFS) exporting a temp
 //! directory: every method's success and error paths checked in the backing
 //! directory, handles across filer restarts (long ones through the map), an
-//! upstream outage, pipelined concurrency, and the engine on top.
+//! upstream outage, and pipelined concurrency.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cache_engine::filer::nfs::{NfsConfig, NfsFiler};
-use cache_engine::filer::CoreFiler;
-use cache_engine::types::*;
-use cache_engine::{Engine, Error};
-use testbed::ganesha::Ganesha;
-
-/// ganesha over a temp directory, on ports of its own.
-struct Nas {
-    tmp: tempfile::TempDir,
-    nfs_port: u16,
-    mount_port: u16,
-    server: Option<Ganesha>,
-}
-
-impl Nas {
-    fn start() -> Nas {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("export")).unwrap();
-        let (nfs_port, mount_port) = common::free_ports();
-        let mut nas = Nas {
-            tmp,
-            nfs_port,
-            mount_port,
-            server: None,
-        };
-        nas.up();
-        nas
-    }
-
-    fn up(&mut self) {
-        let g = Ganesha::start(
-            &self.dir(),
-            &self.tmp.path().join("ganesha"),
-            self.nfs_port,
-            self.mount_port,
-        )
-        .unwrap_or_else(|e| panic!("ganesha: {e}"));
-        self.server = Some(g);
-    }
-
-    fn down(&mut self) {
-        self.server = None;
-    }
-
-    /// The exported directory, as the host sees it.
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("export")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir().join(rel)
-    }
-
-    fn state(&self) -> PathBuf {
-        self.tmp.path().join("state")
-    }
-
-    fn config(&self) -> NfsConfig {
-        let mut c = NfsConfig::new("127.0.0.1", self.nfs_port, "/export");
-        c.mount_port = Some(self.mount_port);
-        c
-    }
-
-    fn filer(&self) -> NfsFiler {
-        self.filer_with(&self.config(), &self.state())
-    }
-
-    fn filer_with(&self, cfg: &NfsConfig, state: &Path) -> NfsFiler {
-        NfsFiler::connect(cfg, state).unwrap()
-    }
-}
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    compio::runtime::Runtime::new().unwrap().block_on(f)
-}
+use common::{mode, root, run, user, Nas};
+use core_filer::nfs::NfsFiler;
+use core_filer::types::*;
+use core_filer::{CoreFiler, Error, FilerCreated};
+use testbed::ganesha::Export;
 
 fn unix_seconds() -> u64 {
     std::time::UNIX_EPOCH.elapsed().unwrap().as_secs()
-}
-
-fn root() -> Credentials {
-    Credentials::root()
-}
-
-fn user(uid: u32) -> Credentials {
-    Credentials {
-        uid,
-        gid: uid,
-        gids: (0..40).map(|g| 5000 + g).collect(),
-        origin: 0,
-    }
-}
-
-fn mode(m: u32) -> SetAttr {
-    SetAttr {
-        mode: Some(m),
-        ..SetAttr::default()
-    }
 }
 
 async fn mk(f: &NfsFiler, dir: &FilerHandle, name: &str, node: NewNode) -> Result<FilerCreated, Error> {
@@ -117,11 +26,9 @@ async fn mk(f: &NfsFiler, dir: &FilerHandle, name: &str, node: NewNode) -> Resul
         .await
 }
 
-use cache_engine::filer::FilerCreated;
-
 #[test]
 fn every_method_against_ganesha() {
-    let nas = Nas::start();
+    let nas = Export::start();
     let f = nas.filer();
     let c = root();
     let r = f.root();
@@ -535,7 +442,7 @@ fn every_method_against_ganesha() {
 
 #[test]
 fn handles_survive_restarts_and_long_ones_go_through_the_map() {
-    let nas = Nas::start();
+    let nas = Export::start();
     std::fs::create_dir_all(nas.path("a/b")).unwrap();
     std::fs::write(nas.path("a/b/c"), b"data").unwrap();
     let mut cfg = nas.config();
@@ -581,7 +488,7 @@ fn handles_survive_restarts_and_long_ones_go_through_the_map() {
 
 #[test]
 fn upstream_outage_fails_within_the_bound_and_recovers() {
-    let mut nas = Nas::start();
+    let mut nas = Export::start();
     std::fs::write(nas.path("f"), b"before").unwrap();
     let mut cfg = nas.config();
     cfg.timeout = Duration::from_secs(2);
@@ -626,7 +533,7 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
     assert_eq!(std::fs::read(nas.path("f")).unwrap(), b"AFTER");
     // Calls in flight when the server dies (SIGKILL, no goodbye) fail
     // within the bound too, then all is well again.
-    let pid = nas.server.as_ref().unwrap().pid();
+    let pid = nas.server().unwrap().pid();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         testbed::process::signal(pid, libc::SIGKILL);
@@ -658,7 +565,7 @@ fn upstream_outage_fails_within_the_bound_and_recovers() {
 
 #[test]
 fn a_restart_between_write_and_commit_on_other_threads_is_reported() {
-    let mut nas = Nas::start();
+    let mut nas = Export::start();
     std::fs::write(nas.path("f"), b"").unwrap();
     let f = nas.filer();
     let h = run(async { f.lookup(&root(), &f.root(), b"f").await.unwrap().0 });
@@ -695,7 +602,7 @@ fn a_restart_between_write_and_commit_on_other_threads_is_reported() {
 
 #[test]
 fn many_concurrent_calls_are_pipelined() {
-    let nas = Nas::start();
+    let nas = Export::start();
     for i in 0..16 {
         std::fs::write(nas.path(&format!("f{i}")), common::pattern(100_000, i as u8)).unwrap();
     }
@@ -729,101 +636,4 @@ fn many_concurrent_calls_are_pipelined() {
             futures::future::join_all(calls).await;
         });
     }
-}
-
-#[test]
-fn engine_round_trip_over_nfs() {
-    let nas = Nas::start();
-    std::fs::create_dir(nas.path("pre")).unwrap();
-    std::fs::write(nas.path("pre/old"), b"from the NAS").unwrap();
-    let filer = Arc::new(nas.filer());
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(common::config(dir.path()), filer).unwrap();
-    common::block_on(async {
-        let c = root();
-        let r = engine.root();
-        let made = engine
-            .create(&c, &r, b"new", CreateMode::Guarded, &mode(0o644))
-            .await
-            .unwrap();
-        let data = common::pattern(300_000, 9);
-        let w = engine
-            .write(
-                &c,
-                &made.handle,
-                0,
-                Bytes::from(data.clone()),
-                Stability::FileSync,
-            )
-            .await
-            .unwrap();
-        assert_eq!(w.count as usize, data.len());
-        let rd = engine.read(&c, &made.handle, 0, 300_000).await.unwrap();
-        let got: Vec<u8> = rd.data.iter().flat_map(|b| b.iter().copied()).collect();
-        assert_eq!(got, data);
-        let pre = common::walk(&engine, "pre/old").await.unwrap();
-        let rd = engine.read(&c, &pre, 0, 100).await.unwrap();
-        let got: Vec<u8> = rd.data.iter().flat_map(|b| b.iter().copied()).collect();
-        assert_eq!(got, b"from the NAS");
-        engine.mkdir(&c, &r, b"dir", &mode(0o755)).await.unwrap();
-        let list = engine.readdir_plus(&c, &r, 0, 0, 100).await.unwrap();
-        let names: BTreeSet<Vec<u8>> = list.entries.iter().map(|e| e.name.clone()).collect();
-        let want: BTreeSet<Vec<u8>> = [&b"new"[..], b"pre", b"dir"].iter().map(|n| n.to_vec()).collect();
-        assert_eq!(names, want);
-        assert!(list.eof);
-    });
-    engine.shutdown();
-    assert_eq!(
-        std::fs::read(nas.path("new")).unwrap(),
-        common::pattern(300_000, 9)
-    );
-    assert!(nas.path("dir").is_dir());
-}
-
-#[test]
-fn engine_over_nfs_rides_out_an_outage() {
-    let mut nas = Nas::start();
-    std::fs::write(nas.path("cached"), b"cached bytes").unwrap();
-    std::fs::write(nas.path("cold"), b"never read").unwrap();
-    let mut cfg = nas.config();
-    cfg.timeout = Duration::from_secs(1);
-    cfg.attempt_timeout = Duration::from_millis(300);
-    let filer = Arc::new(nas.filer_with(&cfg, &nas.state()));
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(common::config(dir.path()), filer).unwrap();
-    let c = root();
-    let (cached, cold) = common::block_on(async {
-        let cached = common::walk(&engine, "cached").await.unwrap();
-        let cold = common::walk(&engine, "cold").await.unwrap();
-        engine.read(&c, &cached, 0, 100).await.unwrap();
-        (cached, cold)
-    });
-    nas.down();
-    common::block_on(async {
-        // Cached data is served; what is not cached answers "try again later".
-        let r = engine.read(&c, &cached, 0, 100).await.unwrap();
-        assert_eq!(r.data.concat(), b"cached bytes");
-        let t = Instant::now();
-        assert_eq!(engine.read(&c, &cold, 0, 100).await.err(), Some(Error::Jukebox));
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    });
-    nas.up();
-    common::block_on(async {
-        // It recovers by itself once the engine probes the core filer again.
-        let t = Instant::now();
-        loop {
-            match engine.read(&c, &cold, 0, 100).await {
-                Ok(r) => {
-                    assert_eq!(r.data.concat(), b"never read");
-                    break;
-                }
-                Err(e) => {
-                    assert_eq!(e, Error::Jukebox);
-                    assert!(t.elapsed() < Duration::from_secs(30), "no recovery");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        }
-    });
-    engine.shutdown();
 }
