@@ -14,6 +14,8 @@
 //! `nfs` (an NFSv3 server). It must not cache, and it knows nothing of the
 //! engine above it.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod counting;
 pub mod error;
 pub mod identity;
