@@ -1,6 +1,6 @@
 //! The `nfs` core filer against nfs-ganesha (FSAL_VFS) exporting a temp
-//! directory: every method's success and error paths checked in the backing
-//! directory, handles across filer restarts (long ones through the map), an
+//! directory: what every method does in the backing directory (the answers
+//! every back end owes are the contract suite's), handles across filer restarts (long ones through the map), an
 //! upstream outage, and pipelined concurrency.
 
 mod common;
@@ -26,6 +26,10 @@ async fn mk(f: &NfsFiler, dir: &FilerHandle, name: &str, node: NewNode) -> Resul
         .await
 }
 
+/// What each method does in the exported directory, as the host sees it.
+/// What every back end must answer (errors, paging, handles) is checked by
+/// the contract suite (`tests/contract.rs`); this checks what is only true
+/// of an NFS upstream over a directory.
 #[test]
 fn every_method_against_ganesha() {
     let nas = Export::start();
@@ -35,10 +39,9 @@ fn every_method_against_ganesha() {
     run(async {
         assert_eq!(f.name(), "nfs");
         let ra = f.getattr(&c, &r).await.unwrap();
-        assert_eq!(ra.ftype, FileType::Directory);
         assert_eq!(ra.fileid, std::fs::metadata(nas.dir()).unwrap().ino());
 
-        // CREATE (unchecked, guarded, exclusive)
+        // CREATE (unchecked, exclusive): modes as asked, in the directory.
         let file = f
             .create(&c, &r, b"f", &NewNode::File(CreateMode::Unchecked), &mode(0o640))
             .await
@@ -46,128 +49,51 @@ fn every_method_against_ganesha() {
         let meta = std::fs::metadata(nas.path("f")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
         assert_eq!(file.attr.fileid, meta.ino());
-        assert_eq!(file.attr.ftype, FileType::Regular);
-        assert!(file.dir_wcc.after.is_some());
-        let e = f
-            .create(&c, &r, b"f", &NewNode::File(CreateMode::Guarded), &mode(0o600))
-            .await;
-        assert_eq!(e.err(), Some(Error::Exist));
-        let x1 = f
-            .create(
-                &c,
-                &r,
-                b"x",
-                &NewNode::File(CreateMode::Exclusive(77)),
-                &mode(0o600),
-            )
-            .await
-            .unwrap();
-        let x2 = f
-            .create(
-                &c,
-                &r,
-                b"x",
-                &NewNode::File(CreateMode::Exclusive(77)),
-                &mode(0o600),
-            )
-            .await
-            .unwrap();
-        assert_eq!(x1.handle, x2.handle);
+        f.create(
+            &c,
+            &r,
+            b"x",
+            &NewNode::File(CreateMode::Exclusive(77)),
+            &mode(0o600),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             std::fs::metadata(nas.path("x")).unwrap().permissions().mode() & 0o7777,
             0o600
         );
-        let e = f
-            .create(
-                &c,
-                &r,
-                b"x",
-                &NewNode::File(CreateMode::Exclusive(78)),
-                &mode(0o600),
-            )
-            .await;
-        assert_eq!(e.err(), Some(Error::Exist));
 
-        // WRITE, COMMIT, READ
-        let w = f
-            .write(
-                &c,
-                &file.handle,
-                0,
-                Bytes::from_static(b"hello world"),
-                Stability::FileSync,
-            )
-            .await
-            .unwrap();
-        assert_eq!(w.count, 11);
-        assert_eq!(w.committed, Stability::FileSync);
-        assert_eq!(w.wcc.after.unwrap().size, 11);
-        let w = f
-            .write(
-                &c,
-                &file.handle,
-                11,
-                Bytes::from_static(b"!"),
-                Stability::Unstable,
-            )
-            .await
-            .unwrap();
-        assert_eq!(w.count, 1);
+        // WRITE, COMMIT: the bytes reach the directory, larger than one
+        // WRITE of the server's too.
+        f.write(
+            &c,
+            &file.handle,
+            0,
+            Bytes::from_static(b"hello world"),
+            Stability::FileSync,
+        )
+        .await
+        .unwrap();
+        f.write(
+            &c,
+            &file.handle,
+            11,
+            Bytes::from_static(b"!"),
+            Stability::Unstable,
+        )
+        .await
+        .unwrap();
         f.commit(&c, &file.handle).await.unwrap();
         assert_eq!(std::fs::read(nas.path("f")).unwrap(), b"hello world!");
-        let rd = f.read(&c, &file.handle, 0, 5).await.unwrap();
-        assert_eq!(&rd.data[..], b"hello");
-        assert!(!rd.eof);
-        let rd = f.read(&c, &file.handle, 6, 100).await.unwrap();
-        assert_eq!(&rd.data[..], b"world!");
-        assert!(rd.eof);
-        let rd = f.read(&c, &file.handle, 1000, 10).await.unwrap();
-        assert!(rd.data.is_empty() && rd.eof);
-        // Larger than one WRITE and one READ of the server's: split and short.
         let big = common::pattern(5 << 20 | 123, 3);
         let w = f
             .write(&c, &file.handle, 0, Bytes::from(big.clone()), Stability::DataSync)
             .await
             .unwrap();
         assert_eq!(w.count as usize, big.len());
-        assert!(w.committed >= Stability::DataSync);
         assert_eq!(std::fs::read(nas.path("f")).unwrap(), big);
-        let mut got = Vec::new();
-        loop {
-            let rd = f
-                .read(&c, &file.handle, got.len() as u64, 16 << 20)
-                .await
-                .unwrap();
-            assert!(!rd.data.is_empty() || rd.eof);
-            got.extend_from_slice(&rd.data);
-            if rd.eof {
-                break;
-            }
-        }
-        assert_eq!(got, big);
 
-        // LOOKUP, and names that never reach the wire
-        let (h, a) = f.lookup(&c, &r, b"f").await.unwrap();
-        assert_eq!(h, file.handle);
-        assert_eq!(a.size, big.len() as u64);
-        assert_eq!(f.lookup(&c, &r, b"nope").await.err(), Some(Error::NoEnt));
-        assert_eq!(f.lookup(&c, &file.handle, b"x").await.err(), Some(Error::NotDir));
-        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
-            assert_eq!(f.lookup(&c, &r, bad).await.err(), Some(Error::Inval), "{bad:?}");
-            assert_eq!(
-                mk(&f, &r, std::str::from_utf8(bad).unwrap(), NewNode::Directory)
-                    .await
-                    .err(),
-                Some(Error::Inval)
-            );
-            assert_eq!(f.remove(&c, &r, bad, false).await.err(), Some(Error::Inval));
-            assert_eq!(f.rename(&c, &r, b"f", &r, bad).await.err(), Some(Error::Inval));
-            assert_eq!(f.link(&c, &file.handle, &r, bad).await.err(), Some(Error::Inval));
-        }
-        let long = vec![b'n'; 256];
-        assert_eq!(f.lookup(&c, &r, &long).await.err(), Some(Error::NameTooLong));
-
-        // MKDIR, LOOKUP ".."
+        // MKDIR
         let d = f
             .create(&c, &r, b"d", &NewNode::Directory, &mode(0o750))
             .await
@@ -175,36 +101,13 @@ fn every_method_against_ganesha() {
         let meta = std::fs::metadata(nas.path("d")).unwrap();
         assert!(meta.is_dir());
         assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
-        assert_eq!(
-            mk(&f, &r, "d", NewNode::Directory).await.err(),
-            Some(Error::Exist)
-        );
-        assert_eq!(
-            mk(&f, &file.handle, "y", NewNode::Directory).await.err(),
-            Some(Error::NotDir)
-        );
-        let (p, pa) = f.lookup_parent(&c, &d.handle).await.unwrap();
-        assert_eq!(p, r);
-        assert_eq!(pa.fileid, ra.fileid);
-        let (p, _) = f.lookup_parent(&c, &r).await.unwrap();
-        assert_eq!(p, r);
-        let sub = mk(&f, &d.handle, "sub", NewNode::Directory).await.unwrap();
-        assert_eq!(f.lookup_parent(&c, &sub.handle).await.unwrap().0, d.handle);
 
-        // SYMLINK, READLINK
+        // SYMLINK
         let s = mk(&f, &r, "s", NewNode::Symlink(b"target/x".to_vec()))
             .await
             .unwrap();
         assert_eq!(s.attr.ftype, FileType::Symlink);
         assert_eq!(std::fs::read_link(nas.path("s")).unwrap(), Path::new("target/x"));
-        assert_eq!(f.readlink(&c, &s.handle).await.unwrap(), b"target/x");
-        assert_eq!(
-            mk(&f, &r, "s2", NewNode::Symlink(Vec::new())).await.err(),
-            Some(Error::Inval)
-        );
-        // A lookup does not follow the symlink.
-        let (_, la) = f.lookup(&c, &r, b"s").await.unwrap();
-        assert_eq!(la.ftype, FileType::Symlink);
 
         // MKNOD
         let p = mk(&f, &r, "p", NewNode::Fifo).await.unwrap();
@@ -221,50 +124,39 @@ fn every_method_against_ganesha() {
         assert_eq!(meta.rdev(), libc::makedev(1, 3));
         let sock = mk(&f, &r, "sock", NewNode::Socket).await.unwrap();
         assert_eq!(sock.attr.ftype, FileType::Socket);
+        assert_eq!(
+            f.write(&c, &p.handle, 0, Bytes::from_static(b"x"), Stability::FileSync)
+                .await
+                .err(),
+            Some(Error::Inval)
+        );
 
         // SETATTR
         let t = Timespec {
             sec: 1_500_000_000,
             nsec: 0,
         };
-        let wcc = f
-            .setattr(
-                &c,
-                &file.handle,
-                &SetAttr {
-                    mode: Some(0o604),
-                    size: Some(3),
-                    uid: Some(1234),
-                    gid: Some(4321),
-                    mtime: SetTime::Client(t),
-                    atime: SetTime::ServerNow,
-                },
-            )
-            .await
-            .unwrap();
-        let after = wcc.after.unwrap();
-        assert_eq!(
-            (after.size, after.mode, after.uid, after.gid),
-            (3, 0o604, 1234, 4321)
-        );
-        assert_eq!(wcc.before.unwrap().size, big.len() as u64);
+        f.setattr(
+            &c,
+            &file.handle,
+            &SetAttr {
+                mode: Some(0o604),
+                size: Some(3),
+                uid: Some(1234),
+                gid: Some(4321),
+                mtime: SetTime::Client(t),
+                atime: SetTime::ServerNow,
+            },
+        )
+        .await
+        .unwrap();
         let meta = std::fs::metadata(nas.path("f")).unwrap();
         assert_eq!(
             (meta.len(), meta.mode() & 0o7777, meta.uid(), meta.gid()),
             (3, 0o604, 1234, 4321)
         );
         assert_eq!(meta.mtime(), t.sec);
-        assert!(f
-            .setattr(
-                &c,
-                &d.handle,
-                &SetAttr {
-                    size: Some(0),
-                    ..SetAttr::default()
-                }
-            )
-            .await
-            .is_err());
+        // NFSv3 has no times before 1970.
         let bad_time = SetAttr {
             mtime: SetTime::Client(Timespec { sec: -5, nsec: 0 }),
             ..SetAttr::default()
@@ -274,37 +166,17 @@ fn every_method_against_ganesha() {
             Some(Error::Inval)
         );
 
-        // LINK
-        let (la, lw) = f.link(&c, &file.handle, &d.handle, b"f2").await.unwrap();
-        assert_eq!(la.nlink, 2);
-        assert!(lw.after.is_some());
+        // LINK, RENAME
+        f.link(&c, &file.handle, &d.handle, b"f2").await.unwrap();
         assert_eq!(
             std::fs::metadata(nas.path("d/f2")).unwrap().ino(),
             file.attr.fileid
         );
-        assert_eq!(
-            f.link(&c, &file.handle, &d.handle, b"f2").await.err(),
-            Some(Error::Exist)
-        );
-        assert!(f.link(&c, &d.handle, &r, b"dirlink").await.is_err());
-        assert_eq!(
-            f.link(&c, &file.handle, &file.handle, b"z").await.err(),
-            Some(Error::NotDir)
-        );
-
-        // RENAME
-        let (fw, tw) = f.rename(&c, &d.handle, b"f2", &r, b"g").await.unwrap();
-        assert!(fw.after.is_some() && tw.after.is_some());
+        f.rename(&c, &d.handle, b"f2", &r, b"g").await.unwrap();
         assert!(!nas.path("d/f2").exists());
         assert_eq!(std::fs::metadata(nas.path("g")).unwrap().ino(), file.attr.fileid);
-        assert_eq!(
-            f.rename(&c, &r, b"missing", &r, b"h").await.err(),
-            Some(Error::NoEnt)
-        );
-        assert!(f.rename(&c, &r, b"g", &r, b"d").await.is_err());
-        assert!(nas.path("d").is_dir() && nas.path("g").is_file());
 
-        // READDIR, READDIRPLUS, paged
+        // READDIR lists what was made behind the filer's back too.
         for i in 0..150 {
             std::fs::write(nas.path(&format!("d/e{i:03}")), b"").unwrap();
         }
@@ -312,104 +184,27 @@ fn every_method_against_ganesha() {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_encoded_bytes())
             .collect();
-        for plus in [false, true] {
-            let mut names = BTreeSet::new();
-            let mut cookie = 0;
-            loop {
-                let (entries, eof) = if plus {
-                    let (es, eof) = f.readdir_plus(&c, &d.handle, cookie, 17).await.unwrap();
-                    let mut out = Vec::new();
-                    for e in es {
-                        let (h, a) = e.object.unwrap();
-                        assert_eq!(a.fileid, e.entry.fileid);
-                        assert_eq!(e.entry.ftype, Some(a.ftype));
-                        assert_eq!(f.getattr(&c, &h).await.unwrap().fileid, a.fileid);
-                        if e.entry.name == b"sub" {
-                            assert_eq!(h, sub.handle);
-                        }
-                        out.push(e.entry);
-                    }
-                    (out, eof)
-                } else {
-                    let p = f.readdir(&c, &d.handle, cookie, 17).await.unwrap();
-                    (p.entries, p.eof)
-                };
-                assert!(entries.len() <= 17);
-                for e in &entries {
-                    assert!(names.insert(e.name.clone()), "{:?} twice", e.name);
-                }
-                if eof {
-                    break;
-                }
-                cookie = entries.last().unwrap().cookie;
+        let mut names = BTreeSet::new();
+        let mut cookie = 0;
+        loop {
+            let page = f.readdir(&c, &d.handle, cookie, 64).await.unwrap();
+            names.extend(page.entries.iter().map(|e| e.name.clone()));
+            if page.eof {
+                break;
             }
-            assert_eq!(names, want, "plus={plus}");
+            cookie = page.entries.last().unwrap().cookie;
         }
-        assert_eq!(
-            f.readdir(&c, &file.handle, 0, 10).await.err(),
-            Some(Error::NotDir)
-        );
-        assert_eq!(f.readdir(&c, &r, 0, 0).await.err(), Some(Error::TooSmall));
+        assert_eq!(names, want);
 
         // REMOVE, RMDIR
         f.remove(&c, &r, b"g", false).await.unwrap();
         assert!(!nas.path("g").exists());
-        assert_eq!(f.remove(&c, &r, b"g", false).await.err(), Some(Error::NoEnt));
-        assert_eq!(f.remove(&c, &r, b"d", true).await.err(), Some(Error::NotEmpty));
-        assert_eq!(f.remove(&c, &r, b"f", true).await.err(), Some(Error::NotDir));
+        let sub = mk(&f, &d.handle, "sub", NewNode::Directory).await.unwrap();
         f.remove(&c, &d.handle, b"sub", true).await.unwrap();
         assert!(!nas.path("d/sub").exists());
-        // The removed directory's handle is stale now.
         assert_eq!(f.getattr(&c, &sub.handle).await.err(), Some(Error::Stale));
 
-        // Calls on the wrong kind of object answer as the local filer does.
-        let size0 = SetAttr {
-            size: Some(0),
-            ..SetAttr::default()
-        };
-        let x = Bytes::from_static(b"x");
-        assert_eq!(f.read(&c, &d.handle, 0, 10).await.err(), Some(Error::IsDir));
-        assert_eq!(f.read(&c, &s.handle, 0, 10).await.err(), Some(Error::Inval));
-        assert_eq!(
-            f.write(&c, &d.handle, 0, x.clone(), Stability::FileSync)
-                .await
-                .err(),
-            Some(Error::IsDir)
-        );
-        assert_eq!(
-            f.write(&c, &p.handle, 0, x, Stability::FileSync).await.err(),
-            Some(Error::Inval)
-        );
-        assert_eq!(f.commit(&c, &d.handle).await.err(), Some(Error::IsDir));
-        assert_eq!(f.setattr(&c, &d.handle, &size0).await.err(), Some(Error::IsDir));
-        assert_eq!(f.setattr(&c, &s.handle, &size0).await.err(), Some(Error::Inval));
-        assert_eq!(f.readlink(&c, &file.handle).await.err(), Some(Error::Inval));
-        assert_eq!(f.readlink(&c, &r).await.err(), Some(Error::Inval));
-        assert_eq!(f.lookup_parent(&c, &file.handle).await.err(), Some(Error::NotDir));
-        assert_eq!(
-            f.readdir_plus(&c, &file.handle, 0, 5).await.err(),
-            Some(Error::NotDir)
-        );
-        assert_eq!(f.remove(&c, &r, b"d", false).await.err(), Some(Error::IsDir));
-        assert_eq!(f.fsstat(&c, &sub.handle).await.err(), Some(Error::Stale));
-
-        // FSSTAT
-        let st = f.fsstat(&c, &r).await.unwrap();
-        assert!(st.total_bytes > 0 && st.total_bytes >= st.free_bytes);
-
         // The caller's identity reaches the upstream.
-        let secret = f
-            .create(&c, &r, b"secret", &NewNode::Directory, &mode(0o700))
-            .await
-            .unwrap();
-        mk(&f, &secret.handle, "inside", NewNode::File(CreateMode::Unchecked))
-            .await
-            .unwrap();
-        let bob = user(1000);
-        assert_eq!(
-            f.lookup(&bob, &secret.handle, b"inside").await.err(),
-            Some(Error::Access)
-        );
         let open = f
             .create(&c, &r, b"open", &NewNode::Directory, &mode(0o777))
             .await
@@ -420,23 +215,17 @@ fn every_method_against_ganesha() {
             gid: Some(1000),
             ..SetAttr::default()
         };
-        let made = f
-            .create(
-                &bob,
-                &open.handle,
-                b"bobs",
-                &NewNode::File(CreateMode::Guarded),
-                &owned,
-            )
-            .await
-            .unwrap();
-        assert_eq!((made.attr.uid, made.attr.gid), (1000, 1000));
+        f.create(
+            &user(1000),
+            &open.handle,
+            b"bobs",
+            &NewNode::File(CreateMode::Guarded),
+            &owned,
+        )
+        .await
+        .unwrap();
         let meta = std::fs::metadata(nas.path("open/bobs")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
-        assert_eq!(
-            f.setattr(&bob, &file.handle, &mode(0o777)).await.err(),
-            Some(Error::Perm)
-        );
     });
 }
 
