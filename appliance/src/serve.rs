@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use cache_engine::filer::local::LocalFiler;
-use cache_engine::filer::nfs::{NfsConfig, NfsFiler};
-use cache_engine::filer::CoreFiler;
 use cache_engine::{Engine, Mount};
+use core_filer::local::LocalFiler;
+use core_filer::nfs::{NfsConfig, NfsFiler};
+use core_filer::CoreFiler;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 

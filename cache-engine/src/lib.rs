@@ -3,7 +3,9 @@
 //!
 //! It is protocol-neutral: NFS and SMB front ends call the same [`Engine`]
 //! API. It must not know about any wire protocol, and cache hits must never
-//! wait on a core filer or on another shard.
+//! wait on a core filer or on another shard. It reaches back ends only
+//! through the [`core_filer::CoreFiler`] trait; the back ends live in the
+//! `core-filer` crate.
 //!
 //! # Layers
 //!
@@ -20,7 +22,8 @@
 //!   shard threads with their job queues (`ShardSet`).
 //! - `junction`, `tier` (RAM and NVMe), `change`, `stats`, `handle`,
 //!   `config`: what shards are made of.
-//! - the core filer trait and its types (`filer`, `perm`, `types`, `error`).
+//! - `filer`, `perm`, `types`: the core filer trait and its types (from the
+//!   `core-filer` crate, below this one), permission checks, engine-only types.
 //! - `rt`, the ground floor: the per-core executor and its polling, CPUs and
 //!   pinning, aligned buffers, the message buffer pool, fast maps. It
 //!   imports nothing from the rest of the crate.
@@ -28,7 +31,6 @@
 pub mod change;
 pub mod config;
 pub mod engine;
-pub mod error;
 pub mod filer;
 pub mod front;
 pub mod handle;
@@ -51,7 +53,7 @@ pub use rt::cpu::{allowed_cpus, pin_self};
 pub use rt::poll::note_work;
 pub use shard::{Prefetched, ReadReply, StartError};
 
-pub use error::{Error, Result};
+pub use core_filer::{error, Error, Result};
 
 /// CRC-32C (Castagnoli) of `data`, as stored beside every cached page and
 /// in NFS file handles. crc-fast folds with carry-less multiplies: a 4 KiB

@@ -97,10 +97,10 @@ pub fn ganesha(
     dir: &Path,
     work: &Path,
     ports: (u16, u16),
-) -> (testbed::ganesha::Ganesha, cache_engine::filer::nfs::NfsConfig) {
+) -> (testbed::ganesha::Ganesha, core_filer::nfs::NfsConfig) {
     let g = testbed::ganesha::Ganesha::start(dir, work, ports.0, ports.1)
         .unwrap_or_else(|e| panic!("ganesha: {e}"));
-    let mut cfg = cache_engine::filer::nfs::NfsConfig::new("127.0.0.1", ports.0, "/export");
+    let mut cfg = core_filer::nfs::NfsConfig::new("127.0.0.1", ports.0, "/export");
     cfg.mount_port = Some(ports.1);
     (g, cfg)
 }

@@ -467,7 +467,7 @@ fn run_on(
         _upstream = Some(g);
         let mut cfg = engine_config(dir.path());
         tune(&mut cfg);
-        let filer = cache_engine::filer::nfs::NfsFiler::connect(&nfs_cfg, &cfg.state_dir).unwrap();
+        let filer = core_filer::nfs::NfsFiler::connect(&nfs_cfg, &cfg.state_dir).unwrap();
         cache_engine::Engine::start(cfg, std::sync::Arc::new(filer)).unwrap()
     } else {
         start(dir.path(), Duration::ZERO, tune).0

@@ -198,3 +198,74 @@ fn start_rpcbind() -> Result<Option<Guard>, String> {
     }
     Err(format!("rpcbind did not open {RPCBIND_SOCK}"))
 }
+
+/// ganesha exporting a fresh temp directory on ports of its own, which a
+/// test can stop and start again to play an outage of the NAS. Ganesha's
+/// work files and a `state` directory (for the client's own state) sit
+/// beside the export.
+pub struct Export {
+    tmp: tempfile::TempDir,
+    pub nfs_port: u16,
+    pub mount_port: u16,
+    server: Option<Ganesha>,
+}
+
+impl Export {
+    /// A running export of an empty directory; panics when ganesha cannot start.
+    pub fn start() -> Export {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(tmp.path().join("export")).expect("export dir");
+        let (nfs_port, mount_port) = loop {
+            let pair = (crate::samba::free_port(), crate::samba::free_port());
+            if let (Ok(a), Ok(b)) = pair {
+                if a != b {
+                    break (a, b);
+                }
+            }
+        };
+        let mut export = Export {
+            tmp,
+            nfs_port,
+            mount_port,
+            server: None,
+        };
+        export.up();
+        export
+    }
+
+    /// Start ganesha again on the same ports, over the same directory.
+    pub fn up(&mut self) {
+        let g = Ganesha::start(
+            &self.dir(),
+            &self.tmp.path().join("ganesha"),
+            self.nfs_port,
+            self.mount_port,
+        )
+        .unwrap_or_else(|e| panic!("ganesha: {e}"));
+        self.server = Some(g);
+    }
+
+    /// Stop ganesha (the directory stays).
+    pub fn down(&mut self) {
+        self.server = None;
+    }
+
+    /// The running server, if it is up.
+    pub fn server(&self) -> Option<&Ganesha> {
+        self.server.as_ref()
+    }
+
+    /// The exported directory, as the host sees it.
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("export")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir().join(rel)
+    }
+
+    /// A directory for the client's own state, kept across its restarts.
+    pub fn state(&self) -> PathBuf {
+        self.tmp.path().join("state")
+    }
+}

@@ -77,6 +77,7 @@ impl<F: CoreFiler> CountingFiler<F> {
 }
 
 #[async_trait(?Send)]
+#[deny(clippy::missing_trait_methods)]
 impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
     fn name(&self) -> &str {
         self.inner.name()

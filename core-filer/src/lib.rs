@@ -1,23 +1,36 @@
-//! Core filers: the only way the engine touches a back end.
+//! Weir's core filers: the only way the cache engine touches a back end.
 //!
 //! A core filer does what it is asked without caching: the engine caches, and
 //! checks access against the attributes it holds before it calls in. A core
 //! filer acts with the caller's [`Credentials`] too, so that its back end
 //! checks again against the real rights (`local`: the kernel, see
 //! [`identity`]; `nfs`: the NAS). Every name it receives has passed
-//! [`crate::types::check_name`]; a core filer checks again and never lets a
+//! [`types::check_name`]; a core filer checks again and never lets a
 //! call reach outside its root.
+//!
+//! This crate holds the [`CoreFiler`] trait, its types and errors, the
+//! [`contract`] every back end keeps (feature `contract`), and the back ends,
+//! each behind a cargo feature: `local` (a directory on this machine) and
+//! `nfs` (an NFSv3 server). It must not cache, and it knows nothing of the
+//! engine above it.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod counting;
+pub mod error;
 pub mod identity;
+#[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "nfs")]
 pub mod nfs;
+pub mod types;
+
+pub use error::{Error, Result};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::types::*;
-use crate::Result;
 
 /// Result of a read: the bytes (short at end of file) and whether the read reached EOF.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! Engine errors: one enum that every front end maps to its own status codes.
+//! Errors of core filers and of the engine: one enum, which every front end
+//! maps to its own status codes.
 
 use std::io;
 
