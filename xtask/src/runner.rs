@@ -114,11 +114,13 @@ impl Runner {
             return Err(ExitCode::FAILURE);
         }
         let names: Vec<&str> = lanes.iter().map(|(name, _)| *name).collect();
-        eprintln!(
-            "xtask: side by side: {} (logs in {})",
-            names.join(" | "),
-            self.log_dir.display()
-        );
+        if !self.failed() {
+            eprintln!(
+                "xtask: side by side: {} (logs in {})",
+                names.join(" | "),
+                self.log_dir.display()
+            );
+        }
         std::thread::scope(|scope| {
             for (lane, steps) in lanes {
                 scope.spawn(move || {
@@ -297,4 +299,37 @@ fn show_log(name: &str, log: &Path) {
         Err(e) => writeln!(err, "(cannot read it: {e})"),
     };
     let _ = writeln!(err, "xtask: ---- end of the log of {name} ----");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(runner: &Runner) -> Vec<(String, Outcome)> {
+        let records = runner.records.lock().unwrap();
+        records.iter().map(|r| (r.name.clone(), r.outcome)).collect()
+    }
+
+    #[test]
+    fn a_failure_ends_the_run_with_its_code_and_starts_nothing_after_it() {
+        let dir = std::env::temp_dir().join(format!("xtask-runner-test-{}", std::process::id()));
+        let runner = Runner::new(dir.clone());
+        let fails = Step::new("fails", "sh", &["-c", "echo inside the log; exit 3"]);
+        let slow = Step::new("slow", "sh", &["-c", "sleep 0.3"]);
+        let lanes = [
+            ("a", vec![fails, Step::new("after", "true", &[])]),
+            ("b", vec![slow, Step::new("later", "true", &[])]),
+        ];
+        assert!(runner.lanes(&lanes).is_err());
+        let got = outcomes(&runner);
+        let of = |name: &str| got.iter().find(|(n, _)| n == name).map(|(_, o)| *o);
+        assert!(of("fails") == Some(Outcome::Failed(3)));
+        assert!(of("after") == Some(Outcome::NotRun));
+        assert!(of("slow") == Some(Outcome::Passed), "a running step finishes");
+        assert!(of("later") == Some(Outcome::NotRun));
+        let log = std::fs::read_to_string(dir.join("fails.log")).unwrap();
+        assert_eq!(log, "inside the log\n");
+        runner.print_table();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
