@@ -7,6 +7,12 @@
 //! most of its time waiting for breaks and notifications that are meant not
 //! to come), and the suites driven from the host with the fuzz targets.
 //!
+//! The guest lane is the longest and the guest is CPU-bound under TCG, so
+//! clippy, the Rust tests and the fuzz targets run niced: they take the CPU
+//! the guest leaves. The guest runs get a longer time limit than alone
+//! (`KCLIENT_TIMEOUT`): it is there to end a hung guest, and the guest is
+//! slower beside the other lanes.
+//!
 //! Every cargo step builds with `opt-level = 1` (`CARGO_PROFILE_DEV_OPT_LEVEL`):
 //! debug assertions and overflow checks stay on, but the weir under test no
 //! longer spends the end-to-end steps in unoptimised crypto and copies (the
@@ -20,6 +26,9 @@ pub const FUZZ_SECONDS: &str = "15";
 
 /// A lane: its name and its steps, run in order.
 pub type Lane = (&'static str, Vec<Step>);
+
+/// Seconds one guest run may take (run-guest.sh's own default is 900).
+const GUEST_TIMEOUT: &str = "1800";
 
 /// The dev profile's opt-level of every cargo step (see the module doc).
 const OPT_LEVEL: (&str, &str) = ("CARGO_PROFILE_DEV_OPT_LEVEL", "1");
@@ -75,8 +84,9 @@ impl Plan {
             cargo_step(
                 "clippy",
                 &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-            ),
-            cargo_step(if nextest { "nextest" } else { "cargo test" }, tests),
+            )
+            .niced(),
+            cargo_step(if nextest { "nextest" } else { "cargo test" }, tests).niced(),
             script(
                 "smbtorture",
                 "tests/smb/run-against-weir.sh",
@@ -91,22 +101,18 @@ impl Plan {
                 ],
             ),
         ];
+        let guest =
+            |name: &'static str, path: &str| script(name, path, &[]).env("KCLIENT_TIMEOUT", GUEST_TIMEOUT);
         let guest_lane = vec![
-            script(
-                "kernel NFS client",
-                "tests/kernel-client/run-against-weir.sh",
-                &[],
-            ),
+            guest("kernel NFS client", "tests/kernel-client/run-against-weir.sh"),
             // Weir caching nfs-ganesha (the `nfs` core filer), compared with ganesha alone.
-            script(
+            guest(
                 "kernel NFS via ganesha",
                 "tests/kernel-client/run-through-weir-to-ganesha.sh",
-                &[],
             ),
-            script(
+            guest(
                 "kernel CIFS client",
                 "tests/kernel-client/run-cifs-against-weir.sh",
-                &[],
             ),
         ];
         let mut suites_lane = vec![
@@ -141,7 +147,8 @@ impl Plan {
                 .unwrap_or_default();
             suites_lane.push(
                 Step::new(format!("fuzz {krate}"), run.to_string_lossy(), &[FUZZ_SECONDS])
-                    .env("CARGO_TARGET_DIR", fuzz_target.clone()),
+                    .env("CARGO_TARGET_DIR", fuzz_target.clone())
+                    .niced(),
             );
         }
         Plan {

@@ -35,6 +35,15 @@ impl Step {
         self
     }
 
+    /// Run at a lower CPU priority (`nice -n 10`): for steps that only
+    /// need what CPU the lanes on the critical path leave.
+    pub fn niced(mut self) -> Step {
+        let program = std::mem::replace(&mut self.program, "nice".into());
+        self.args
+            .splice(0..0, ["-n".to_string(), "10".to_string(), program]);
+        self
+    }
+
     fn command_line(&self) -> String {
         let mut line = self.program.clone();
         for a in &self.args {
