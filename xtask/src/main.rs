@@ -157,9 +157,13 @@ fn test(only: &[&str]) -> ExitCode {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
     let log_dir = target.join("xtask-test-logs");
-    let _ = std::fs::remove_dir_all(&log_dir);
+    let full = only.is_empty();
+    if full {
+        // Only a full run writes logs; single steps leave the last run's alone.
+        let _ = std::fs::remove_dir_all(&log_dir);
+    }
     let runner = Runner::new(log_dir);
-    let result = if only.is_empty() {
+    let result = if full {
         // Every phase is entered, so that the table lists the steps a
         // failure kept from running; the first failure's code is the result.
         let packages = runner.call("system packages", || system_packages(SYSTEM_PACKAGES));
