@@ -103,8 +103,14 @@ CONF
     log "ganesha serving $export_dir on 127.0.0.1:$nfs_port (MOUNT $mnt_port); work dir $work"
 }
 
-# build_weir ROOT: build target/debug/weir; prints its path.
+# build_weir ROOT: build target/debug/weir and print its path; WEIR_BIN, when
+# set, is the binary to use instead (`cargo xtask test` builds it once).
 build_weir() {
+    if [[ -n ${WEIR_BIN:-} ]]; then
+        [[ -x $WEIR_BIN ]] || { log "no weir binary at WEIR_BIN=$WEIR_BIN"; return 1; }
+        echo "$WEIR_BIN"
+        return
+    fi
     log "building weir"
     (cd "$1" && "${CARGO:-cargo}" build --quiet --bin weir)
     local weir=${CARGO_TARGET_DIR:-$1/target}/debug/weir

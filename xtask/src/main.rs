@@ -2,20 +2,25 @@
 //! and in CI (`.ci/run`).
 //!
 //! `cargo xtask test` installs the system packages the tests use (as root, with
-//! apt-get), then runs `cargo fmt --check`, `cargo clippy -D warnings`, the
-//! whole test suite, the NFSv3 conformance suite with real clients against
-//! `weir serve` (`tests/nfs/`), the end-to-end scripts (`SCRIPT_STEPS`: the
-//! kernel NFS and CIFS clients in a qemu guest, the SMB suite, NFS and SMB
-//! clients on one server, and smbtorture)
-//! and each fuzz target briefly, stopping at the first failure with its exit
-//! code. `cargo xtask samba` runs the SMB harness against Samba. It must stay
-//! small and only
-//! orchestrate: checks and tests themselves belong in the crates and in `tests/`.
+//! apt-get), then runs the steps of [`plan`]: `cargo fmt --check`, `cargo
+//! clippy -D warnings`, the whole test suite, the NFSv3 and SMB suites with
+//! real clients against `weir serve`, the kernel NFS and CIFS clients in a
+//! qemu guest, NFS and SMB clients on one server, a flood, smbtorture and each
+//! fuzz target briefly; steps that do not compete for the same resource run
+//! side by side ([`runner`]). A failure stops further steps from starting and
+//! the run ends with the failed step's exit code; every run ends with a table
+//! of each step's wall time. `cargo xtask samba` runs the SMB harness against
+//! Samba. It must stay small and only orchestrate: checks and tests themselves
+//! belong in the crates and in `tests/`.
 
+mod plan;
+mod runner;
+
+use plan::Plan;
+use runner::{Outcome, Runner, Step};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
 
 /// What the tests need, as a shell check that succeeds when it is there, and
 /// the Debian package that provides it.
@@ -42,33 +47,6 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("command -v setfacl", "acl"),
 ];
 
-/// End-to-end scripts run after the cargo tests, relative to the workspace
-/// root, each with its arguments; each installs what it needs itself.
-const SCRIPT_STEPS: &[&[&str]] = &[
-    &["tests/kernel-client/run-against-weir.sh"],
-    // Weir caching nfs-ganesha (the `nfs` core filer), compared with ganesha alone.
-    &["tests/kernel-client/run-through-weir-to-ganesha.sh"],
-    // SMB: the smbprotocol/smbclient suite, smbtorture against Weir's known
-    // failures, and the kernel CIFS client.
-    &["tests/smb/run-against-weir.sh"],
-    // NFS and SMB clients on one weir: data, attributes, and the SMB lease
-    // and oplock breaks NFS changes cause.
-    &["tests/multiproto/run-against-weir.sh"],
-    &[
-        "tests/smb/run-against-weir.sh",
-        "--exec",
-        "tests/smb/smbtorture/run.py",
-        "--server",
-        "weir",
-        // smb2.notify.tcon waits for a notification Weir does not send.
-        "--timeout",
-        "120",
-    ],
-    &["tests/kernel-client/run-cifs-against-weir.sh"],
-    // A flood from one address against `[limits]`, a client on another served.
-    &["tests/flood/run-against-weir.sh"],
-];
-
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
@@ -84,7 +62,13 @@ tasks:
                        against weir's known failures, the kernel CIFS client
                        (tests/kernel-client/run-cifs-against-weir.sh), a flood
                        from one address against [limits] (tests/flood/run-against-weir.sh)
-                       and each target of every fuzz crate (*/fuzz) for 15 s
+                       and each target of every fuzz crate (*/fuzz) for 15 s.
+                       Steps in different lanes run side by side, each with its
+                       output in CARGO_TARGET_DIR/xtask-test-logs/STEP.log (printed
+                       when it fails); a table of step times ends every run
+  test STEP...         only the named steps, one at a time, output on the terminal
+                       (building weir first when they need it)
+  test --list          the steps and their lanes
   nfs-ganesha [ARGS]   run the NFSv3 suite against nfs-ganesha, the reference server
                        (tests/nfs/run-against-ganesha.sh; ARGS go to pytest)
   samba                run the whole SMB harness against Samba, the reference server:
@@ -99,7 +83,8 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["test"] => test(),
+        ["test", "--list"] => list_steps(),
+        ["test", only @ ..] => test(only),
         ["nfs-ganesha", rest @ ..] => nfs_ganesha(rest),
         ["samba"] => samba(),
         ["fuzz", rest @ ..] => match fuzz_all(rest) {
@@ -116,9 +101,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Seconds each fuzz target runs in `cargo xtask test`.
-const FUZZ_SECONDS: &str = "15";
 
 /// The `run.sh` of every fuzz crate (`<crate>/fuzz/run.sh`), in name order.
 fn fuzz_scripts() -> Vec<PathBuf> {
@@ -142,81 +124,86 @@ fn fuzz_all(args: &[&str]) -> Result<(), ExitCode> {
     Ok(())
 }
 
-/// Run every target of every fuzz crate briefly, installing cargo-fuzz first if needed.
-fn fuzz_briefly(cargo: &str) -> Result<(), ExitCode> {
-    let have = Command::new(cargo)
-        .args(["fuzz", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        run(cargo, &["install", "--locked", "cargo-fuzz"], &[])?;
-    }
-    fuzz_all(&[FUZZ_SECONDS])
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-fn test() -> ExitCode {
-    let started = Instant::now();
-    if let Err(code) = system_packages(SYSTEM_PACKAGES) {
-        return code;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let nextest = Command::new(&cargo)
+fn plan() -> Plan {
+    let nextest = Command::new(cargo())
         .args(["nextest", "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let tests: &[&str] = if nextest {
-        &["nextest", "run", "--workspace"]
-    } else {
+    if !nextest {
         eprintln!("xtask: cargo-nextest not found, using cargo test");
-        &["test", "--workspace"]
-    };
-    let steps: [&[&str]; 3] = [
-        &["fmt", "--all", "--", "--check"],
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-        tests,
-    ];
-    for step in steps {
-        if let Err(code) = run(&cargo, step, &[]) {
-            return code;
-        }
     }
-    if let Err(code) = nfs_against_weir(&cargo) {
-        return code;
+    Plan::new(&repo_root(), &cargo(), nextest, &fuzz_scripts())
+}
+
+fn list_steps() -> ExitCode {
+    let plan = plan();
+    for (lane, step) in plan.steps() {
+        println!("{:<26} lane {lane}", step.name);
     }
-    for step in SCRIPT_STEPS {
-        if let Err(code) = run_step(step) {
-            return code;
-        }
-    }
-    if let Err(code) = fuzz_briefly(&cargo) {
-        return code;
-    }
-    eprintln!("xtask: all checks passed in {} s", started.elapsed().as_secs());
     ExitCode::SUCCESS
+}
+
+/// The whole suite (or only the steps named in `only`, one at a time with
+/// their output on the terminal), then the table of step times.
+fn test(only: &[&str]) -> ExitCode {
+    let plan = plan();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let log_dir = target.join("xtask-test-logs");
+    let full = only.is_empty();
+    if full {
+        // Only a full run writes logs; single steps leave the last run's alone.
+        let _ = std::fs::remove_dir_all(&log_dir);
+    }
+    let runner = Runner::new(log_dir);
+    let result = if full {
+        // Every phase is entered, so that the table lists the steps a
+        // failure kept from running; the first failure's code is the result.
+        let packages = runner.call("system packages", || system_packages(SYSTEM_PACKAGES));
+        let builds = runner.lanes(&plan.builds);
+        let checks = runner.lanes(&plan.checks);
+        packages.and(builds).and(checks)
+    } else {
+        let mut steps = Vec::new();
+        for name in only {
+            match plan.steps().find(|(_, s)| s.name.eq_ignore_ascii_case(name)) {
+                Some((_, step)) => steps.push(step),
+                None => {
+                    eprintln!("xtask: no step named {name:?}; `cargo xtask test --list` lists them");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        // The end-to-end steps run the weir binary: build it first.
+        let build = plan.steps().find(|(_, s)| s.name == "build weir").map(|(_, s)| s);
+        if let Some(build) = build {
+            let needs_weir = steps.iter().any(|s| s.env.iter().any(|(k, _)| k == "WEIR_BIN"));
+            if needs_weir && !steps.iter().any(|s| s.name == build.name) {
+                steps.insert(0, build);
+            }
+        }
+        steps.iter().try_for_each(|step| runner.run(step))
+    };
+    runner.print_table();
+    match result {
+        Ok(()) => {
+            eprintln!("xtask: all checks passed");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
 }
 
 fn repo_root() -> PathBuf {
     let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     xtask.parent().map(PathBuf::from).unwrap_or(xtask)
-}
-
-/// Build `weir`, then run the NFSv3 suite against it with real clients.
-fn nfs_against_weir(cargo: &str) -> Result<(), ExitCode> {
-    run(cargo, &["build", "-p", "appliance", "--bin", "weir"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let weir = target.join("debug").join("weir");
-    let script = repo_root().join("tests/nfs/run-against-weir.sh");
-    run(
-        &script.to_string_lossy(),
-        &[],
-        &[("WEIR_BIN", &weir.to_string_lossy())],
-    )
 }
 
 /// The NFSv3 suite against nfs-ganesha (not part of `test`).
@@ -288,28 +275,20 @@ fn run_step(step: &[&str]) -> Result<(), ExitCode> {
 /// Run a command; on failure, the exit code to end with. Each command's
 /// wall time is printed when it ends, so a slow step shows in CI's log.
 fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), ExitCode> {
-    eprintln!("xtask: $ {program} {}", args.join(" "));
-    let started = Instant::now();
-    let status = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .status();
     let name = std::path::Path::new(program)
         .file_name()
         .map_or(program.into(), |n| n.to_string_lossy());
-    let took = started.elapsed().as_secs();
-    eprintln!("xtask: [{took} s] {name} {}", args.first().copied().unwrap_or(""));
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => {
-            eprintln!("xtask: `{program} {}` failed ({s})", args.join(" "));
-            let code = s.code().and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0);
-            Err(ExitCode::from(code.unwrap_or(1)))
-        }
-        Err(e) => {
-            eprintln!("xtask: cannot run {program}: {e}");
-            Err(ExitCode::FAILURE)
-        }
+    let name = format!("{name} {}", args.first().copied().unwrap_or(""));
+    let step = env
+        .iter()
+        .fold(Step::new(name, program, args), |step, (k, v)| step.env(k, *v));
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let (took, outcome) = runner::execute(&step, None);
+    eprintln!("xtask: [{} s] {}", took.as_secs(), step.name);
+    match outcome {
+        Outcome::Passed => Ok(()),
+        Outcome::Failed(code) => Err(ExitCode::from(code)),
+        Outcome::NotRun => Err(ExitCode::FAILURE),
     }
 }
 
