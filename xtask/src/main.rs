@@ -30,7 +30,7 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // the venv the suite's Python packages go in (~/.cache/weir-tests).
     ("command -v nfs-cp", "libnfs-utils"),
     ("/usr/bin/python3 -c 'import venv, ensurepip'", "python3-venv"),
-    // cache-engine's nfs core filer tests (and `cargo xtask nfs-ganesha`):
+    // core-filer's nfs tests (and `cargo xtask nfs-ganesha`):
     // nfs-ganesha with FSAL_VFS as the upstream NAS, and the rpcbind it needs.
     ("command -v ganesha.nfsd", "nfs-ganesha"),
     (
@@ -43,7 +43,7 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("command -v smbd", "samba"),
     ("command -v smbclient", "smbclient"),
     ("command -v smbtorture", "samba-testsuite"),
-    // cache-engine's caller_rights tests set POSIX ACLs with setfacl.
+    // core-filer's and cache-engine's caller_rights tests set POSIX ACLs with setfacl.
     ("command -v setfacl", "acl"),
 ];
 
@@ -138,7 +138,8 @@ fn plan() -> Plan {
     if !nextest {
         eprintln!("xtask: cargo-nextest not found, using cargo test");
     }
-    Plan::new(&repo_root(), &cargo(), nextest, &fuzz_scripts())
+    let side_by_side = std::env::var("WEIR_TEST_LANES").is_ok_and(|v| v == "3");
+    Plan::new(&repo_root(), &cargo(), nextest, &fuzz_scripts(), side_by_side)
 }
 
 fn list_steps() -> ExitCode {

@@ -2,10 +2,13 @@
 //!
 //! Two phases of lanes. First `cargo fmt` and the weir binary in one lane
 //! while the other prepares what is slow to fetch and needs little CPU (the
-//! kernel-client guest image, the Python venv). Then three lanes: the qemu
+//! kernel-client guest image, the Python venv). Then the checks: one after
+//! another by default, or with `WEIR_TEST_LANES=3` in three lanes: the qemu
 //! guest (the longest), clippy, the Rust tests and smbtorture (which spends
 //! most of its time waiting for breaks and notifications that are meant not
-//! to come), and the suites driven from the host with the fuzz targets.
+//! to come), and the suites driven from the host with the fuzz targets. On
+//! two cores the three lanes starve the TCG guest and push smbtorture's
+//! timed suites past their limits, so one lane is the default there.
 //!
 //! The guest lane is the longest and the guest is CPU-bound under TCG, so
 //! clippy, the Rust tests and the fuzz targets run niced: they take the CPU
@@ -42,7 +45,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(root: &Path, cargo: &str, nextest: bool, fuzz_scripts: &[PathBuf]) -> Plan {
+    /// `side_by_side`: the checks in three lanes at once (guest; cargo;
+    /// suites) instead of one after another.
+    pub fn new(
+        root: &Path,
+        cargo: &str,
+        nextest: bool,
+        fuzz_scripts: &[PathBuf],
+        side_by_side: bool,
+    ) -> Plan {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
@@ -151,13 +162,21 @@ impl Plan {
                     .niced(),
             );
         }
-        Plan {
-            builds: vec![("build", build_lane), ("setup", setup_lane)],
-            checks: vec![
+        let checks = if side_by_side {
+            vec![
                 ("guest", guest_lane),
                 ("cargo", cargo_lane),
                 ("suites", suites_lane),
-            ],
+            ]
+        } else {
+            let mut one = cargo_lane;
+            one.extend(suites_lane);
+            one.extend(guest_lane);
+            vec![("checks", one)]
+        };
+        Plan {
+            builds: vec![("build", build_lane), ("setup", setup_lane)],
+            checks,
         }
     }
 
