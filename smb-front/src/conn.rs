@@ -6,21 +6,18 @@
 //! reader admits each frame (decrypts it, charges its credits) in arrival
 //! order and runs it as a task; one writer task sends the responses.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cache_engine::front::large;
-use cache_engine::front::limits::{read_or_idle, Idle};
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use cache_engine::front::framed::{self, Admit, FrameLimits, Front, Outbox};
+use cache_engine::front::limits::Idle;
 use compio::net::TcpStream;
-use futures::channel::mpsc;
-use futures::StreamExt;
 use smb_proto::compound::{chain, ResponseChain};
 use smb_proto::crypto::preauth::PreauthHash;
 use smb_proto::crypto::seal::{self, NonceSource};
@@ -35,8 +32,6 @@ use crate::fileops::Open;
 use crate::session::Session;
 use crate::Server;
 
-/// Most buffers handed to one vectored write.
-const MAX_IOVECS: usize = 512;
 /// Most credits a client may hold at once.
 const MAX_CREDITS: u64 = 8192;
 /// Frames in flight per connection before the reader waits.
@@ -146,7 +141,9 @@ pub(crate) struct Conn {
     pub local: SocketAddr,
     /// The shard thread the connection lives on.
     pub shard: usize,
-    tx: mpsc::UnboundedSender<Vec<Bytes>>,
+    tx: Outbox,
+    /// Since when no session of the connection is logged on (None: one is).
+    unauth_since: Cell<Option<Instant>>,
     pub st: RefCell<ConnState>,
 }
 
@@ -255,7 +252,7 @@ impl Conn {
     }
 
     fn send(&self, bufs: Vec<Bytes>) {
-        let _ = self.tx.unbounded_send(bufs);
+        self.tx.send(bufs);
     }
 
     /// Seal `frame` for `session` (None when it has no keys).
@@ -382,21 +379,27 @@ fn sign_range(conn: &Conn, session: u64, msg: &mut [u8]) {
 
 /// Frame (and seal, for `seal_for`) a response buffer and queue it.
 fn send_frame(conn: &Conn, buf: BytesMut, data: Vec<Bytes>, seal_for: Option<u64>) {
+    if let Some(bufs) = frame_out(conn, buf, data, seal_for) {
+        conn.send(bufs);
+    }
+}
+
+/// A response buffer framed (and sealed, for `seal_for`), ready for the
+/// writer; `None` when it cannot be sealed.
+fn frame_out(conn: &Conn, buf: BytesMut, data: Vec<Bytes>, seal_for: Option<u64>) -> Option<Vec<Bytes>> {
     if let Some(sid) = seal_for {
         let mut plain = buf;
         for d in &data {
             plain.extend_from_slice(d);
         }
-        match conn.seal(sid, &plain) {
-            Some(sealed) => {
-                let mut out = BytesMut::with_capacity(4 + sealed.len());
-                out.put_slice(&frame_header(sealed.len()));
-                out.put_slice(&sealed);
-                conn.send(vec![out.freeze()]);
-            }
-            None => tracing::warn!(peer = %conn.peer, "smb: cannot seal a response; dropped"),
-        }
-        return;
+        let Some(sealed) = conn.seal(sid, &plain) else {
+            tracing::warn!(peer = %conn.peer, "smb: cannot seal a response; dropped");
+            return None;
+        };
+        let mut out = BytesMut::with_capacity(4 + sealed.len());
+        out.put_slice(&frame_header(sealed.len()));
+        out.put_slice(&sealed);
+        return Some(vec![out.freeze()]);
     }
     let len = buf.len() + data.iter().map(|d| d.len()).sum::<usize>();
     let mut head = BytesMut::with_capacity(4);
@@ -405,24 +408,27 @@ fn send_frame(conn: &Conn, buf: BytesMut, data: Vec<Bytes>, seal_for: Option<u64
     bufs.push(head.freeze());
     bufs.push(buf.freeze());
     bufs.extend(data);
-    conn.send(bufs);
+    Some(bufs)
 }
 
 /// Serve one connection until the client goes or breaks the protocol.
 async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usize) {
     let local = stream.local_addr().unwrap_or(peer);
-    let (mut rd, wr) = stream.into_split();
-    let (permit_tx, permit_rx) = async_channel::bounded::<()>(MAX_INFLIGHT);
-    let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
-    let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
-    let max_frame = (srv.cfg.max_io as usize + 64 * 1024).min(smb_proto::transport::MAX_FRAME);
+    let limits = FrameLimits {
+        untrusted: PRE_AUTH_MAX_FRAME,
+        trusted: (srv.cfg.max_io as usize + 64 * 1024).min(smb_proto::transport::MAX_FRAME),
+        in_flight: MAX_INFLIGHT,
+        read_size: 64 << 10,
+    };
+    let frames = Frames(FrameReader::new(limits.untrusted.min(limits.trusted)));
     let accepted = Instant::now();
-    let conn = Rc::new(Conn {
+    framed::serve(stream, peer, limits, frames, |tx| Conn {
         srv,
         peer,
         local,
         shard,
         tx,
+        unauth_since: Cell::new(Some(accepted)),
         st: RefCell::new(ConnState {
             neg: None,
             preauth: PreauthHash::new(),
@@ -439,102 +445,66 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
             nonces: NonceSource::new(),
             closed: false,
         }),
-    });
-    let mut frames = FrameReader::new(PRE_AUTH_MAX_FRAME.min(max_frame));
-    // Some session has logged on: large frames are allowed from then on.
-    let mut trusted = false;
-    let last = std::cell::Cell::new(accepted);
-    // Since when no session of the connection is logged on (None: one is).
-    let unauth_since = std::cell::Cell::new(Some(accepted));
-    let idle = || idle_deadline(&conn, &permit_tx, &unauth_since, last.get());
-    // A large message read by itself, to run before the buffered ones.
-    let mut pending: Option<Bytes> = None;
-    'conn: loop {
-        loop {
-            let next = match pending.take() {
-                Some(frame) => Ok(Some(frame)),
-                None => frames.next_frame(),
-            };
-            match next {
-                Ok(Some(frame)) => {
-                    cache_engine::note_work();
-                    let Some((plain, sealed)) = admit(&conn, frame) else {
-                        break 'conn;
-                    };
-                    if plain.is_empty() {
-                        continue;
-                    }
-                    if permit_tx.send(()).await.is_err() {
-                        break 'conn;
-                    }
-                    let c = conn.clone();
-                    let permits = permit_rx.clone();
-                    let mut task = Box::pin(async move {
-                        handle_frame(&c, plain, sealed).await;
-                        let _ = permits.try_recv();
-                    });
-                    if futures::poll!(task.as_mut()).is_pending() {
-                        compio::runtime::spawn(task).detach();
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(%peer, "smb: closing connection: {e}");
-                    break 'conn;
-                }
-            }
-        }
-        if !trusted && conn.st.borrow().sessions.values().any(Session::valid) {
-            trusted = true;
-            frames.set_max(max_frame);
-        }
-        match large::read_taken(&mut rd, frames.take_partial(large::MIN), idle).await {
-            Ok(Some(frame)) => {
-                last.set(Instant::now());
-                pending = Some(frame);
-                continue;
-            }
-            Ok(None) => {}
-            Err(()) => break,
-        }
-        let mut buf = std::mem::take(frames.buffer());
-        let most = if trusted { max_frame } else { PRE_AUTH_MAX_FRAME };
-        buf.reserve(frames.wanted().clamp(64 << 10, most + 4));
-        let held = buf.len();
-        let Some(BufResult(res, slice)) = read_or_idle(rd.read(buf.slice(held..)), idle).await else {
-            tracing::debug!(%peer, "smb: closing an idle connection, or one that did not log on in time");
-            break;
-        };
-        *frames.buffer() = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => break,
-            Ok(_) => last.set(Instant::now()),
+    })
+    .await;
+}
+
+impl Front for Conn {
+    type Framing = Frames;
+    type Admitted = (Bytes, Option<u64>);
+    const NAME: &'static str = "smb";
+    const IDLE_CLOSE: &'static str = "closing an idle connection, or one that did not log on in time";
+
+    /// Large frames are allowed once some session has logged on.
+    fn trusts(&self, _: &[u8]) -> Option<bool> {
+        Some(self.st.borrow().sessions.values().any(Session::valid))
+    }
+
+    fn admit(&self, frame: Bytes) -> Admit<(Bytes, Option<u64>)> {
+        match admit(self, frame) {
+            None => Admit::Close,
+            Some((plain, _)) if plain.is_empty() => Admit::Done,
+            Some(admitted) => Admit::Run(admitted),
         }
     }
-    teardown(&conn).await;
-    drop(conn);
-    let _ = writer.await;
+
+    fn run(
+        conn: &Rc<Self>,
+        (frame, sealed): (Bytes, Option<u64>),
+    ) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
+        let conn = conn.clone();
+        async move { handle_frame(&conn, frame, sealed).await }
+    }
+
+    fn idle(&self, busy: bool, last: Instant) -> Idle {
+        idle_deadline(self, busy, last)
+    }
+
+    async fn close(conn: Rc<Self>) {
+        teardown(&conn).await;
+    }
 }
+
+/// SMB2 direct-TCP framing, as the connection loop takes it.
+pub(crate) struct Frames(FrameReader);
+
+cache_engine::framing_for!(Frames, smb_proto::DecodeError, next_frame);
 
 /// When a silent connection may be closed: one with no logged-on session
 /// `logon_timeout` after it was made or its last session ended; one with
 /// no open, no request in progress and nothing pending `idle_timeout` after
 /// it last sent something.
-fn idle_deadline(
-    conn: &Conn,
-    in_flight: &async_channel::Sender<()>,
-    unauth_since: &std::cell::Cell<Option<Instant>>,
-    last: Instant,
-) -> Idle {
+fn idle_deadline(conn: &Conn, busy: bool, last: Instant) -> Idle {
     let cfg = &conn.srv.cfg;
     let st = conn.st.borrow();
+    let unauth_since = &conn.unauth_since;
     if !st.sessions.values().any(Session::valid) {
         let since = unauth_since.get().unwrap_or_else(Instant::now);
         unauth_since.set(Some(since));
         return Idle::CloseAt(since + cfg.logon_timeout);
     }
     unauth_since.set(None);
-    if in_flight.is_empty() && st.opens.is_empty() && st.pending.is_empty() {
+    if !busy && st.opens.is_empty() && st.pending.is_empty() {
         Idle::CloseAt(last + cfg.idle_timeout)
     } else {
         Idle::AskAt(Instant::now() + cfg.idle_timeout)
@@ -562,7 +532,7 @@ async fn teardown(conn: &Rc<Conn>) {
 /// Decrypt a sealed frame and charge the credits of each of its messages,
 /// in arrival order. `None` drops the connection; an empty frame means
 /// the request was answered here (SMB1 NEGOTIATE) or needs no answer.
-fn admit(conn: &Rc<Conn>, frame: Bytes) -> Option<(Bytes, Option<u64>)> {
+fn admit(conn: &Conn, frame: Bytes) -> Option<(Bytes, Option<u64>)> {
     let (plain, sealed) = match message_kind(&frame).ok()? {
         MessageKind::Transform => {
             let th = seal::TransformHeader::parse(&frame).ok()?;
@@ -612,8 +582,8 @@ fn admit(conn: &Rc<Conn>, frame: Bytes) -> Option<(Bytes, Option<u64>)> {
     Some((plain, sealed))
 }
 
-/// Run every message of a frame and send the responses as one frame.
-async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
+/// Run every message of a frame; the responses, as one frame.
+async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) -> Option<Vec<Bytes>> {
     let mut out = ResponseChain::new();
     let mut data_out: Vec<Bytes> = Vec::new();
     let mut signs: Vec<(u64, bool)> = Vec::new();
@@ -657,7 +627,10 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
             match check(&ctx, &m.bytes, sealed) {
                 Ok(()) if refuse_plain(&ctx).is_none() => cancel(conn, &hdr),
                 Ok(()) => tracing::info!(peer = %conn.peer, "smb: unsigned CANCEL ignored"),
-                Err(Drop) => return hang_up(conn),
+                Err(Drop) => {
+                    hang_up(conn);
+                    return None;
+                }
             }
             continue;
         }
@@ -682,7 +655,10 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
                         Reply::error(NtStatus::INVALID_PARAMETER)
                     }
                 },
-                Err(Drop) => return hang_up(conn),
+                Err(Drop) => {
+                    hang_up(conn);
+                    return None;
+                }
             }
         };
         if ctx.async_id.is_some() {
@@ -719,7 +695,7 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
         any = true;
     }
     if !any {
-        return;
+        return None;
     }
     let (mut buf, ranges) = out.finish();
     for ((range, (sid, signed)), hash) in ranges.iter().zip(&signs).zip(&hashes) {
@@ -752,7 +728,7 @@ async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) {
             .filter(|s| s.valid() && s.encrypt)
             .map(|_| sid)
     });
-    send_frame(conn, buf, data_out, seal_for);
+    frame_out(conn, buf, data_out, seal_for)
 }
 
 /// The FileId a successful CREATE gave out.
@@ -778,7 +754,7 @@ struct Drop;
 /// Close the connection after a bad signature, as Windows does.
 fn hang_up(conn: &Conn) {
     conn.st.borrow_mut().closed = true;
-    let _ = conn.tx.unbounded_send(Vec::new());
+    conn.tx.hang_up();
 }
 
 /// Signature and encryption checks of one message (MS-SMB2 3.3.5.2.4, 3.3.5.2.9).
@@ -895,35 +871,4 @@ async fn dispatch(ctx: &mut Ctx, req: Request) -> Result<Reply> {
             }
         }
     }
-}
-
-async fn write_loop(
-    mut wr: TcpStream,
-    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
-    permits: async_channel::Receiver<()>,
-) {
-    while let Some(mut bufs) = rx.next().await {
-        if bufs.is_empty() {
-            // The connection is to be dropped.
-            break;
-        }
-        while bufs.len() < MAX_IOVECS {
-            match rx.try_recv() {
-                Ok(more) if !more.is_empty() => bufs.extend(more),
-                Ok(_) => {
-                    let _ = wr.write_vectored_all(bufs).await;
-                    permits.close();
-                    return;
-                }
-                Err(_) => break,
-            }
-        }
-        let BufResult(res, _) = wr.write_vectored_all(bufs).await;
-        if res.is_err() {
-            permits.close();
-            break;
-        }
-    }
-    permits.close();
-    let _ = wr.shutdown().await;
 }
