@@ -15,7 +15,8 @@ use smb_proto::{Command, Header, NtStatus};
 
 use crate::auth::{filetime_now, Acceptor};
 use crate::config::Encryption;
-use crate::conn::{Conn, Ctx, Negotiated, Preauth, Reply, Result};
+use crate::conn::{Conn, Negotiated};
+use crate::context::{Ctx, Preauth, Reply, Result};
 
 /// Dialects served, best first.
 const DIALECTS: [u16; 5] = [

@@ -18,7 +18,7 @@ use crate::auth::throttle::{LogonAttempt, NotNow};
 use crate::auth::users::User;
 use crate::auth::{Acceptor, AuthFailure, Identity, Step};
 use crate::config::Encryption;
-use crate::conn::{Ctx, Preauth, Reply, Result};
+use crate::context::{Ctx, Preauth, Reply, Result};
 use crate::tree::Tree;
 
 pub(crate) struct Session {
