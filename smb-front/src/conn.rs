@@ -22,7 +22,6 @@ use compio::net::TcpStream;
 use smb_proto::compound::{chain, ResponseChain};
 use smb_proto::crypto::preauth::PreauthHash;
 use smb_proto::crypto::seal::{self, NonceSource};
-use smb_proto::crypto::sign;
 use smb_proto::crypto::{Cipher, Dialect, SigningAlgorithm};
 use smb_proto::header::{flags, message_kind, MessageKind};
 use smb_proto::transport::{frame_header, FrameReader};
@@ -110,6 +109,22 @@ pub(crate) struct Conn {
 }
 
 impl ConnState {
+    /// A new connection's: nothing negotiated yet.
+    pub fn new() -> ConnState {
+        ConnState {
+            neg: None,
+            preauth: PreauthHash::new(),
+            sessions: HashMap::new(),
+            opens: HashMap::new(),
+            credits: Credits::new(),
+            pending: HashMap::new(),
+            early_cancels: VecDeque::new(),
+            next_async: 0,
+            nonces: NonceSource::new(),
+            closed: false,
+        }
+    }
+
     /// Grant credits outside a request's response (the SMB1 upgrade).
     pub fn grant_credit(&mut self, requested: u16) -> u16 {
         self.credits.grant(requested)
@@ -164,11 +179,7 @@ impl Conn {
 
 /// Sign one message in place with its session's key (if it has one).
 pub(crate) fn sign_range(conn: &Conn, session: u64, msg: &mut [u8]) {
-    let st = conn.st.borrow();
-    let Some(neg) = st.neg.as_ref() else { return };
-    if let Some(keys) = st.sessions.get(&session).and_then(|s| s.keys.as_ref()) {
-        let _ = sign::sign(neg.signing, &keys.signing, msg);
-    }
+    conn.st.borrow().sign(session, msg);
 }
 
 /// Frame (and seal, for `seal_for`) a response buffer and queue it.
@@ -228,18 +239,7 @@ async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr, shard: usi
         shard,
         tx,
         unauth_since: Cell::new(Some(accepted)),
-        st: RefCell::new(ConnState {
-            neg: None,
-            preauth: PreauthHash::new(),
-            sessions: HashMap::new(),
-            opens: HashMap::new(),
-            credits: Credits::new(),
-            pending: HashMap::new(),
-            early_cancels: VecDeque::new(),
-            next_async: 0,
-            nonces: NonceSource::new(),
-            closed: false,
-        }),
+        st: RefCell::new(ConnState::new()),
     })
     .await;
 }

@@ -6,13 +6,13 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use smb_proto::compound::{chain, ResponseChain};
-use smb_proto::crypto::sign;
 use smb_proto::header::flags;
 use smb_proto::{Command, FileId, Header, NtStatus, Request};
 
 use crate::compound::Compound;
 use crate::conn::{frame_out, hang_up, sign_range, Conn};
 use crate::context::{Ctx, Preauth, Reply, Result};
+use crate::signing::Refused;
 
 /// Run every message of a frame; the responses, as one frame.
 pub(crate) async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u64>) -> Option<Vec<Bytes>> {
@@ -84,7 +84,7 @@ pub(crate) async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u
             ctx.session_id,
         );
         let h = ctx.response_header(reply.status);
-        let signed = (hdr.has(flags::SIGNED) || ctx.sign || session_signs(conn, ctx.session_id))
+        let signed = (hdr.has(flags::SIGNED) || ctx.sign || conn.st.borrow().session_signs(ctx.session_id))
             && sealed.is_none()
             && reply.status != NtStatus::MORE_PROCESSING_REQUIRED;
         signs.push((ctx.session_id, signed));
@@ -110,16 +110,7 @@ pub(crate) async fn handle_frame(conn: &Rc<Conn>, frame: Bytes, sealed: Option<u
             sign_range(conn, *sid, &mut buf[range.clone()]);
         }
         if let Some(target) = hash {
-            let bytes = &buf[range.clone()];
-            let mut st = conn.st.borrow_mut();
-            match target {
-                Preauth::Connection => st.preauth.update(bytes),
-                Preauth::Session(id) => {
-                    if let Some(s) = st.sessions.get_mut(id) {
-                        s.preauth_update(bytes);
-                    }
-                }
-            }
+            conn.st.borrow_mut().hash_response(*target, &buf[range.clone()]);
         }
     }
     // The final SESSION_SETUP response is signed, not sealed: the client
@@ -150,56 +141,26 @@ fn reply_fid(hdr: &Header, reply: &Reply) -> Option<FileId> {
     })
 }
 
-fn session_signs(conn: &Conn, sid: u64) -> bool {
-    let st = conn.st.borrow();
-    st.sessions.get(&sid).is_some_and(|s| s.valid() && s.signed)
-}
-
 /// The connection must go.
 struct Drop;
 
 /// Signature and encryption checks of one message (MS-SMB2 3.3.5.2.4, 3.3.5.2.9).
 fn check(ctx: &Ctx, msg: &Bytes, sealed: Option<u64>) -> std::result::Result<(), Drop> {
-    let cmd = ctx.hdr.command;
-    if matches!(cmd, Command::Negotiate) {
-        return Ok(());
-    }
-    let st = ctx.conn.st.borrow();
-    let Some(neg) = st.neg.as_ref() else {
-        return Ok(());
-    };
-    let Some(s) = st.sessions.get(&ctx.session_id) else {
-        return Ok(());
-    };
-    if sealed.is_some() && sealed != Some(ctx.session_id) && ctx.session_id != 0 {
-        return Err(Drop);
-    }
-    if sealed.is_none() && ctx.hdr.has(flags::SIGNED) {
-        if let Some(keys) = s.keys.as_ref() {
-            if sign::verify(neg.signing, &keys.signing, msg).is_err() {
-                tracing::info!(peer = %ctx.conn.peer, "smb: bad signature on {cmd:?}");
-                return Err(Drop);
-            }
+    let checked = ctx.conn.st.borrow().verify(&ctx.hdr, ctx.session_id, msg, sealed);
+    match checked {
+        Ok(()) => Ok(()),
+        Err(Refused::OtherSession) => Err(Drop),
+        Err(Refused::Signature) => {
+            tracing::info!(peer = %ctx.conn.peer, "smb: bad signature on {:?}", ctx.hdr.command);
+            Err(Drop)
         }
     }
-    Ok(())
 }
 
 /// Whether an unsigned or unsealed request must be refused.
 pub(crate) fn refuse_plain(ctx: &Ctx) -> Option<NtStatus> {
     let st = ctx.conn.st.borrow();
-    let s = st.sessions.get(&ctx.session_id)?;
-    if !s.valid() {
-        return None;
-    }
-    if s.signed && !ctx.encrypted && !ctx.hdr.has(flags::SIGNED) {
-        return Some(NtStatus::ACCESS_DENIED);
-    }
-    let tree_encrypts = s.trees.get(&ctx.tree_id).is_some_and(|t| t.encrypt);
-    if (s.encrypt || tree_encrypts) && !ctx.encrypted {
-        return Some(NtStatus::ACCESS_DENIED);
-    }
-    None
+    st.refuses_plain(&ctx.hdr, ctx.session_id, ctx.tree_id, ctx.encrypted)
 }
 
 /// CANCEL: fire the pending request's cancel (it answers STATUS_CANCELLED).

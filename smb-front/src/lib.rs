@@ -28,6 +28,7 @@ mod notify;
 mod oplock;
 mod posix;
 mod session;
+mod signing;
 mod state;
 mod tree;
 
