@@ -314,6 +314,7 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Out>,
     permits: async_channel::Receiver<()>,
 ) {
+    let mut hung_up = false;
     while let Some(first) = rx.next().await {
         let mut bufs = Vec::new();
         let mut sent = Vec::new();
@@ -321,30 +322,34 @@ async fn write_loop(
             Out::Send(b, permit) => {
                 bufs.extend(b);
                 sent.extend(permit);
-                true
+                false
             }
-            Out::HangUp => false,
+            Out::HangUp => true,
         };
-        let mut done = !take(first, &mut bufs);
-        while !done && bufs.len() < MAX_IOVECS {
+        hung_up = take(first, &mut bufs);
+        while !hung_up && bufs.len() < MAX_IOVECS {
             match rx.try_recv() {
-                Ok(more) => done = !take(more, &mut bufs),
+                Ok(more) => hung_up = take(more, &mut bufs),
                 Err(_) => break,
             }
         }
+        let mut failed = false;
         if !bufs.is_empty() {
             let BufResult(res, _) = wr.write_vectored_all(bufs).await;
             // The client went away mid-reply: nothing to tell anyone.
-            done |= res.is_err();
+            failed = res.is_err();
         }
         drop(sent);
-        if done {
+        if hung_up || failed {
             break;
         }
     }
     // The reader takes no more messages in.
     permits.close();
-    let _ = wr.shutdown().await;
+    if hung_up {
+        // The reader may be waiting for more: the client sees the close now.
+        let _ = wr.shutdown().await;
+    }
 }
 
 #[cfg(test)]
