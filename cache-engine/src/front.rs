@@ -269,6 +269,7 @@ impl Drop for StopSignal {
     }
 }
 
+pub mod framed;
 pub mod large;
 pub mod limits;
 

@@ -1,28 +1,21 @@
-//! Listening and connections, on the shard threads.
-//!
-//! Each connection has a reader (this task: records in, one task per call)
-//! and a writer (one task: replies out, several per vectored write, never
-//! interleaved). A READ reply is its header followed by the engine's own
-//! buffers, so cached data is not copied on the way to the socket.
+//! Listening and connections, on the shard threads: the engine's framed
+//! connection loop over RPC record marking, each call a task of its own. A
+//! READ reply is its header followed by the engine's own buffers, so cached
+//! data is not copied on the way to the socket.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cache_engine::front::large;
-use cache_engine::front::limits::{read_or_idle, Idle};
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncRead, AsyncWriteExt};
+use cache_engine::front::framed::{self, Admit, FrameLimits, Front};
+use cache_engine::front::limits::Idle;
 use compio::net::TcpStream;
-use futures::channel::mpsc;
-use futures::StreamExt;
-use nfs_proto::record::RecordReader;
+use nfs_proto::record::{RecordError, RecordReader};
 
 use crate::Server;
-
-/// Most buffers handed to one vectored write (the kernel takes up to 1024).
-const MAX_IOVECS: usize = 512;
 
 /// Start accepting on this shard's thread until `stop` closes.
 /// `spread`: the shards' common `Spread` and this shard's index, to even
@@ -67,144 +60,58 @@ pub(crate) fn starts_rpc_call(b: &[u8]) -> Option<bool> {
 
 /// Serve one connection until the client goes or breaks the record stream.
 async fn serve(srv: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
-    let (mut rd, wr) = stream.into_split();
-    // Tokens bound the calls in flight: one is taken per call and returned
-    // once its reply is on the socket, so a client that stops reading stops
-    // being served instead of piling replies up here.
-    let (permit_tx, permit_rx) = async_channel::bounded::<()>(srv.cfg.max_inflight.max(1));
-    let (tx, rx) = mpsc::unbounded::<Vec<Bytes>>();
-    let writer = compio::runtime::spawn(write_loop(wr, rx, permit_rx.clone()));
-    let mut records = RecordReader::new(UNTRUSTED_MAX_RECORD.min(srv.cfg.max_record));
-    let mut trusted = false;
-    let last = std::cell::Cell::new(Instant::now());
-    // Silent with no call in progress for `idle_timeout`: closed.
-    let idle_timeout = srv.cfg.idle_timeout;
-    let idle = || {
-        if permit_tx.is_empty() {
-            Idle::CloseAt(last.get() + idle_timeout)
-        } else {
-            Idle::AskAt(Instant::now() + idle_timeout)
-        }
+    let limits = FrameLimits {
+        untrusted: UNTRUSTED_MAX_RECORD,
+        trusted: srv.cfg.max_record,
+        in_flight: srv.cfg.max_inflight,
+        read_size: 32 << 10,
     };
-    // A large record read by itself, to run before the buffered ones.
-    let mut pending: Option<Bytes> = None;
-    'conn: loop {
-        loop {
-            if !trusted {
-                if let Some((len, start)) = records.in_progress() {
-                    match starts_rpc_call(start) {
-                        Some(true) => {
-                            trusted = true;
-                            records.set_max(srv.cfg.max_record);
-                        }
-                        // Too long unless it is a call, whose start has yet
-                        // to arrive: read on before judging it.
-                        None if len > UNTRUSTED_MAX_RECORD => break,
-                        _ => {}
-                    }
-                }
-            }
-            let next = match pending.take() {
-                Some(rec) => Ok(Some(rec)),
-                None => records.next_record(),
-            };
-            match next {
-                Ok(Some(rec)) => {
-                    cache_engine::note_work();
-                    if permit_tx.send(()).await.is_err() {
-                        break 'conn;
-                    }
-                    let (srv, tx, permit) = (srv.clone(), tx.clone(), permit_rx.clone());
-                    let mut call = Box::pin(async move {
-                        match crate::dispatch::call(&srv, peer, rec).await {
-                            // The connection may be gone: drop the reply quietly.
-                            Some(reply) => {
-                                let _ = tx.unbounded_send(reply);
-                            }
-                            None => {
-                                let _ = permit.try_recv();
-                            }
-                        }
-                    });
-                    // Most calls (cached metadata, reads of cached data on this
-                    // shard) finish without waiting: run them here, and give
-                    // only those that must wait a task of their own.
-                    if futures::poll!(call.as_mut()).is_pending() {
-                        compio::runtime::spawn(call).detach();
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(%peer, "nfs: closing connection: {e}");
-                    break 'conn;
-                }
-            }
-        }
-        let taken = if trusted {
-            records.take_partial(large::MIN)
-        } else {
-            Ok(None)
-        };
-        match large::read_taken(&mut rd, taken, idle).await {
-            Ok(Some(rec)) => {
-                last.set(Instant::now());
-                pending = Some(rec);
-                continue;
-            }
-            Ok(None) => {}
-            Err(()) => break,
-        }
-        let mut buf = std::mem::take(records.buffer());
-        let most = if trusted {
-            srv.cfg.max_record
-        } else {
-            UNTRUSTED_MAX_RECORD
-        };
-        buf.reserve(records.wanted().clamp(32 << 10, most + 4));
-        // compio fills a buffer from its start: read into the part after what is held.
-        let held = buf.len();
-        let Some(BufResult(res, slice)) = read_or_idle(rd.read(buf.slice(held..)), idle).await else {
-            tracing::debug!(%peer, "nfs: closing an idle connection");
-            break;
-        };
-        *records.buffer() = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => break,
-            Ok(_) => last.set(Instant::now()),
-        }
-    }
-    drop(tx);
-    // Calls still running hold senders; the writer ends once they finish.
-    let _ = writer.await;
+    let records = Records(RecordReader::new(limits.untrusted.min(limits.trusted)));
+    framed::serve(stream, peer, limits, records, |_| NfsConn { srv, peer }).await;
 }
 
-async fn write_loop(
-    mut wr: TcpStream,
-    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
-    permits: async_channel::Receiver<()>,
-) {
-    while let Some(mut bufs) = rx.next().await {
-        let mut replies = 1;
-        while bufs.len() < MAX_IOVECS {
-            match rx.try_recv() {
-                Ok(more) => {
-                    bufs.extend(more);
-                    replies += 1;
-                }
-                _ => break,
-            }
-        }
-        let BufResult(res, _) = wr.write_vectored_all(bufs).await;
-        if res.is_err() {
-            // The client went away mid-reply: nothing to tell anyone.
-            permits.close();
-            break;
-        }
-        for _ in 0..replies {
-            let _ = permits.try_recv();
+/// One client connection: its calls each run as a task of their own.
+struct NfsConn {
+    srv: Arc<Server>,
+    peer: SocketAddr,
+}
+
+impl Front for NfsConn {
+    type Framing = Records;
+    type Admitted = Bytes;
+    const NAME: &'static str = "nfs";
+    const IDLE_CLOSE: &'static str = "closing an idle connection";
+
+    fn trusts(&self, start: &[u8]) -> Option<bool> {
+        starts_rpc_call(start)
+    }
+
+    fn admit(&self, rec: Bytes) -> Admit<Bytes> {
+        Admit::Run(rec)
+    }
+
+    fn run(conn: &Rc<Self>, rec: Bytes) -> impl Future<Output = Option<Vec<Bytes>>> + 'static {
+        let (srv, peer) = (conn.srv.clone(), conn.peer);
+        async move { crate::dispatch::call(&srv, peer, rec).await }
+    }
+
+    /// Silent with no call in progress for `idle_timeout`: closed.
+    fn idle(&self, busy: bool, last: Instant) -> Idle {
+        let idle_timeout = self.srv.cfg.idle_timeout;
+        if busy {
+            Idle::AskAt(Instant::now() + idle_timeout)
+        } else {
+            Idle::CloseAt(last + idle_timeout)
         }
     }
+
+    async fn close(_: Rc<Self>) {}
 }
+
+/// RPC record marking, as the connection loop takes it.
+struct Records(RecordReader);
+
+cache_engine::framing_for!(Records, RecordError, next_record);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 
 pub mod config;
 mod conn;
+mod context;
 mod dispatch;
 pub mod exports;
 mod mount;

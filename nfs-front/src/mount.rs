@@ -9,7 +9,7 @@ use nfs_proto::rpc::ReplyStat;
 use nfs_proto::xdr::{List, Opaque};
 use nfs_proto::Decoder;
 
-use crate::dispatch::{args, Body, Ctx};
+use crate::context::{args, Body, Ctx};
 use crate::exports::{find, normalize, wire_handle};
 use crate::Server;
 

@@ -11,7 +11,7 @@ use nfs_proto::nfs3::*;
 use nfs_proto::rpc::ReplyStat;
 use nfs_proto::{Decoder, Opaque};
 
-use crate::dispatch::{Body, Ctx};
+use crate::context::{Body, Ctx};
 use crate::exports::{self, Rule};
 use crate::Server;
 

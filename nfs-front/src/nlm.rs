@@ -29,7 +29,7 @@ use nfs_proto::nlm::*;
 use nfs_proto::rpc::ReplyStat;
 use nfs_proto::{Decoder, Opaque, Xdr};
 
-use crate::dispatch::{args, Body, Ctx};
+use crate::context::{args, Body, Ctx};
 use crate::Server;
 
 /// A lock owner. The address it called from is part of it: a host name is

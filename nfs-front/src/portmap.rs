@@ -11,7 +11,7 @@ use nfs_proto::portmap::*;
 use nfs_proto::rpc::ReplyStat;
 use nfs_proto::{mount, nfs3, nlm, Decoder};
 
-use crate::dispatch::{args, Body, Ctx};
+use crate::context::{args, Body, Ctx};
 use crate::Server;
 
 /// Sockets bound before the server starts, so a taken port fails early.

@@ -1,11 +1,14 @@
 //! Sans-IO codecs for Weir's NFS side: XDR, ONC RPC messages, TCP record
 //! marking, and the arguments and results (both directions) of NFSv3,
-//! MOUNT v3, portmapper v2, NLM v4 and NSM.
+//! MOUNT v3, portmapper v2, NLM v4 and NSM; and the sans-IO RPC client
+//! ([`client`]) that every caller of another RPC server builds on.
 //!
 //! Shared by the NFS front end (server) and the NFS core filer (client), so
-//! each codec exists once. It must do no I/O and keep no connection state,
-//! and no input may make it panic or allocate more than the input justifies.
+//! each codec exists once. It must do no I/O (the client's only state is
+//! its next xid and the reply bytes it was given), and no input may make it
+//! panic or allocate more than the input justifies.
 
+pub mod client;
 pub mod mount;
 pub mod nfs3;
 pub mod nlm;

@@ -11,7 +11,7 @@ use smb_proto::fscc::{DirEntry, DirectoryWriter};
 use smb_proto::security::access as sa;
 use smb_proto::NtStatus;
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 use crate::errors::EngineResult;
 use crate::fileops::Open;
 use crate::posix;

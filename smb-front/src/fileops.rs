@@ -20,7 +20,8 @@ use smb_proto::io::{
 use smb_proto::security::access as sa;
 use smb_proto::{FileId, NtStatus};
 
-use crate::conn::{Conn, Ctx, Reply, Result};
+use crate::conn::Conn;
+use crate::context::{Ctx, Reply, Result};
 use crate::dir::DirCursor;
 use crate::errors::EngineResult;
 use crate::lease::{Caching, Granted, OpenOutcome, OpenRequest};

@@ -14,7 +14,7 @@ use smb_proto::info::{info_type, QueryInfoRequest, SetInfoRequest};
 use smb_proto::security::{access as sa, additional_info as ai, SecurityDescriptor};
 use smb_proto::{DecodeError, NtStatus};
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 use crate::errors::EngineResult;
 use crate::fileops::{attr_of, walk, Open};
 use crate::state::on_file;

@@ -13,7 +13,7 @@ use smb_proto::ioctl::{
 use smb_proto::security::access as sa;
 use smb_proto::{FileId, NtStatus};
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 
 /// Server-side copy limits (what Windows announces).
 const MAX_CHUNKS: u32 = 256;

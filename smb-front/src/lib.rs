@@ -10,9 +10,13 @@
 //! input may make it panic.
 
 pub mod auth;
+mod compound;
 pub mod config;
 mod conn;
+mod context;
+mod credits;
 mod dir;
+mod dispatch;
 mod errors;
 mod fileops;
 mod info;
@@ -24,6 +28,7 @@ mod notify;
 mod oplock;
 mod posix;
 mod session;
+mod signing;
 mod state;
 mod tree;
 

@@ -5,7 +5,7 @@
 use smb_proto::io::{lock_flags as lf, LockRequest};
 use smb_proto::NtStatus;
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 use crate::state::{on_file, LockRange};
 
 pub(crate) async fn lock(ctx: &mut Ctx, req: LockRequest) -> Result<Reply> {

@@ -2,8 +2,6 @@
 //! choice, negotiate contexts (pre-auth integrity, cipher, signing
 //! algorithm), and FSCTL_VALIDATE_NEGOTIATE_INFO's answer.
 
-use std::rc::Rc;
-
 use bytes::{Bytes, BytesMut};
 use smb_proto::compound::ResponseChain;
 use smb_proto::crypto::preauth::PreauthHash;
@@ -17,7 +15,8 @@ use smb_proto::{Command, Header, NtStatus};
 
 use crate::auth::{filetime_now, Acceptor};
 use crate::config::Encryption;
-use crate::conn::{Conn, Ctx, Negotiated, Preauth, Reply, Result};
+use crate::conn::{Conn, Negotiated};
+use crate::context::{Ctx, Preauth, Reply, Result};
 
 /// Dialects served, best first.
 const DIALECTS: [u16; 5] = [
@@ -64,7 +63,7 @@ fn response(conn: &Conn, dialect_revision: u16, contexts: Vec<NegotiateContext>)
 /// An SMB1 NEGOTIATE that offers SMB2: answered with an SMB2 NEGOTIATE
 /// response naming 0x02FF (the client then negotiates again in SMB2) or
 /// 2.0.2. `None` drops the connection.
-pub(crate) fn smb1(conn: &Rc<Conn>, frame: &[u8]) -> Option<()> {
+pub(crate) fn smb1(conn: &Conn, frame: &[u8]) -> Option<()> {
     let req = Smb1Negotiate::decode(frame).ok()?;
     let rev = req.smb2_dialect()?;
     {

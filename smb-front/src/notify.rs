@@ -18,7 +18,7 @@ use smb_proto::dir::{
 use smb_proto::fscc::BasicInfo;
 use smb_proto::NtStatus;
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 use crate::fileops::Open;
 use crate::state::{on_file, Watcher};
 use crate::Server;

@@ -20,7 +20,8 @@ use smb_proto::crypto::Dialect;
 use smb_proto::oplock::{BreakAcknowledgment, LeaseBreakAck, OplockBreak};
 use smb_proto::{FileId, NtStatus};
 
-use crate::conn::{Conn, Ctx, Reply, Result};
+use crate::conn::Conn;
+use crate::context::{Ctx, Reply, Result};
 use crate::fileops::Open;
 use crate::lease::{
     AckError, Break, BreakTo, By, Caching, Granted, LeaseRequest, LeaseState, LeaseV2, Notification,

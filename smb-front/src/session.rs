@@ -18,7 +18,7 @@ use crate::auth::throttle::{LogonAttempt, NotNow};
 use crate::auth::users::User;
 use crate::auth::{Acceptor, AuthFailure, Identity, Step};
 use crate::config::Encryption;
-use crate::conn::{Ctx, Preauth, Reply, Result};
+use crate::context::{Ctx, Preauth, Reply, Result};
 use crate::tree::Tree;
 
 pub(crate) struct Session {
@@ -41,6 +41,42 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A session whose setup begins, its pre-auth hash forked from the
+    /// connection's.
+    fn new(preauth: PreauthHash) -> Session {
+        Session {
+            logged_on: false,
+            acceptor: None,
+            attempt: None,
+            preauth,
+            user: String::new(),
+            cred: Credentials::root(),
+            guest: false,
+            keys: None,
+            signed: false,
+            encrypt: false,
+            trees: HashMap::new(),
+            next_tree: 1,
+        }
+    }
+
+    /// A session logged on with `keys`, as a setup leaves it.
+    #[cfg(test)]
+    pub fn logged_on_with(keys: SessionKeys, signed: bool, encrypt: bool) -> Session {
+        Session {
+            logged_on: true,
+            keys: Some(keys),
+            signed,
+            encrypt,
+            ..Session::new(PreauthHash::new())
+        }
+    }
+
+    #[cfg(test)]
+    pub fn preauth_value(&self) -> &[u8; 64] {
+        self.preauth.value()
+    }
+
     pub fn valid(&self) -> bool {
         self.logged_on
     }
@@ -84,23 +120,7 @@ pub(crate) async fn setup(ctx: &mut Ctx, req: SessionSetupRequest) -> Result<Rep
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
         }
         let preauth = st.preauth.fork();
-        st.sessions.insert(
-            id,
-            Session {
-                logged_on: false,
-                acceptor: None,
-                attempt: None,
-                preauth,
-                user: String::new(),
-                cred: Credentials::root(),
-                guest: false,
-                keys: None,
-                signed: false,
-                encrypt: false,
-                trees: HashMap::new(),
-                next_tree: 1,
-            },
-        );
+        st.sessions.insert(id, Session::new(preauth));
         id
     } else {
         ctx.hdr.session_id

@@ -6,7 +6,7 @@ use smb_proto::security::access;
 use smb_proto::tree::{share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
 use smb_proto::NtStatus;
 
-use crate::conn::{Ctx, Reply, Result};
+use crate::context::{Ctx, Reply, Result};
 
 /// One connected tree of a session.
 #[derive(Debug, Clone)]

@@ -72,6 +72,13 @@ impl FrameReader {
         Ok(Some(len))
     }
 
+    /// The message in progress, once its header has arrived (and is
+    /// valid): its length and its first bytes that have arrived.
+    pub fn in_progress(&self) -> Option<(usize, &[u8])> {
+        let len = self.header().ok()??;
+        Some((len, &self.buf[4..]))
+    }
+
     /// The message in progress, when its length is known to be at least
     /// `min` and it has not all arrived: its length and the part of it that
     /// has, taken out of the buffer. The caller reads the rest itself.

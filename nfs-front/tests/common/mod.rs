@@ -1,5 +1,5 @@
 //! A real engine over a temp dir, the NFS front end on 127.0.0.1:0, and a
-//! blocking RPC client built from nfs-proto's encoders.
+//! blocking RPC client: nfs-proto's sans-IO client over a std socket.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -15,8 +15,7 @@ use cache_engine::{Engine, EngineConfig};
 use nfs_front::{Access, ExportConfig, NfsConfig, NfsServer, RuleConfig, Squash};
 use nfs_proto::mount::{self, MountRes3};
 use nfs_proto::nfs3::{self, Nfs3Args, Nfs3Res, NfsFh3};
-use nfs_proto::record::{frame, RecordReader};
-use nfs_proto::rpc::{decode_reply, AuthSysParams, CallHeader, OpaqueAuth, ReplyHeader};
+use nfs_proto::rpc::{decode_reply, AuthSysParams, OpaqueAuth, ReplyHeader};
 use nfs_proto::xdr::{Encoder, List, Opaque, Xdr};
 use nfs_proto::Decoder;
 
@@ -101,8 +100,7 @@ fn bound_stream(to: SocketAddr, from: SocketAddr) -> std::io::Result<TcpStream> 
 
 pub struct Client {
     pub s: TcpStream,
-    xid: u32,
-    rr: RecordReader,
+    rpc: nfs_proto::client::Client,
     pub cred: OpaqueAuth,
 }
 
@@ -138,39 +136,29 @@ impl Client {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Client {
             s,
-            xid: 1,
-            rr: RecordReader::new(8 << 20),
+            rpc: nfs_proto::client::Client::new(2, 8 << 20),
             cred: sys(0, 0),
         }
     }
 
     /// Send one call without waiting; returns its xid.
     pub fn send(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> u32 {
-        self.xid += 1;
-        let h = CallHeader {
-            xid: self.xid,
-            prog,
-            vers,
-            proc_,
-            cred: self.cred.clone(),
-            verf: OpaqueAuth::none(),
-        };
-        let mut msg = h.to_bytes().to_vec();
-        msg.extend_from_slice(args);
-        self.s.write_all(&frame(&msg, 1 << 30)).unwrap();
-        self.xid
+        let args = [Bytes::copy_from_slice(args)];
+        let (xid, record) = self.rpc.call(prog, vers, proc_, &self.cred, &args);
+        self.s.write_all(&record.concat()).unwrap();
+        xid
     }
 
     /// The next whole record; None when the server closed the connection.
     pub fn record(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(r) = self.rr.next_record().unwrap() {
+            if let Some((_, r)) = self.rpc.next_reply().unwrap() {
                 return Some(r);
             }
             let mut buf = [0u8; 65536];
             match self.s.read(&mut buf) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.rr.buffer().extend_from_slice(&buf[..n]),
+                Ok(n) => self.rpc.buffer().extend_from_slice(&buf[..n]),
             }
         }
     }
