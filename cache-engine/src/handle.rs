@@ -159,7 +159,7 @@ impl HandleKey {
     /// A handle carrying `tag` (0 to [`MAX_TAG`]) under its MAC; None: untagged.
     pub fn make_tagged(&self, tag: Option<u8>, filer: u8, fileid: u64, fh: &FilerHandle) -> FileHandle {
         let inner = fh.as_bytes();
-        debug_assert!(inner.len() <= MAX_FILER_HANDLE);
+        assert!(inner.len() <= MAX_FILER_HANDLE, "a filer handle past its bound");
         let body_len = HEADER + inner.len();
         let mut h = FileHandle {
             len: (body_len + MAC) as u8,

@@ -313,7 +313,7 @@ fn an_unreachable_core_filer_keeps_cached_data_served() {
         let t = Instant::now();
         assert_eq!(
             fx.engine.read(&root(), &cold, 0, 100).await.err(),
-            Some(Error::Jukebox)
+            Some(Error::Unavailable)
         );
         assert!(t.elapsed() < Duration::from_secs(3));
         fx.filer.set_unreachable(false);

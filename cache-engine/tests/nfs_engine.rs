@@ -100,7 +100,10 @@ fn engine_over_nfs_rides_out_an_outage() {
         let r = engine.read(&c, &cached, 0, 100).await.unwrap();
         assert_eq!(r.data.concat(), b"cached bytes");
         let t = Instant::now();
-        assert_eq!(engine.read(&c, &cold, 0, 100).await.err(), Some(Error::Jukebox));
+        assert_eq!(
+            engine.read(&c, &cold, 0, 100).await.err(),
+            Some(Error::Unavailable)
+        );
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     });
     nas.up();
@@ -114,7 +117,7 @@ fn engine_over_nfs_rides_out_an_outage() {
                     break;
                 }
                 Err(e) => {
-                    assert_eq!(e, Error::Jukebox);
+                    assert_eq!(e, Error::Unavailable);
                     assert!(t.elapsed() < Duration::from_secs(30), "no recovery");
                     std::thread::sleep(Duration::from_millis(200));
                 }

@@ -149,7 +149,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.write_opened(cred, fh, offset, data, stability).await
     }
 
-    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
+    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<BeforeAfter> {
         self.gate().await;
         if self.lose_writes.swap(false, Relaxed) {
             return Err(crate::Error::WritesLost);
@@ -158,7 +158,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         self.inner.commit(cred, fh).await
     }
 
-    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc> {
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<BeforeAfter> {
         self.gate().await;
         self.inner.setattr(cred, fh, attrs).await
     }
@@ -186,12 +186,18 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         fh: &FilerHandle,
         dir: &FilerHandle,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)> {
+    ) -> Result<(Attr, BeforeAfter)> {
         self.gate().await;
         self.inner.link(cred, fh, dir, name).await
     }
 
-    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
+    async fn remove(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+        rmdir: bool,
+    ) -> Result<BeforeAfter> {
         self.gate().await;
         self.inner.remove(cred, dir, name, rmdir).await
     }
@@ -203,7 +209,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         from_name: &[u8],
         to_dir: &FilerHandle,
         to_name: &[u8],
-    ) -> Result<(Wcc, Wcc)> {
+    ) -> Result<(BeforeAfter, BeforeAfter)> {
         self.gate().await;
         self.inner
             .rename(cred, from_dir, from_name, to_dir, to_name)

@@ -54,11 +54,11 @@ pub enum Error {
     #[error("object type not supported here")]
     BadType,
     #[error("attribute guard mismatch")]
-    NotSync,
+    GuardMismatch,
     #[error("stale directory cookie")]
     BadCookie,
     #[error("core filer unavailable, retry later")]
-    Jukebox,
+    Unavailable,
     #[error("internal server fault")]
     ServerFault,
 }
@@ -88,7 +88,7 @@ impl Error {
             libc::EOPNOTSUPP => Error::NotSupp,
             // A symlink met where the tree must not follow one, or a path leaving the root.
             libc::ELOOP => Error::Access,
-            libc::ETIMEDOUT | libc::EAGAIN => Error::Jukebox,
+            libc::ETIMEDOUT | libc::EAGAIN => Error::Unavailable,
             _ => Error::Io,
         }
     }
@@ -103,7 +103,7 @@ impl From<io::Error> for Error {
                 io::ErrorKind::PermissionDenied => Error::Access,
                 io::ErrorKind::AlreadyExists => Error::Exist,
                 io::ErrorKind::InvalidInput => Error::Inval,
-                io::ErrorKind::TimedOut => Error::Jukebox,
+                io::ErrorKind::TimedOut => Error::Unavailable,
                 io::ErrorKind::Unsupported => Error::NotSupp,
                 _ => Error::Io,
             },

@@ -44,7 +44,7 @@ pub struct FilerRead {
 pub struct FilerWrite {
     pub count: u32,
     pub committed: Stability,
-    pub wcc: Wcc,
+    pub wcc: BeforeAfter,
 }
 
 /// A new object and the change to its parent directory.
@@ -52,7 +52,7 @@ pub struct FilerWrite {
 pub struct FilerCreated {
     pub handle: FilerHandle,
     pub attr: Attr,
-    pub dir_wcc: Wcc,
+    pub dir_wcc: BeforeAfter,
 }
 
 /// A directory entry with the handle and attributes of what it names.
@@ -118,10 +118,10 @@ pub trait CoreFiler: Send + Sync + 'static {
     }
 
     /// Make earlier unstable writes to the file durable.
-    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc>;
+    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<BeforeAfter>;
 
     /// Change attributes. Ownership given in `attrs` is applied as is.
-    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc>;
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<BeforeAfter>;
 
     /// Make a file, directory, symlink or special node. `attrs` carries the
     /// mode and the owner (uid, gid) the new object gets.
@@ -143,10 +143,16 @@ pub trait CoreFiler: Send + Sync + 'static {
         fh: &FilerHandle,
         dir: &FilerHandle,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)>;
+    ) -> Result<(Attr, BeforeAfter)>;
 
     /// Remove a non-directory (`rmdir == false`) or an empty directory.
-    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc>;
+    async fn remove(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+        rmdir: bool,
+    ) -> Result<BeforeAfter>;
 
     /// Rename; replaces a compatible target as POSIX rename does.
     async fn rename(
@@ -156,7 +162,7 @@ pub trait CoreFiler: Send + Sync + 'static {
         from_name: &[u8],
         to_dir: &FilerHandle,
         to_name: &[u8],
-    ) -> Result<(Wcc, Wcc)>;
+    ) -> Result<(BeforeAfter, BeforeAfter)>;
 
     /// List `dir` from `cookie` (0: from the start), at most `max` entries.
     async fn readdir(

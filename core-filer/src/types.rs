@@ -59,17 +59,19 @@ pub struct Attr {
     pub change: u64,
 }
 
-/// The attributes NFSv3 sends before an operation (weak cache consistency).
+/// What tells one version of an object from another: size and times, as
+/// taken just before an operation changed it (NFSv3's weak cache
+/// consistency data is made from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WccAttr {
+pub struct AttrStamp {
     pub size: u64,
     pub mtime: Timespec,
     pub ctime: Timespec,
 }
 
-impl From<&Attr> for WccAttr {
+impl From<&Attr> for AttrStamp {
     fn from(a: &Attr) -> Self {
-        WccAttr {
+        AttrStamp {
             size: a.size,
             mtime: a.mtime,
             ctime: a.ctime,
@@ -79,8 +81,8 @@ impl From<&Attr> for WccAttr {
 
 /// Attributes of an object before and after an operation changed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Wcc {
-    pub before: Option<WccAttr>,
+pub struct BeforeAfter {
+    pub before: Option<AttrStamp>,
     pub after: Option<Attr>,
 }
 

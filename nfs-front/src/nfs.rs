@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cache_engine::types::{
-    Attr, CreateMode, Credentials, FileType, NewNode, SetAttr, SetTime, Stability, Timespec, Wcc,
+    Attr, BeforeAfter, CreateMode, Credentials, FileType, NewNode, SetAttr, SetTime, Stability, Timespec,
 };
 use cache_engine::{Error, FileHandle};
 use nfs_proto::nfs3::*;
@@ -43,9 +43,9 @@ pub(crate) fn status(e: Error) -> NfsStat3 {
         Error::NotSupp => NfsStat3::NotSupp,
         Error::TooSmall => NfsStat3::TooSmall,
         Error::BadType => NfsStat3::BadType,
-        Error::NotSync => NfsStat3::NotSync,
+        Error::GuardMismatch => NfsStat3::NotSync,
         Error::BadCookie => NfsStat3::BadCookie,
-        Error::Jukebox => NfsStat3::Jukebox,
+        Error::Unavailable => NfsStat3::Jukebox,
         Error::ServerFault => NfsStat3::ServerFault,
     }
 }
@@ -93,7 +93,7 @@ pub(crate) fn fattr(a: &Attr) -> Fattr3 {
     }
 }
 
-fn wcc(w: &Wcc) -> WccData {
+fn wcc(w: &BeforeAfter) -> WccData {
     WccData {
         before: w.before.map(|b| WccAttr {
             size: b.size,

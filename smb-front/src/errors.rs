@@ -11,7 +11,7 @@ pub(crate) fn status(e: Error) -> NtStatus {
         Error::XDev => NtStatus::NOT_SAME_DEVICE,
         Error::NotDir => NtStatus::NOT_A_DIRECTORY,
         Error::IsDir => NtStatus::FILE_IS_A_DIRECTORY,
-        Error::Inval | Error::BadCookie | Error::NotSync => NtStatus::INVALID_PARAMETER,
+        Error::Inval | Error::BadCookie | Error::GuardMismatch => NtStatus::INVALID_PARAMETER,
         Error::FBig => NtStatus::DISK_FULL,
         Error::NoSpc | Error::DQuot => NtStatus::DISK_FULL,
         Error::RoFs => NtStatus::MEDIA_WRITE_PROTECTED,
@@ -21,7 +21,7 @@ pub(crate) fn status(e: Error) -> NtStatus {
         Error::Stale | Error::BadHandle => NtStatus::FILE_DELETED,
         Error::NotSupp | Error::BadType => NtStatus::NOT_SUPPORTED,
         Error::TooSmall => NtStatus::BUFFER_TOO_SMALL,
-        Error::Jukebox => NtStatus::IO_TIMEOUT,
+        Error::Unavailable => NtStatus::IO_TIMEOUT,
         Error::Io | Error::WritesLost | Error::ServerFault => NtStatus::UNEXPECTED_IO_ERROR,
     }
 }

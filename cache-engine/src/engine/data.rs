@@ -19,7 +19,7 @@ impl Engine {
         fh: &FileHandle,
         set: &SetAttr,
         guard: Option<Timespec>,
-    ) -> Result<Wcc> {
+    ) -> Result<BeforeAfter> {
         self.timed(Op::Setattr, async {
             let (r, set) = (self.resolve(fh)?, *set);
             self.on_owner(r, cred, move |s, r, c| async move {
@@ -60,10 +60,14 @@ impl Engine {
     ) -> Result<ReadReply> {
         self.timed(Op::Read, async {
             let r = self.resolve(fh)?;
-            self.on_owner(r, cred, move |s, r, c| async move {
-                s.read(&r, &c, offset, count).await
-            })
-            .await
+            let reply = self
+                .on_owner(r, cred, move |s, r, c| async move {
+                    s.read(&r, &c, offset, count).await
+                })
+                .await?;
+            // Front ends size their reply buffers by `count`.
+            assert!(reply.len() <= count as usize, "read gave more than asked for");
+            Ok(reply)
         })
         .await
     }
@@ -149,7 +153,7 @@ impl Engine {
     /// `WritesLost` when the core filer lost unstable writes: the verifier
     /// has changed by then, so an NFS client that sees it resends, and a
     /// front end without verifiers reports the loss.
-    pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(Wcc, u64)> {
+    pub async fn commit(&self, cred: &Credentials, fh: &FileHandle) -> Result<(BeforeAfter, u64)> {
         self.timed(Op::Commit, async {
             let r = self.resolve(fh)?;
             match self

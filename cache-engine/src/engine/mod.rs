@@ -57,7 +57,7 @@ pub struct Engine {
 pub struct Created {
     pub handle: FileHandle,
     pub attr: Attr,
-    pub dir_wcc: Wcc,
+    pub dir_wcc: BeforeAfter,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +65,7 @@ pub struct WriteReply {
     pub count: u32,
     pub committed: Stability,
     pub verifier: u64,
-    pub wcc: Wcc,
+    pub wcc: BeforeAfter,
 }
 
 #[derive(Debug, Clone)]
@@ -88,8 +88,8 @@ pub struct DirListing {
 
 #[derive(Debug, Clone, Copy)]
 pub struct RenameReply {
-    pub from_wcc: Wcc,
-    pub to_wcc: Wcc,
+    pub from_wcc: BeforeAfter,
+    pub to_wcc: BeforeAfter,
 }
 
 impl Engine {
@@ -229,9 +229,13 @@ impl Engine {
         Fut: std::future::Future<Output = Result<R>> + 'static,
     {
         let cred = cred.clone();
+        let owner = self.shard_of(&r);
         self.running
             .shards
-            .call(self.shard_of(&r), move |s| async move {
+            .call(owner, move |s| async move {
+                // A file's state lives on one shard only; work on it anywhere
+                // else would fork its cache.
+                assert_eq!(s.id, owner, "file work ran off its owning shard");
                 let out = f(s.clone(), r, cred).await;
                 if matches!(out, Err(Error::Stale)) {
                     // Gone from the core filer: nothing cached of it may answer again.

@@ -204,8 +204,8 @@ impl Engine {
                         attr = a;
                     }
                 }
-                let unchanged = Wcc {
-                    before: Some(WccAttr::from(&dir_attr)),
+                let unchanged = BeforeAfter {
+                    before: Some(AttrStamp::from(&dir_attr)),
                     after: Some(dir_attr),
                 };
                 Ok(Created {
@@ -284,7 +284,7 @@ impl Engine {
         fh: &FileHandle,
         dir: &FileHandle,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)> {
+    ) -> Result<(Attr, BeforeAfter)> {
         self.timed(Op::Link, async {
             let (f, d) = (self.resolve(fh)?, self.resolve(dir)?);
             if f.filer != d.filer {
@@ -325,7 +325,7 @@ impl Engine {
         dir: &FileHandle,
         name: &[u8],
         rmdir: bool,
-    ) -> Result<Wcc> {
+    ) -> Result<BeforeAfter> {
         self.timed(Op::Remove, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Access)?;
@@ -355,11 +355,11 @@ impl Engine {
         .await
     }
 
-    pub async fn remove(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<Wcc> {
+    pub async fn remove(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<BeforeAfter> {
         self.unlink(cred, dir, name, false).await
     }
 
-    pub async fn rmdir(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<Wcc> {
+    pub async fn rmdir(&self, cred: &Credentials, dir: &FileHandle, name: &[u8]) -> Result<BeforeAfter> {
         self.unlink(cred, dir, name, true).await
     }
 

@@ -7,8 +7,11 @@
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `set` is a plain bitmask that sched_getaffinity fills in.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0 {
+    // SAFETY: the size passed is `set`'s own, and `set` is a live local.
+    let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if got == 0 {
         let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
             .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
             .collect();
         if !cpus.is_empty() {
@@ -24,9 +27,11 @@ pub fn allowed_cpus() -> Vec<usize> {
 pub fn pin_self(cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: as in `allowed_cpus`; `set` outlives the call.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
+    for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `c` is below CPU_SETSIZE, inside `set`.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
+    // SAFETY: the size passed is `set`'s own, and `set` outlives the call.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
         return Err(std::io::Error::last_os_error());
     }

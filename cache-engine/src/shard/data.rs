@@ -586,7 +586,7 @@ impl Shard {
         data: Bytes,
         stability: Stability,
         opened: bool,
-    ) -> Result<(u32, Stability, Wcc)> {
+    ) -> Result<(u32, Stability, BeforeAfter)> {
         let snap = self.state(r, cred).await?;
         match snap.attr.ftype {
             FileType::Regular => {}
@@ -633,11 +633,11 @@ impl Shard {
         };
         self.after_data_change(r, offset, len.max(1), w.wcc.after);
         self.keep_written(file_key(r), snap.gen, written);
-        let before = w.wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        let before = w.wcc.before.or(Some(AttrStamp::from(&snap.attr)));
         Ok((
             w.count,
             w.committed,
-            Wcc {
+            BeforeAfter {
                 before,
                 after: w.wcc.after,
             },
@@ -777,7 +777,7 @@ impl Shard {
         }
     }
 
-    pub(crate) async fn commit(&self, r: &Resolved, cred: &Credentials) -> Result<Wcc> {
+    pub(crate) async fn commit(&self, r: &Resolved, cred: &Credentials) -> Result<BeforeAfter> {
         let snap = self.state(r, cred).await?;
         let filer = self.filer(r)?.clone();
         let mut wcc = match self.filer_call(filer.commit(cred, &r.filer_handle)).await {
@@ -788,7 +788,7 @@ impl Shard {
             }
             other => other?,
         };
-        wcc.before = wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        wcc.before = wcc.before.or(Some(AttrStamp::from(&snap.attr)));
         if let Some(a) = wcc.after {
             self.install(r, a, true);
         }
@@ -801,10 +801,10 @@ impl Shard {
         cred: &Credentials,
         set: &SetAttr,
         guard: Option<Timespec>,
-    ) -> Result<Wcc> {
+    ) -> Result<BeforeAfter> {
         let snap = self.state(r, cred).await?;
         if guard.is_some_and(|ctime| ctime != snap.attr.ctime) {
-            return Err(Error::NotSync);
+            return Err(Error::GuardMismatch);
         }
         let set = perm::check_setattr(cred, &snap.attr, set)?;
         let bs = self.bs();
@@ -817,7 +817,7 @@ impl Shard {
         let mut wcc = self
             .filer_call(filer.setattr(cred, &r.filer_handle, &set))
             .await?;
-        wcc.before = wcc.before.or(Some(WccAttr::from(&snap.attr)));
+        wcc.before = wcc.before.or(Some(AttrStamp::from(&snap.attr)));
         match set.size {
             Some(size) => {
                 // Blocks past the new end, and the one it falls in, are stale.

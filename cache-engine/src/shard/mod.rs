@@ -253,22 +253,22 @@ impl Shard {
     /// Call the core filer with a bounded wait. A timeout or transport error
     /// marks it unreachable for a moment, during which calls fail at once and
     /// cached data keeps being served. While it is unreachable calls fail with
-    /// `Jukebox` ("try again later"), which NFS clients retry by themselves.
+    /// `Unavailable` ("try again later"; NFS JUKEBOX), which NFS clients retry by themselves.
     pub(crate) async fn filer_call<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.filer_down() {
-            return Err(Error::Jukebox);
+            return Err(Error::Unavailable);
         }
         self.stats.filer_ops.increment(1);
         let started = Instant::now();
         let out = match compio::time::timeout(self.cfg().filer_timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Jukebox),
+            Err(_) => Err(Error::Unavailable),
         };
         self.stats.filer_latency.record(started.elapsed().as_secs_f64());
         match out {
-            Err(e @ (Error::Jukebox | Error::Io)) => {
+            Err(e @ (Error::Unavailable | Error::Io)) => {
                 self.stats.filer_errors.increment(1);
-                if e == Error::Jukebox {
+                if e == Error::Unavailable {
                     tracing::warn!(shard = self.id, "core filer did not answer in time");
                     self.filer_down_until.set(Some(Instant::now() + PROBE_INTERVAL));
                 }

@@ -88,8 +88,8 @@ const LIST_PAGE: usize = 1024;
 
 /// What a rename touched, for the engine to tell the other shards.
 pub(crate) struct RenameOutcome {
-    pub from_wcc: Wcc,
-    pub to_wcc: Wcc,
+    pub from_wcc: BeforeAfter,
+    pub to_wcc: BeforeAfter,
     pub moved: Option<Resolved>,
     pub replaced: Option<Resolved>,
 }
@@ -261,7 +261,7 @@ impl Shard {
         } = self
             .filer_call(filer.create(cred, &dir.filer_handle, name, node, &set))
             .await?;
-        dir_wcc.before = dir_wcc.before.or(Some(WccAttr::from(&dattr)));
+        dir_wcc.before = dir_wcc.before.or(Some(AttrStamp::from(&dattr)));
         self.cache_name(dir, name, Some((handle, attr.fileid)));
         self.drop_listing(dir);
         self.dir_changed(dir, dir_wcc.after);
@@ -284,7 +284,7 @@ impl Shard {
         cred: &Credentials,
         name: &[u8],
         rmdir: bool,
-    ) -> Result<(Wcc, Resolved)> {
+    ) -> Result<(BeforeAfter, Resolved)> {
         let dattr = self.dir_state(dir, cred).await?;
         check_name(name)?;
         let (victim, vattr) = self.lookup_fresh(dir, cred, name, &dattr).await?;
@@ -293,7 +293,7 @@ impl Shard {
         let mut wcc = self
             .filer_call(filer.remove(cred, &dir.filer_handle, name, rmdir))
             .await?;
-        wcc.before = wcc.before.or(Some(WccAttr::from(&dattr)));
+        wcc.before = wcc.before.or(Some(AttrStamp::from(&dattr)));
         self.cache_name(dir, name, None);
         self.drop_listing(dir);
         self.dir_changed(dir, wcc.after);
@@ -361,13 +361,13 @@ impl Shard {
         };
         if replaced.is_some_and(|r| r.fileid == moved.fileid && r.filer_handle == moved.filer_handle) {
             // Two names of one file: POSIX says do nothing.
-            let wcc = Wcc {
-                before: Some(WccAttr::from(&fattr)),
+            let wcc = BeforeAfter {
+                before: Some(AttrStamp::from(&fattr)),
                 after: Some(fattr),
             };
             return Ok(RenameOutcome {
                 from_wcc: wcc,
-                to_wcc: Wcc {
+                to_wcc: BeforeAfter {
                     before: None,
                     after: Some(*to_attr),
                 },
@@ -394,8 +394,8 @@ impl Shard {
         let (mut fw, mut tw) = self
             .filer_call(filer.rename(cred, &from.filer_handle, from_name, &to.filer_handle, to_name))
             .await?;
-        fw.before = fw.before.or(Some(WccAttr::from(&fattr)));
-        tw.before = tw.before.or(Some(WccAttr::from(to_attr)));
+        fw.before = fw.before.or(Some(AttrStamp::from(&fattr)));
+        tw.before = tw.before.or(Some(AttrStamp::from(to_attr)));
         self.cache_name(from, from_name, None);
         self.drop_listing(from);
         self.dir_changed(from, fw.after);
@@ -430,7 +430,7 @@ impl Shard {
         cred: &Credentials,
         dir: &Resolved,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)> {
+    ) -> Result<(Attr, BeforeAfter)> {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::W | perm::X)?;
         check_name(name)?;
@@ -438,7 +438,7 @@ impl Shard {
         let (attr, mut wcc) = self
             .filer_call(filer.link(cred, &file.filer_handle, &dir.filer_handle, name))
             .await?;
-        wcc.before = wcc.before.or(Some(WccAttr::from(&dattr)));
+        wcc.before = wcc.before.or(Some(AttrStamp::from(&dattr)));
         self.cache_name(dir, name, Some((file.filer_handle, file.fileid)));
         self.drop_listing(dir);
         self.dir_changed(dir, wcc.after);
@@ -622,7 +622,7 @@ const NAMES_WORTH_A_PLAIN_LISTING: usize = 16;
 
 /// Outcome of a create on the directory's shard.
 pub(crate) enum Created {
-    New(Resolved, Attr, Wcc),
+    New(Resolved, Attr, BeforeAfter),
     /// Unchecked create of an existing name: the caller applies the attributes to it.
     Existing(Resolved, Option<(Attr, Instant)>, Attr),
 }

@@ -130,6 +130,7 @@ impl<K: Hash + Eq + Clone, V: Weigh> S3Fifo<K, V> {
             self.small.push_back((idx, stamp));
             self.small_weight += w;
         }
+        debug_assert!(self.weight() <= self.capacity, "RAM tier over its capacity");
         self.compact();
     }
 

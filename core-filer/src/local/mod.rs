@@ -260,7 +260,7 @@ impl CoreFiler for LocalFiler {
         self.write_as(None, fh, offset, data, stability).await
     }
 
-    async fn commit(&self, _cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
+    async fn commit(&self, _cred: &Credentials, fh: &FilerHandle) -> Result<BeforeAfter> {
         let (node, before) = self.resolve(fh)?;
         match node.ftype {
             FileType::Regular => {}
@@ -272,12 +272,12 @@ impl CoreFiler for LocalFiler {
         let file = into_compio(self.open_data_granted(&node, libc::O_RDONLY)?);
         file.sync_all().await?;
         let after = stat(node.fd.as_fd())?;
-        Ok(Wcc {
-            before: Some(WccAttr::from(&before)),
+        Ok(BeforeAfter {
+            before: Some(AttrStamp::from(&before)),
             after: Some(after),
         })
     }
-    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc> {
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<BeforeAfter> {
         let (node, before) = self.resolve(fh)?;
         // Refuse bad input before changing anything.
         timespec_arg(attrs.atime)?;
@@ -302,8 +302,8 @@ impl CoreFiler for LocalFiler {
         }
         set_times(node.fd.as_fd(), attrs.atime, attrs.mtime)?;
         let after = stat(node.fd.as_fd())?;
-        Ok(Wcc {
-            before: Some(WccAttr::from(&before)),
+        Ok(BeforeAfter {
+            before: Some(AttrStamp::from(&before)),
             after: Some(after),
         })
     }
@@ -363,8 +363,8 @@ impl CoreFiler for LocalFiler {
         Ok(FilerCreated {
             handle: obj.handle,
             attr,
-            dir_wcc: Wcc {
-                before: Some(WccAttr::from(&dir_before)),
+            dir_wcc: BeforeAfter {
+                before: Some(AttrStamp::from(&dir_before)),
                 after: Some(dir_after),
             },
         })
@@ -409,7 +409,7 @@ impl CoreFiler for LocalFiler {
         fh: &FilerHandle,
         dir: &FilerHandle,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)> {
+    ) -> Result<(Attr, BeforeAfter)> {
         check_name(name)?;
         let cname = cstring(name)?;
         let (node, _) = self.resolve(fh)?;
@@ -434,14 +434,20 @@ impl CoreFiler for LocalFiler {
         let dir_after = stat(d.fd.as_fd())?;
         Ok((
             attr,
-            Wcc {
-                before: Some(WccAttr::from(&dir_before)),
+            BeforeAfter {
+                before: Some(AttrStamp::from(&dir_before)),
                 after: Some(dir_after),
             },
         ))
     }
 
-    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
+    async fn remove(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+        rmdir: bool,
+    ) -> Result<BeforeAfter> {
         check_name(name)?;
         let cname = cstring(name)?;
         let (d, before) = self.resolve_dir(dir)?;
@@ -455,8 +461,8 @@ impl CoreFiler for LocalFiler {
             self.forget(&h);
         }
         let after = stat(d.fd.as_fd())?;
-        Ok(Wcc {
-            before: Some(WccAttr::from(&before)),
+        Ok(BeforeAfter {
+            before: Some(AttrStamp::from(&before)),
             after: Some(after),
         })
     }
@@ -468,7 +474,7 @@ impl CoreFiler for LocalFiler {
         from_name: &[u8],
         to_dir: &FilerHandle,
         to_name: &[u8],
-    ) -> Result<(Wcc, Wcc)> {
+    ) -> Result<(BeforeAfter, BeforeAfter)> {
         check_name(from_name)?;
         check_name(to_name)?;
         let from = cstring(from_name)?;
@@ -490,8 +496,8 @@ impl CoreFiler for LocalFiler {
             self.forget(&h);
         }
         let from_after = stat(fd_dir.fd.as_fd())?;
-        let from_wcc = Wcc {
-            before: Some(WccAttr::from(&from_before)),
+        let from_wcc = BeforeAfter {
+            before: Some(AttrStamp::from(&from_before)),
             after: Some(from_after),
         };
         if from_before.fileid == to_before.fileid {
@@ -500,8 +506,8 @@ impl CoreFiler for LocalFiler {
         let to_after = stat(td_dir.fd.as_fd())?;
         Ok((
             from_wcc,
-            Wcc {
-                before: Some(WccAttr::from(&to_before)),
+            BeforeAfter {
+                before: Some(AttrStamp::from(&to_before)),
                 after: Some(to_after),
             },
         ))

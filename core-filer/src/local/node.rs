@@ -274,7 +274,7 @@ impl LocalFiler {
         };
         fd.map_err(|e| match errno_of(&e) {
             libc::EROFS | libc::EACCES | libc::EPERM | libc::ETXTBSY | libc::EISDIR => Error::from(e),
-            libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR => Error::Jukebox,
+            libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR => Error::Unavailable,
             _ => Error::Stale,
         })
     }

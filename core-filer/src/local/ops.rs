@@ -113,7 +113,7 @@ impl LocalFiler {
                 },
             };
         }
-        Err(Error::Jukebox)
+        Err(Error::Unavailable)
     }
 
     pub(super) fn init_new_file(
@@ -247,8 +247,8 @@ impl LocalFiler {
         Ok(FilerWrite {
             count: count as u32,
             committed: stability,
-            wcc: Wcc {
-                before: Some(WccAttr::from(&before)),
+            wcc: BeforeAfter {
+                before: Some(AttrStamp::from(&before)),
                 after: Some(after),
             },
         })

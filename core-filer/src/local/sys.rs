@@ -156,7 +156,7 @@ pub(super) fn handle_err(e: io::Error) -> Error {
     match errno_of(&e) {
         libc::EINVAL | libc::EOVERFLOW => Error::BadHandle,
         libc::EPERM => Error::Perm,
-        libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR => Error::Jukebox,
+        libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR => Error::Unavailable,
         _ => Error::Stale,
     }
 }
@@ -345,7 +345,7 @@ pub(super) fn into_compio(fd: OwnedFd) -> compio::fs::File {
 pub(super) async fn pread(fd: OwnedFd, offset: u64, len: usize) -> Result<Vec<u8>> {
     let file = into_compio(fd);
     let mut buf: Vec<u8> = Vec::new();
-    buf.try_reserve_exact(len).map_err(|_| Error::Jukebox)?;
+    buf.try_reserve_exact(len).map_err(|_| Error::Unavailable)?;
     while buf.len() < len {
         let have = buf.len();
         let BufResult(res, b) = file.read_at(buf.uninit(), offset + have as u64).await;

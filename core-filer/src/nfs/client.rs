@@ -8,7 +8,7 @@
 //! duplicate request cache recognises the repeat), a broken connection is
 //! replaced, and failed connects and NFS3ERR_JUKEBOX answers are retried
 //! with exponential backoff, all inside one bounded total wait; past it the
-//! call fails with [`Error::Jukebox`], which the engine reads as "core filer
+//! call fails with [`Error::Unavailable`], which the engine reads as "core filer
 //! unreachable".
 //!
 //! [`blocking_call`] serves the few calls made once at start (portmapper,
@@ -485,7 +485,7 @@ impl Pool {
                     "NFS upstream: no answer in {:?}",
                     self.cfg.total_timeout
                 );
-                return Err(Error::Jukebox);
+                return Err(Error::Unavailable);
             }
             // A retransmission stays on the connection of the first send while
             // it lives: servers' duplicate request caches key on the client's
@@ -833,7 +833,7 @@ pub(super) mod tests {
         });
         run(async {
             let t = Instant::now();
-            assert_eq!(call(&pool, b"x").await.err(), Some(Error::Jukebox));
+            assert_eq!(call(&pool, b"x").await.err(), Some(Error::Unavailable));
             assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         });
     }

@@ -34,12 +34,12 @@ pub(super) fn status_error(s: NfsStat3) -> Error {
         S::DQuot => Error::DQuot,
         // The upstream no longer knows a handle it gave us.
         S::Stale | S::BadHandle => Error::Stale,
-        S::NotSync => Error::NotSync,
+        S::NotSync => Error::GuardMismatch,
         S::BadCookie => Error::BadCookie,
         S::NotSupp => Error::NotSupp,
         S::TooSmall => Error::TooSmall,
         S::BadType => Error::BadType,
-        S::Jukebox => Error::Jukebox,
+        S::Jukebox => Error::Unavailable,
     }
 }
 
@@ -82,9 +82,9 @@ pub(super) fn attr(a: &Fattr3) -> Attr {
     }
 }
 
-pub(super) fn wcc(w: &WccData) -> Wcc {
-    Wcc {
-        before: w.before.map(|b| crate::types::WccAttr {
+pub(super) fn wcc(w: &WccData) -> BeforeAfter {
+    BeforeAfter {
+        before: w.before.map(|b| crate::types::AttrStamp {
             size: b.size,
             mtime: timespec(b.mtime),
             ctime: timespec(b.ctime),

@@ -120,7 +120,7 @@ impl CoreFiler for NfsFiler {
         })
     }
 
-    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<Wcc> {
+    async fn commit(&self, cred: &Credentials, fh: &FilerHandle) -> Result<BeforeAfter> {
         let l = self.local();
         let file = self.upstream(&l, fh)?;
         let args = [Commit3Args {
@@ -140,7 +140,7 @@ impl CoreFiler for NfsFiler {
         Ok(wcc(&c.file_wcc))
     }
 
-    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<Wcc> {
+    async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<BeforeAfter> {
         let l = self.local();
         let object = self.upstream(&l, fh)?;
         let args = [SetAttr3Args {
@@ -311,7 +311,7 @@ impl CoreFiler for NfsFiler {
         fh: &FilerHandle,
         dir: &FilerHandle,
         name: &[u8],
-    ) -> Result<(Attr, Wcc)> {
+    ) -> Result<(Attr, BeforeAfter)> {
         check_name(name)?;
         let l = self.local();
         let file = self.upstream(&l, fh)?;
@@ -347,7 +347,13 @@ impl CoreFiler for NfsFiler {
         }
     }
 
-    async fn remove(&self, cred: &Credentials, dir: &FilerHandle, name: &[u8], rmdir: bool) -> Result<Wcc> {
+    async fn remove(
+        &self,
+        cred: &Credentials,
+        dir: &FilerHandle,
+        name: &[u8],
+        rmdir: bool,
+    ) -> Result<BeforeAfter> {
         check_name(name)?;
         let l = self.local();
         let args = [dirop(self.upstream(&l, dir)?, name).to_bytes()];
@@ -368,7 +374,7 @@ impl CoreFiler for NfsFiler {
         from_name: &[u8],
         to_dir: &FilerHandle,
         to_name: &[u8],
-    ) -> Result<(Wcc, Wcc)> {
+    ) -> Result<(BeforeAfter, BeforeAfter)> {
         check_name(from_name)?;
         check_name(to_name)?;
         let l = self.local();

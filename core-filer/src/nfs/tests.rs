@@ -322,7 +322,7 @@ fn every_status_maps_as_the_local_filer_maps_its_errno() {
         assert_eq!(status_error(s), Error::from_errno(errno), "{s:?}");
     }
     assert_eq!(status_error(S::BadHandle), Error::Stale);
-    assert_eq!(status_error(S::Jukebox), Error::Jukebox);
+    assert_eq!(status_error(S::Jukebox), Error::Unavailable);
     assert_eq!(status_error(S::BadCookie), Error::BadCookie);
 }
 

@@ -156,6 +156,12 @@ pub(super) async fn submit_now<F: Future>(op: F) -> F::Output {
 /// Write all of `buf` at `pos`. Continues after short writes.
 pub(super) async fn write_all_at(file: &compio::fs::File, buf: Rc<AlignedBuf>, pos: u64) -> io::Result<()> {
     let total = buf.len();
+    // O_DIRECT: a misaligned write would fail on some devices and not others.
+    assert!(
+        pos.is_multiple_of(crate::rt::aligned::ALIGN as u64)
+            && total.is_multiple_of(crate::rt::aligned::ALIGN),
+        "unaligned device write at {pos} of {total} bytes"
+    );
     let mut buf = buf;
     let mut done = 0usize;
     let mut f = file;

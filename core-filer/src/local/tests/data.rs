@@ -21,7 +21,7 @@ fn read_write_commit() {
                 .unwrap();
             assert_eq!(w.count, 5);
             assert_eq!(w.committed, st);
-            assert_eq!(w.wcc.before, Some(WccAttr::from(&before)));
+            assert_eq!(w.wcc.before, Some(AttrStamp::from(&before)));
             assert_eq!(w.wcc.after.unwrap().size, (i as u64 + 1) * 5);
         }
         assert_eq!(std::fs::read(fx.root.join("f")).unwrap(), b"hellohellohello");
@@ -134,7 +134,7 @@ fn setattr_changes_what_is_asked() {
             mtime: SetTime::Client(t2),
         };
         let wcc = fx.fs.setattr(&c, &f, &set).await.unwrap();
-        assert_eq!(wcc.before, Some(WccAttr::from(&before)));
+        assert_eq!(wcc.before, Some(AttrStamp::from(&before)));
         let a = wcc.after.unwrap();
         assert_eq!((a.mode, a.uid, a.gid, a.size), (0o4751, 1234, 5678, 4));
         assert_eq!((a.atime, a.mtime), (t1, t2));
@@ -267,7 +267,7 @@ fn create_every_kind_with_exact_attributes() {
                 "{name}"
             );
             assert_eq!(fx.fs.getattr(&c, &made.handle).await.unwrap(), a);
-            assert_eq!(made.dir_wcc.before, Some(WccAttr::from(&before)));
+            assert_eq!(made.dir_wcc.before, Some(AttrStamp::from(&before)));
             assert_eq!(
                 made.dir_wcc.after.unwrap(),
                 fx.fs.getattr(&c, &root).await.unwrap()

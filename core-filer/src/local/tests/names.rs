@@ -28,7 +28,7 @@ fn link_and_its_errors() {
         let before = fx.fs.getattr(&c, &d).await.unwrap();
         let (a, wcc) = fx.fs.link(&c, &f, &d, b"f2").await.unwrap();
         assert_eq!(a.nlink, 2);
-        assert_eq!(wcc.before, Some(WccAttr::from(&before)));
+        assert_eq!(wcc.before, Some(AttrStamp::from(&before)));
         assert_eq!(wcc.after.unwrap(), fx.fs.getattr(&c, &d).await.unwrap());
         assert_eq!(fx.fs.lookup(&c, &d, b"f2").await.unwrap().0, f);
         assert_eq!(fx.fs.link(&c, &f, &d, b"f2").await.unwrap_err(), Error::Exist);
@@ -72,7 +72,7 @@ fn remove_and_its_errors() {
         );
         let before = fx.fs.getattr(&c, &root).await.unwrap();
         let wcc = fx.fs.remove(&c, &root, b"f", false).await.unwrap();
-        assert_eq!(wcc.before, Some(WccAttr::from(&before)));
+        assert_eq!(wcc.before, Some(AttrStamp::from(&before)));
         assert_eq!(wcc.after.unwrap(), fx.fs.getattr(&c, &root).await.unwrap());
         fx.fs.remove(&c, &d, b"inner", false).await.unwrap();
         fx.fs.remove(&c, &root, b"d", true).await.unwrap();
@@ -104,7 +104,7 @@ fn rename_and_its_errors() {
         let dir_before = fx.fs.getattr(&c, &d).await.unwrap();
         let (from, to) = fx.fs.rename(&c, &root, b"g", &d, b"h").await.unwrap();
         assert_eq!(from.after.unwrap(), fx.fs.getattr(&c, &root).await.unwrap());
-        assert_eq!(to.before, Some(WccAttr::from(&dir_before)));
+        assert_eq!(to.before, Some(AttrStamp::from(&dir_before)));
         assert_eq!(to.after.unwrap(), fx.fs.getattr(&c, &d).await.unwrap());
         // The handle follows the object.
         assert_eq!(
