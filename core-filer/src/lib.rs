@@ -23,6 +23,8 @@ pub mod identity;
 pub mod local;
 #[cfg(feature = "nfs")]
 pub mod nfs;
+#[cfg(feature = "nfs3")]
+pub mod nfs3;
 pub mod types;
 
 pub use error::{Error, Result};

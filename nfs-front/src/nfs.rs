@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cache_engine::types::{
-    Attr, BeforeAfter, CreateMode, Credentials, FileType, NewNode, SetAttr, SetTime, Stability, Timespec,
-};
+use cache_engine::types::{CreateMode, Credentials, NewNode, SetAttr};
 use cache_engine::{Error, FileHandle};
+use core_filer::nfs3::{fattr, set_attr, stability, stable_how, status, time, timespec, wcc_data};
 use nfs_proto::nfs3::*;
 use nfs_proto::rpc::ReplyStat;
 use nfs_proto::{Decoder, Opaque};
@@ -19,109 +18,6 @@ use crate::Server;
 pub const MAX_IO: u32 = 1 << 20;
 /// Largest READDIR/READDIRPLUS reply built, whatever the client asks.
 const MAX_DIR_REPLY: usize = 1 << 20;
-
-pub(crate) fn status(e: Error) -> NfsStat3 {
-    match e {
-        Error::Perm => NfsStat3::Perm,
-        Error::NoEnt => NfsStat3::NoEnt,
-        Error::Io | Error::WritesLost => NfsStat3::Io,
-        Error::Access => NfsStat3::Acces,
-        Error::Exist => NfsStat3::Exist,
-        Error::XDev => NfsStat3::XDev,
-        Error::NotDir => NfsStat3::NotDir,
-        Error::IsDir => NfsStat3::IsDir,
-        Error::Inval => NfsStat3::Inval,
-        Error::FBig => NfsStat3::FBig,
-        Error::NoSpc => NfsStat3::NoSpc,
-        Error::RoFs => NfsStat3::RoFs,
-        Error::MLink => NfsStat3::MLink,
-        Error::NameTooLong => NfsStat3::NameTooLong,
-        Error::NotEmpty => NfsStat3::NotEmpty,
-        Error::DQuot => NfsStat3::DQuot,
-        Error::Stale => NfsStat3::Stale,
-        Error::BadHandle => NfsStat3::BadHandle,
-        Error::NotSupp => NfsStat3::NotSupp,
-        Error::TooSmall => NfsStat3::TooSmall,
-        Error::BadType => NfsStat3::BadType,
-        Error::GuardMismatch => NfsStat3::NotSync,
-        Error::BadCookie => NfsStat3::BadCookie,
-        Error::Unavailable => NfsStat3::Jukebox,
-        Error::ServerFault => NfsStat3::ServerFault,
-    }
-}
-
-fn time(t: Timespec) -> NfsTime3 {
-    NfsTime3 {
-        seconds: t.sec.clamp(0, u32::MAX as i64) as u32,
-        nseconds: t.nsec,
-    }
-}
-
-fn timespec(t: NfsTime3) -> Timespec {
-    Timespec {
-        sec: t.seconds as i64,
-        nsec: t.nseconds.min(999_999_999),
-    }
-}
-
-pub(crate) fn fattr(a: &Attr) -> Fattr3 {
-    Fattr3 {
-        ftype: match a.ftype {
-            FileType::Regular => Ftype3::Reg,
-            FileType::Directory => Ftype3::Dir,
-            FileType::Symlink => Ftype3::Lnk,
-            FileType::BlockDev => Ftype3::Blk,
-            FileType::CharDev => Ftype3::Chr,
-            FileType::Fifo => Ftype3::Fifo,
-            FileType::Socket => Ftype3::Sock,
-        },
-        mode: a.mode & 0o7777,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        size: a.size,
-        used: a.used,
-        rdev: SpecData3 {
-            specdata1: a.rdev.0,
-            specdata2: a.rdev.1,
-        },
-        fsid: a.fsid,
-        fileid: a.fileid,
-        atime: time(a.atime),
-        mtime: time(a.mtime),
-        ctime: time(a.ctime),
-    }
-}
-
-fn wcc(w: &BeforeAfter) -> WccData {
-    WccData {
-        before: w.before.map(|b| WccAttr {
-            size: b.size,
-            mtime: time(b.mtime),
-            ctime: time(b.ctime),
-        }),
-        after: w.after.as_ref().map(fattr),
-    }
-}
-
-fn set_time(t: &SetTime3) -> SetTime {
-    match t {
-        SetTime3::DontChange => SetTime::DontChange,
-        SetTime3::ServerTime => SetTime::ServerNow,
-        SetTime3::ClientTime(t) => SetTime::Client(timespec(*t)),
-    }
-}
-
-fn set_attr(s: &Sattr3) -> SetAttr {
-    SetAttr {
-        mode: s.mode.map(|m| m & 0o7777),
-        uid: s.uid,
-        gid: s.gid,
-        size: s.size,
-        atime: set_time(&s.atime),
-        mtime: set_time(&s.mtime),
-    }
-}
 
 /// A name a client may create or look up: no '/' and no NUL.
 fn check_name(name: &[u8]) -> Result<(), NfsStat3> {
@@ -351,7 +247,7 @@ async fn setattr(s: &Server, ctx: &Ctx, a: SetAttr3Args) -> WccRes {
         .setattr(&t.cred, &t.fh, &set_attr(&a.new_attributes), guard)
         .await
     {
-        Ok(w) => NfsRes::Ok(wcc(&w)),
+        Ok(w) => NfsRes::Ok(wcc_data(&w)),
         Err(e) => NfsRes::Err(status(e), s.post_wcc(&t.fh).await),
     }
 }
@@ -449,20 +345,12 @@ async fn write(s: &Server, ctx: &Ctx, a: Write3Args) -> Write3Res {
         return NfsRes::Err(NfsStat3::Inval, s.post_wcc(&t.fh).await);
     }
     let data = data.slice(..a.count as usize);
-    let stability = match a.stable {
-        StableHow::Unstable => Stability::Unstable,
-        StableHow::DataSync => Stability::DataSync,
-        StableHow::FileSync => Stability::FileSync,
-    };
+    let stability = stability(a.stable);
     match s.engine.write(&t.cred, &t.fh, a.offset, data, stability).await {
         Ok(w) => NfsRes::Ok(Write3Ok {
-            file_wcc: wcc(&w.wcc),
+            file_wcc: wcc_data(&w.wcc),
             count: w.count,
-            committed: match w.committed {
-                Stability::Unstable => StableHow::Unstable,
-                Stability::DataSync => StableHow::DataSync,
-                Stability::FileSync => StableHow::FileSync,
-            },
+            committed: stable_how(w.committed),
             verf: w.verifier,
         }),
         Err(e) => NfsRes::Err(status(e), s.post_wcc(&t.fh).await),
@@ -490,7 +378,7 @@ async fn make(s: &Server, ctx: &Ctx, at: DirOpArgs3, node: NewNode, set: SetAttr
         Ok(c) => NfsRes::Ok(Create3Ok {
             obj: s.wire(&t, &c.handle),
             obj_attributes: Some(fattr(&c.attr)),
-            dir_wcc: wcc(&c.dir_wcc),
+            dir_wcc: wcc_data(&c.dir_wcc),
         }),
         Err(err) => NfsRes::Err(status(err), s.post_wcc(&t.fh).await),
     }
@@ -511,7 +399,7 @@ async fn remove(s: &Server, ctx: &Ctx, a: DirOpArgs3, rmdir: bool) -> WccRes {
         s.engine.remove(&t.cred, &t.fh, name).await
     };
     match r {
-        Ok(w) => NfsRes::Ok(wcc(&w)),
+        Ok(w) => NfsRes::Ok(wcc_data(&w)),
         Err(e) => NfsRes::Err(status(e), s.post_wcc(&t.fh).await),
     }
 }
@@ -540,8 +428,8 @@ async fn rename(s: &Server, ctx: &Ctx, a: Rename3Args) -> Rename3Res {
     };
     match r {
         Ok(r) => NfsRes::Ok(Rename3Wcc {
-            fromdir_wcc: wcc(&r.from_wcc),
-            todir_wcc: wcc(&r.to_wcc),
+            fromdir_wcc: wcc_data(&r.from_wcc),
+            todir_wcc: wcc_data(&r.to_wcc),
         }),
         Err(e) => NfsRes::Err(
             e,
@@ -574,7 +462,7 @@ async fn link(s: &Server, ctx: &Ctx, a: Link3Args) -> Link3Res {
     match r {
         Ok((attr, w)) => NfsRes::Ok(Link3Wcc {
             file_attributes: Some(fattr(&attr)),
-            linkdir_wcc: wcc(&w),
+            linkdir_wcc: wcc_data(&w),
         }),
         Err(e) => NfsRes::Err(
             e,
@@ -806,7 +694,7 @@ async fn commit(s: &Server, ctx: &Ctx, fh: &NfsFh3) -> Commit3Res {
     };
     match s.engine.commit(&t.cred, &t.fh).await {
         Ok((w, verf)) => NfsRes::Ok(Commit3Ok {
-            file_wcc: wcc(&w),
+            file_wcc: wcc_data(&w),
             verf,
         }),
         // The engine's verifier changed with the loss: the client sees a

@@ -11,7 +11,7 @@
 //! cookie verifiers) is kept per thread, so calls take no lock. Unstable
 //! writes waiting for a COMMIT are recorded per filer in [`unstable`].
 //! The methods themselves are in [`procs`], the conversions between NFSv3's
-//! types and ours in [`convert`], paged listings in [`listing`], and what is
+//! types and ours in [`crate::nfs3`] (shared with the NFS front end), paged listings in [`listing`], and what is
 //! asked once at start (portmapper, MOUNT, FSINFO) in [`startup`].
 
 mod client;

@@ -116,7 +116,7 @@ impl CoreFiler for NfsFiler {
         Ok(FilerWrite {
             count: done as u32,
             committed,
-            wcc: wcc(&WccData { before, after }),
+            wcc: crate::nfs3::before_after(&WccData { before, after }),
         })
     }
 
@@ -137,7 +137,7 @@ impl CoreFiler for NfsFiler {
             tracing::warn!("NFS upstream: write verifier changed before COMMIT; unstable writes may be lost");
             return Err(Error::WritesLost);
         }
-        Ok(wcc(&c.file_wcc))
+        Ok(crate::nfs3::before_after(&c.file_wcc))
     }
 
     async fn setattr(&self, cred: &Credentials, fh: &FilerHandle, attrs: &SetAttr) -> Result<BeforeAfter> {
@@ -151,7 +151,7 @@ impl CoreFiler for NfsFiler {
         .to_bytes()];
         let (r, _) = self.call::<WccRes>(&l, cred, NfsProc3::Setattr, &args).await?;
         match r {
-            NfsResult::Ok(w) => Ok(wcc(&w)),
+            NfsResult::Ok(w) => Ok(crate::nfs3::before_after(&w)),
             // A size for what is not a regular file: some servers (ganesha)
             // say BADTYPE where POSIX, and so the local filer, says EISDIR or EINVAL.
             NfsResult::Err(NfsStat3::BadType, w) if attrs.size.is_some() => {
@@ -165,7 +165,7 @@ impl CoreFiler for NfsFiler {
                     Error::Inval
                 })
             }
-            NfsResult::Err(s, _) => Err(status_error(s)),
+            NfsResult::Err(s, _) => Err(crate::nfs3::error(s)),
         }
     }
 
@@ -264,7 +264,7 @@ impl CoreFiler for NfsFiler {
                     None => return Err(Error::Exist),
                 }
             }
-            NfsResult::Err(s, _) => return Err(status_error(s)),
+            NfsResult::Err(s, _) => return Err(crate::nfs3::error(s)),
         };
         if let NewNode::File(CreateMode::Exclusive(_)) = node {
             // The verifier stays in the times (so a repeat of this create still
@@ -291,7 +291,7 @@ impl CoreFiler for NfsFiler {
         Ok(FilerCreated {
             handle: self.our(&l, &obj)?,
             attr: a,
-            dir_wcc: wcc(&dir_wcc),
+            dir_wcc: crate::nfs3::before_after(&dir_wcc),
         })
     }
 
@@ -325,7 +325,7 @@ impl CoreFiler for NfsFiler {
         match r {
             NfsResult::Ok(w) => {
                 let a = self.attr_or_fetch(&l, cred, &file, w.file_attributes).await?;
-                Ok((a, wcc(&w.linkdir_wcc)))
+                Ok((a, crate::nfs3::before_after(&w.linkdir_wcc)))
             }
             NfsResult::Err(NfsStat3::Exist, w) if retransmitted => {
                 let target = self.getattr_up(&l, cred, &file).await?;
@@ -333,7 +333,7 @@ impl CoreFiler for NfsFiler {
                     .made_by_us(&l, cred, &dir_up, name, |a| a.fileid == target.fileid)
                     .await
                 {
-                    Some((_, a)) => Ok((a, wcc(&w.linkdir_wcc))),
+                    Some((_, a)) => Ok((a, crate::nfs3::before_after(&w.linkdir_wcc))),
                     None => Err(Error::Exist),
                 }
             }
@@ -343,7 +343,7 @@ impl CoreFiler for NfsFiler {
                 Ok(_) => Err(Error::Exist),
                 Err(_) => Err(Error::Perm),
             },
-            NfsResult::Err(s, _) => Err(status_error(s)),
+            NfsResult::Err(s, _) => Err(crate::nfs3::error(s)),
         }
     }
 
@@ -360,10 +360,10 @@ impl CoreFiler for NfsFiler {
         let p = if rmdir { NfsProc3::Rmdir } else { NfsProc3::Remove };
         let (r, retransmitted) = self.call::<WccRes>(&l, cred, p, &args).await?;
         match r {
-            NfsResult::Ok(w) => Ok(wcc(&w)),
+            NfsResult::Ok(w) => Ok(crate::nfs3::before_after(&w)),
             // The first transmission removed it.
-            NfsResult::Err(NfsStat3::NoEnt, w) if retransmitted => Ok(wcc(&w)),
-            NfsResult::Err(s, _) => Err(status_error(s)),
+            NfsResult::Err(NfsStat3::NoEnt, w) if retransmitted => Ok(crate::nfs3::before_after(&w)),
+            NfsResult::Err(s, _) => Err(crate::nfs3::error(s)),
         }
     }
 
@@ -386,15 +386,21 @@ impl CoreFiler for NfsFiler {
         .to_bytes()];
         let (r, retransmitted) = self.call::<Rename3Res>(&l, cred, NfsProc3::Rename, &args).await?;
         match r {
-            NfsResult::Ok(w) => Ok((wcc(&w.fromdir_wcc), wcc(&w.todir_wcc))),
+            NfsResult::Ok(w) => Ok((
+                crate::nfs3::before_after(&w.fromdir_wcc),
+                crate::nfs3::before_after(&w.todir_wcc),
+            )),
             NfsResult::Err(NfsStat3::NoEnt, w) if retransmitted => {
                 // Gone from the old name and present at the new one: our first try did it.
                 match self.made_by_us(&l, cred, &to_up, to_name, |_| true).await {
-                    Some(_) => Ok((wcc(&w.fromdir_wcc), wcc(&w.todir_wcc))),
+                    Some(_) => Ok((
+                        crate::nfs3::before_after(&w.fromdir_wcc),
+                        crate::nfs3::before_after(&w.todir_wcc),
+                    )),
                     None => Err(Error::NoEnt),
                 }
             }
-            NfsResult::Err(s, _) => Err(status_error(s)),
+            NfsResult::Err(s, _) => Err(crate::nfs3::error(s)),
         }
     }
 

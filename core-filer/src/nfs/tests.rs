@@ -319,11 +319,11 @@ fn every_status_maps_as_the_local_filer_maps_its_errno() {
         (S::NotSupp, libc::EOPNOTSUPP),
     ];
     for (s, errno) in pairs {
-        assert_eq!(status_error(s), Error::from_errno(errno), "{s:?}");
+        assert_eq!(crate::nfs3::error(s), Error::from_errno(errno), "{s:?}");
     }
-    assert_eq!(status_error(S::BadHandle), Error::Stale);
-    assert_eq!(status_error(S::Jukebox), Error::Unavailable);
-    assert_eq!(status_error(S::BadCookie), Error::BadCookie);
+    assert_eq!(crate::nfs3::error(S::BadHandle), Error::Stale);
+    assert_eq!(crate::nfs3::error(S::Jukebox), Error::Unavailable);
+    assert_eq!(crate::nfs3::error(S::BadCookie), Error::BadCookie);
 }
 
 #[test]
@@ -362,7 +362,7 @@ fn attributes_convert() {
     assert_eq!(ours.ctime, Timespec { sec: 13, nsec: 14 });
     assert_eq!(ours.change, 13_000_000_014);
     assert_eq!(
-        set_time(SetTime::Client(Timespec { sec: -1, nsec: 0 })),
+        crate::nfs3::set_time3(SetTime::Client(Timespec { sec: -1, nsec: 0 })),
         Err(Error::Inval)
     );
 }
