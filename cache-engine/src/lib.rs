@@ -55,19 +55,5 @@ pub use shard::{Prefetched, ReadReply, StartError};
 
 pub use core_filer::{error, Error, Result};
 
-/// CRC-32C (Castagnoli) of `data`, as stored beside every cached page and
-/// in NFS file handles. crc-fast folds with carry-less multiplies: a 4 KiB
-/// page costs a third of what the plain SSE4.2 instruction loop does.
-pub(crate) fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn crc32c_is_castagnoli() {
-        // The standard check value of CRC-32C.
-        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(super::crc32c(b""), 0);
-    }
-}
+/// The checksum kept beside every cached page (the one in NFS handle maps too).
+pub(crate) use core_filer::crc32c;

