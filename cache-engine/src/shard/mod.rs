@@ -3,6 +3,8 @@
 //! `RefCell`s; no borrow is ever held across an `.await`.
 
 mod data;
+#[allow(dead_code)] // wired in by write-behind
+mod dirty;
 mod namespace;
 mod set;
 
