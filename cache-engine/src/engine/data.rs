@@ -2,7 +2,15 @@
 //! access, read, prefetch, write and commit, and what the file system
 //! reports about itself.
 
-use super::*;
+use bytes::Bytes;
+
+use super::{Engine, WriteReply};
+use crate::change::ChangeKind;
+use crate::handle::FileHandle;
+use crate::shard::{Prefetched, ReadReply};
+use crate::stats::Op;
+use crate::types::*;
+use crate::{Error, Result};
 
 impl Engine {
     pub async fn getattr(&self, fh: &FileHandle) -> Result<Attr> {

@@ -1,7 +1,13 @@
 //! Directory listings: a page of entries from the directory's shard, with
 //! each entry's attributes asked of its own shard when wanted.
 
-use super::*;
+use super::{DirEntry, DirListing, Engine, Seeded};
+use crate::handle::{FileHandle, Resolved};
+use crate::junction::{self, Junction};
+use crate::shard::ListEntry;
+use crate::stats::Op;
+use crate::types::*;
+use crate::{Error, Result};
 
 impl Engine {
     /// List `dir` after `cookie`. A non-zero `verifier` must be the one a

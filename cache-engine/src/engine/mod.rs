@@ -11,16 +11,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
-use crate::change::{ChangeKind, Subscriber};
+use crate::change::Subscriber;
 use crate::config::EngineConfig;
-use crate::filer::CoreFiler;
-use crate::handle::{FileHandle, HandleKey, Resolved};
-use crate::junction::{self, Junction, JunctionSpec, Junctions, Mount};
-use crate::perm;
-use crate::shard::{Created as ShardCreated, EngineState, ListEntry, Prefetched, ReadReply, Shard};
-use crate::shard::{ShardSet, StartError};
+use crate::handle::{FileHandle, Resolved};
+use crate::junction::Junctions;
+use crate::shard::{EngineState, Shard, ShardSet};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
 use crate::{Error, Result};

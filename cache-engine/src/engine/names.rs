@@ -2,7 +2,14 @@
 //! renames. A call that touches several files goes to each owning shard in
 //! turn.
 
-use super::*;
+use super::{Created, Engine, RenameReply};
+use crate::change::ChangeKind;
+use crate::handle::{FileHandle, Resolved};
+use crate::perm;
+use crate::shard::Created as ShardCreated;
+use crate::stats::Op;
+use crate::types::*;
+use crate::{Error, Result};
 
 impl Engine {
     /// Find `name` in `dir`; `.` and `..` are understood. Returns the

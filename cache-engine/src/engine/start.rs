@@ -2,7 +2,17 @@
 //! filers, each mount's root, the junctions that join the mounts into one
 //! namespace.
 
-use super::*;
+use std::sync::Arc;
+
+use super::{Engine, Running};
+use crate::config::EngineConfig;
+use crate::filer::CoreFiler;
+use crate::handle::{FileHandle, HandleKey, Resolved};
+use crate::junction::{self, Junction, JunctionSpec, Junctions, Mount};
+use crate::shard::{EngineState, ShardSet, StartError};
+use crate::stats::OpLatency;
+use crate::types::*;
+use crate::{Error, Result};
 
 /// A mount's root directory: its core filer's root, or the directory
 /// `subdir` names under it. Asks the core filer (on shard 0).
