@@ -104,7 +104,7 @@ fn main() -> ExitCode {
 
 /// The `run.sh` of every fuzz crate (`<crate>/fuzz/run.sh`), in name order.
 fn fuzz_scripts() -> Vec<PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let mut scripts: Vec<PathBuf> = std::fs::read_dir(&root)
         .into_iter()
         .flatten()
@@ -202,7 +202,19 @@ fn test(only: &[&str]) -> ExitCode {
     }
 }
 
+/// The checkout `cargo xtask` was run in: the nearest directory above the
+/// working directory that holds `xtask/`, else the one this binary was
+/// built from (a target directory shared by several checkouts may hold a
+/// binary built from another).
 fn repo_root() -> PathBuf {
+    let here = std::env::current_dir().ok();
+    let found = here
+        .iter()
+        .flat_map(|d| d.ancestors())
+        .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file());
+    if let Some(d) = found {
+        return d.to_path_buf();
+    }
     let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     xtask.parent().map(PathBuf::from).unwrap_or(xtask)
 }
