@@ -7,6 +7,7 @@ pub mod fio;
 pub mod fio_nfs;
 pub mod iperf;
 pub mod nfs_client;
+pub mod weir_serve;
 
 /// Fill `path` with `size` bytes (whole MiB) of pseudo-random data, unless
 /// a file of that size is already there.

@@ -17,20 +17,18 @@
 //! (see benches/README.md).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use benches::nfs_client::nfs3_types::nfs3::{cookieverf3, nfs_fh3, READDIRPLUS3args};
 use benches::nfs_client::{self, Conn, Endpoint, Pipe};
+use benches::weir_serve::WeirServe;
 use benches::{make_file_seeded, Table};
 use clap::Parser;
 use futures::stream::{FuturesOrdered, StreamExt};
 use testbed::ganesha::Ganesha;
-use testbed::process::{self, Guard};
 use testbed::{DelayProxy, Link};
 
 #[derive(Parser)]
@@ -189,7 +187,7 @@ fn run(args: &Args) -> Result<(), String> {
         let direct = measure(&rt, args, &direct_ep, &files, &proxy, None)?;
         report("direct", rtt_ms, &direct);
 
-        let weir = Weir::start(args, &weir_cmd, &work, &proxy, ganesha.mount_port)?;
+        let weir = start_weir(args, &weir_cmd, &work, &proxy, ganesha.mount_port)?;
         warm_page_cache(&export, &files);
         let cold = measure(&rt, args, &weir.ep, &files, &proxy, Some(&weir))?;
         report("Weir cold", rtt_ms, &cold);
@@ -254,14 +252,14 @@ fn measure(
     ep: &Endpoint,
     files: &Arc<Vec<File>>,
     proxy: &DelayProxy,
-    weir: Option<&Weir>,
+    weir: Option<&WeirServe>,
 ) -> Result<Pass, String> {
-    let filer_before = weir.map(Weir::filer_read_bytes).transpose()?;
+    let filer_before = weir.map(filer_read_bytes).transpose()?;
     let up_before = proxy.bytes_from_target();
     let mut pass = rt.block_on(farm(args, ep, files))?;
     pass.upstream = proxy.bytes_from_target() - up_before;
     if let (Some(w), Some(before)) = (weir, filer_before) {
-        pass.weir_filer = Some(w.filer_read_bytes()? - before);
+        pass.weir_filer = Some(filer_read_bytes(w)? - before);
     }
     Ok(pass)
 }
@@ -457,103 +455,34 @@ async fn read_verified(
 
 /// A `weir serve` whose core filer is ganesha through the proxy, with a
 /// fresh data dir (so a cold cache).
-struct Weir {
-    ep: Endpoint,
-    metrics: SocketAddr,
-    _guard: Guard,
+fn start_weir(
+    args: &Args,
+    cmd: &Path,
+    work: &Path,
+    proxy: &DelayProxy,
+    mount_port: u16,
+) -> Result<WeirServe, String> {
+    let url = format!(
+        "nfs://127.0.0.1:{}/export?mountport={mount_port}",
+        proxy.addr().port()
+    );
+    let mut extra = vec![
+        "--config".to_string(),
+        benches::weir_bench_config(work).display().to_string(),
+        "--core-filer".into(),
+        url,
+        "--memory".into(),
+        args.weir_memory.clone(),
+        "--cache-size".into(),
+        "0".into(),
+    ];
+    extra.extend(args.weir_shards.map(|n| format!("--shards={n}")));
+    WeirServe::start(cmd, work, "weir", args.weir_port, &extra)
 }
 
-impl Weir {
-    fn start(
-        args: &Args,
-        cmd: &Path,
-        work: &Path,
-        proxy: &DelayProxy,
-        mount_port: u16,
-    ) -> Result<Weir, String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], args.weir_port));
-        if process::answers(addr) {
-            return Err(format!(
-                "port {} is in use: pick another with --weir-port",
-                args.weir_port
-            ));
-        }
-        let data = work.join("weir-data");
-        let _ = std::fs::remove_dir_all(&data);
-        std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
-        let log_path = work.join("weir.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let url = format!(
-            "nfs://127.0.0.1:{}/export?mountport={mount_port}",
-            proxy.addr().port()
-        );
-        let child = Command::new(cmd)
-            .arg("serve")
-            .arg("--config")
-            .arg(benches::weir_bench_config(work))
-            .args(["--core-filer", &url])
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--nfs-listen", &addr.to_string()])
-            .args(["--metrics-listen", "127.0.0.1:0", "--smb-listen", "127.0.0.1:0"])
-            .args(["--memory", &args.weir_memory, "--cache-size", "0"])
-            .args(args.weir_shards.map(|n| format!("--shards={n}")))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{}: {e}", cmd.display()))?;
-        let mut guard = Guard::new("weir serve", child);
-        if !process::wait_port(addr, Duration::from_secs(30), || guard.running()) {
-            return Err(format!("weir serve did not come up; log: {}", log_path.display()));
-        }
-        let banner = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let metrics = banner
-            .lines()
-            .find(|l| l.trim_start().starts_with("metrics"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|u| {
-                u.trim_start_matches("http://")
-                    .trim_end_matches("/metrics")
-                    .parse()
-                    .ok()
-            })
-            .ok_or_else(|| format!("no metrics address in {}", log_path.display()))?;
-        Ok(Weir {
-            ep: Endpoint {
-                nfs: addr,
-                mount_port: addr.port(),
-            },
-            metrics,
-            _guard: guard,
-        })
-    }
-
-    /// `weir_filer_read_bytes_total`, summed over shards.
-    fn filer_read_bytes(&self) -> Result<u64, String> {
-        let text = http_get(self.metrics, "/metrics")?;
-        let name = "weir_filer_read_bytes_total";
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64)
-    }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| format!("{addr}: {e}"))?;
-    Ok(text)
+/// Bytes Weir read from its core filer, summed over shards.
+fn filer_read_bytes(w: &WeirServe) -> Result<u64, String> {
+    Ok(w.metric("weir_filer_read_bytes_total")? as u64)
 }
 
 fn report(way: &str, rtt_ms: u64, p: &Pass) {
