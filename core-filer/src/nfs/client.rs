@@ -11,6 +11,10 @@
 //! call fails with [`Error::Unavailable`], which the engine reads as "core filer
 //! unreachable".
 //!
+//! The RPC itself (xids, call records, reassembling replies, matching them
+//! by xid, reading the reply header) is `nfs-proto`'s sans-IO
+//! [`Client`]; this module is the I/O, the pooling and the retries around it.
+//!
 //! [`blocking_call`] serves the few calls made once at start (portmapper,
 //! MOUNT, FSINFO), before any shard runtime runs.
 
@@ -22,15 +26,15 @@ use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use nfs_proto::record::{frame, RecordReader};
-use nfs_proto::rpc::{decode_reply, AuthStat, CallHeader, OpaqueAuth, ReplyStat};
-use nfs_proto::{Decoder, Encoder, Xdr};
+use nfs_proto::client::{self, Client, ClientError};
+use nfs_proto::rpc::{AuthStat, OpaqueAuth, ReplyStat};
+use nfs_proto::Decoder;
 
 use crate::{Error, Result};
 
@@ -256,14 +260,12 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 async fn reader(mut stream: TcpStream, shared: Rc<ConnShared>) {
-    let mut rr = RecordReader::new(MAX_RECORD);
+    // Only the reply side of this client is used: the pool numbers the calls.
+    let mut replies = Client::new(0, MAX_RECORD);
     'conn: loop {
         loop {
-            match rr.next_record() {
-                Ok(Some(rec)) => {
-                    let Some(xid) = rec.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
-                        break 'conn;
-                    };
+            match replies.next_reply() {
+                Ok(Some((xid, rec))) => {
                     let waiter = shared.pending.borrow_mut().remove(&xid);
                     if let Some(w) = waiter {
                         let _ = w.send(rec);
@@ -279,12 +281,12 @@ async fn reader(mut stream: TcpStream, shared: Rc<ConnShared>) {
         if shared.dead.get() {
             break;
         }
-        let want = rr.wanted().max(64 << 10);
-        let mut buf = std::mem::take(rr.buffer());
+        let want = replies.wanted().max(64 << 10);
+        let mut buf = std::mem::take(replies.buffer());
         buf.reserve(want);
         let held = buf.len();
         let BufResult(n, slice) = stream.read(buf.slice(held..)).await;
-        *rr.buffer() = slice.into_inner();
+        *replies.buffer() = slice.into_inner();
         match n {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
@@ -340,7 +342,10 @@ pub(super) struct Pool {
     counters: Rc<Counters>,
     slots: RefCell<Vec<Slot>>,
     next: Cell<usize>,
-    xid: Cell<u32>,
+    /// Numbers and encodes the calls of every connection: one xid sequence
+    /// for the pool, so a call sent again on another connection keeps an
+    /// xid no other outstanding call has.
+    calls: RefCell<Client>,
     me: Weak<Pool>,
 }
 
@@ -358,15 +363,9 @@ impl Pool {
             counters,
             slots: RefCell::new((0..n).map(|_| Slot::Empty).collect()),
             next: Cell::new(0),
-            xid: Cell::new(rand::random()),
+            calls: RefCell::new(Client::new(rand::random(), MAX_RECORD)),
             me: me.clone(),
         })
-    }
-
-    fn new_xid(&self) -> u32 {
-        let x = self.xid.get().wrapping_add(1);
-        self.xid.set(x);
-        x
     }
 
     /// A live connection: the next one in turn, another live one while it
@@ -450,28 +449,8 @@ impl Pool {
         let started = Instant::now();
         let deadline = started + self.cfg.total_timeout;
         let mut backoff = BACKOFF_MIN;
-        let args_len: usize = args.iter().map(Bytes::len).sum();
-        let make = |xid: u32| -> Vec<Bytes> {
-            let mut e = Encoder::with_capacity(64 + cred.body.len());
-            e.u32(0); // record mark, patched below
-            CallHeader {
-                xid,
-                prog,
-                vers,
-                proc_,
-                cred: cred.clone(),
-                verf: OpaqueAuth::none(),
-            }
-            .encode(&mut e);
-            let len = e.len() - 4 + args_len;
-            e.patch_u32(0, 0x8000_0000 | len as u32);
-            let mut parts = Vec::with_capacity(1 + args.len());
-            parts.push(e.into_bytes());
-            parts.extend(args.iter().cloned());
-            parts
-        };
-        let mut xid = self.new_xid();
-        let mut parts = make(xid);
+        let new_call = || self.calls.borrow_mut().call(prog, vers, proc_, cred, args);
+        let (mut xid, mut parts) = new_call();
         let mut sends = 0u32;
         let mut sticky: Option<Rc<Conn>> = None;
         loop {
@@ -532,25 +511,22 @@ impl Pool {
                     continue;
                 }
             };
-            let (h, results) = decode_reply(record).map_err(|_| Error::Io)?;
-            match h.stat {
-                ReplyStat::Success => {}
-                ReplyStat::AuthError(AuthStat::TooWeak | AuthStat::BadCred | AuthStat::RejectedCred) => {
-                    return Err(Error::Access)
+            let results = client::results(record).map_err(|e| match e {
+                ClientError::Refused(ReplyStat::AuthError(
+                    AuthStat::TooWeak | AuthStat::BadCred | AuthStat::RejectedCred,
+                )) => Error::Access,
+                e => {
+                    tracing::warn!(prog, vers, proc_, "NFS upstream: {e}");
+                    Error::Io
                 }
-                other => {
-                    tracing::warn!(prog, vers, proc_, "NFS upstream refused the call: {other:?}");
-                    return Err(Error::Io);
-                }
-            }
+            })?;
             if prog == nfs_proto::nfs3::PROGRAM
                 && results.rest().get(..4) == Some(&NFS3ERR_JUKEBOX.to_be_bytes()[..])
             {
                 // The server is busy (e.g. fetching from tape): ask again later, as a new call.
                 self.counters.jukebox.increment(1);
                 sleep_backoff(&mut backoff, deadline).await;
-                xid = self.new_xid();
-                parts = make(xid);
+                (xid, parts) = new_call();
                 sends = 0;
                 continue;
             }
@@ -581,63 +557,47 @@ async fn sleep_backoff(backoff: &mut Duration, deadline: Instant) {
 }
 
 /// One call on a fresh blocking connection (for start-up, before the shard
-/// runtimes exist). Returns the results.
+/// runtimes exist): `call` builds it on the connection's client. Returns
+/// the results.
 pub(super) fn blocking_call(
     addr: SocketAddr,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    cred: OpaqueAuth,
-    args: &[u8],
     timeout: Duration,
-) -> io::Result<Bytes> {
+    call: impl FnOnce(&mut Client) -> (u32, Vec<Bytes>),
+) -> io::Result<Decoder> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let xid: u32 = rand::random();
-    let mut e = Encoder::new();
-    CallHeader {
-        xid,
-        prog,
-        vers,
-        proc_,
-        cred,
-        verf: OpaqueAuth::none(),
-    }
-    .encode(&mut e);
-    let mut msg = e.into_inner();
-    msg.extend_from_slice(args);
-    s.write_all(&frame(&msg, usize::MAX))?;
-    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{addr}: {why}"));
-    let mut rr = RecordReader::new(1 << 20);
+    let mut c = Client::new(rand::random(), 1 << 20);
+    let (xid, record) = call(&mut c);
+    s.write_all(&record.concat())?;
     let mut chunk = vec![0u8; 64 << 10];
     loop {
-        if let Some(rec) = rr.next_record().map_err(|e| bad(e.to_string()))? {
-            let (h, d) = decode_reply(rec).map_err(|e| bad(e.to_string()))?;
-            if h.xid != xid {
-                continue;
-            }
-            if h.stat != ReplyStat::Success {
-                return Err(bad(format!("program {prog} refused the call: {:?}", h.stat)));
-            }
-            return Ok(d.rest());
+        let got = c
+            .reply_to(xid)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{addr}: {e}")))?;
+        if let Some(results) = got {
+            return Ok(results);
         }
         let n = match s.read(&mut chunk) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => r?,
         };
         if n == 0 {
-            return Err(bad("connection closed".into()));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{addr}: connection closed"),
+            ));
         }
-        let buf: &mut BytesMut = rr.buffer();
-        buf.extend_from_slice(&chunk[..n]);
+        c.buffer().extend_from_slice(&chunk[..n]);
     }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use nfs_proto::record::frame;
     use nfs_proto::rpc::ReplyHeader;
+    use nfs_proto::{Encoder, Xdr};
     use std::net::TcpListener;
 
     /// Bytes of a call header with AUTH_NONE credentials and verifier.

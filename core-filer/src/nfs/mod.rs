@@ -1,5 +1,5 @@
 //! The `nfs` core filer: an NFSv3 export of an upstream NAS, reached through
-//! an RPC client of our own on the shard runtimes.
+//! `nfs-proto`'s sans-IO RPC client over connections of each shard runtime.
 //!
 //! Every [`CoreFiler`] method is one NFSv3 procedure (or a few), sent with
 //! the caller's AUTH_SYS identity; the upstream checks permissions and
