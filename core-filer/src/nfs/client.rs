@@ -11,6 +11,10 @@
 //! call fails with [`Error::Unavailable`], which the engine reads as "core filer
 //! unreachable".
 //!
+//! The RPC itself (xids, call records, reassembling replies, matching them
+//! by xid, reading the reply header) is `nfs-proto`'s sans-IO
+//! [`Client`]; this module is the I/O, the pooling and the retries around it.
+//!
 //! [`blocking_call`] serves the few calls made once at start (portmapper,
 //! MOUNT, FSINFO), before any shard runtime runs.
 
@@ -22,16 +26,17 @@ use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use compio::buf::{BufResult, IntoInner, IoBuf};
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use nfs_proto::record::{frame, RecordReader};
-use nfs_proto::rpc::{decode_reply, AuthStat, CallHeader, OpaqueAuth, ReplyStat};
-use nfs_proto::{Decoder, Encoder, Xdr};
+use nfs_proto::client::{self, Client, ClientError};
+use nfs_proto::rpc::{AuthStat, OpaqueAuth, ReplyStat};
+use nfs_proto::Decoder;
 
+use super::connect::connect;
 use crate::{Error, Result};
 
 /// Largest reply record accepted (a READ of the largest payload plus headers).
@@ -126,144 +131,13 @@ impl Drop for Conn {
     }
 }
 
-/// Reserved ports a connection may come from (as Linux's NFS client uses).
-const RESERVED_PORTS: std::ops::RangeInclusive<u16> = 665..=1023;
-
-/// Connect to `addr`: from a reserved port (below 1024) when this process may
-/// bind one, as NFS servers exporting with `secure` (knfsd's default) demand
-/// of their clients; otherwise from any port.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let n = RESERVED_PORTS.len();
-    let start: usize = rand::random::<u32>() as usize % n;
-    for i in 0..n {
-        let port = *RESERVED_PORTS.start() + ((start + i) % n) as u16;
-        match connect_from(addr, port).await {
-            Ok(s) => return Ok(s),
-            // Taken (or its connection to `addr` still in TIME_WAIT): the next one.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRINUSE | libc::EADDRNOTAVAIL)) => continue,
-            // Not ours to bind: any port will do.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    TcpStream::connect(addr).await
-}
-
-/// Connect to `addr` from local port `port`.
-async fn connect_from(addr: SocketAddr, port: u16) -> io::Result<TcpStream> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: socket(2) with constant arguments; the result is checked and owned at once.
-    let raw = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a new descriptor nothing else owns.
-    let fd = Rc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-    let (local, len) = sockaddr(SocketAddr::new(
-        if addr.is_ipv4() {
-            [0u8; 4].into()
-        } else {
-            [0u16; 8].into()
-        },
-        port,
-    ));
-    // SAFETY: `local` is a sockaddr of `len` bytes; the descriptor is ours.
-    if unsafe { libc::bind(fd.as_raw_fd(), (&raw const local).cast(), len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let (remote, len) = sockaddr(addr);
-    // SAFETY: `remote` is a sockaddr of `len` bytes; the descriptor is ours.
-    if unsafe { libc::connect(fd.as_raw_fd(), (&raw const remote).cast(), len) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-        let poll = compio::runtime::fd::PollFd::new(fd.clone())?;
-        poll.connect_ready().await?;
-        drop(poll);
-        let mut err: libc::c_int = 0;
-        let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` and `size` are valid for writes of an int and a socklen_t.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &raw mut size,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if err != 0 {
-            return Err(io::Error::from_raw_os_error(err));
-        }
-    }
-    let fd = Rc::try_unwrap(fd).map_err(|_| io::Error::other("socket still shared after connect"))?;
-    let std = std::net::TcpStream::from(fd);
-    // The io_uring driver wants a blocking socket; from_std makes it
-    // non-blocking again where the driver polls.
-    std.set_nonblocking(false)?;
-    TcpStream::from_std(std)
-}
-
-/// `addr` as a `sockaddr_storage` and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero bytes are a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&raw mut ss).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&raw mut ss).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
 async fn reader(mut stream: TcpStream, shared: Rc<ConnShared>) {
-    let mut rr = RecordReader::new(MAX_RECORD);
+    // Only the reply side of this client is used: the pool numbers the calls.
+    let mut replies = Client::new(0, MAX_RECORD);
     'conn: loop {
         loop {
-            match rr.next_record() {
-                Ok(Some(rec)) => {
-                    let Some(xid) = rec.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
-                        break 'conn;
-                    };
+            match replies.next_reply() {
+                Ok(Some((xid, rec))) => {
                     let waiter = shared.pending.borrow_mut().remove(&xid);
                     if let Some(w) = waiter {
                         let _ = w.send(rec);
@@ -279,12 +153,12 @@ async fn reader(mut stream: TcpStream, shared: Rc<ConnShared>) {
         if shared.dead.get() {
             break;
         }
-        let want = rr.wanted().max(64 << 10);
-        let mut buf = std::mem::take(rr.buffer());
+        let want = replies.wanted().max(64 << 10);
+        let mut buf = std::mem::take(replies.buffer());
         buf.reserve(want);
         let held = buf.len();
         let BufResult(n, slice) = stream.read(buf.slice(held..)).await;
-        *rr.buffer() = slice.into_inner();
+        *replies.buffer() = slice.into_inner();
         match n {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
@@ -340,7 +214,10 @@ pub(super) struct Pool {
     counters: Rc<Counters>,
     slots: RefCell<Vec<Slot>>,
     next: Cell<usize>,
-    xid: Cell<u32>,
+    /// Numbers and encodes the calls of every connection: one xid sequence
+    /// for the pool, so a call sent again on another connection keeps an
+    /// xid no other outstanding call has.
+    calls: RefCell<Client>,
     me: Weak<Pool>,
 }
 
@@ -358,15 +235,9 @@ impl Pool {
             counters,
             slots: RefCell::new((0..n).map(|_| Slot::Empty).collect()),
             next: Cell::new(0),
-            xid: Cell::new(rand::random()),
+            calls: RefCell::new(Client::new(rand::random(), MAX_RECORD)),
             me: me.clone(),
         })
-    }
-
-    fn new_xid(&self) -> u32 {
-        let x = self.xid.get().wrapping_add(1);
-        self.xid.set(x);
-        x
     }
 
     /// A live connection: the next one in turn, another live one while it
@@ -450,28 +321,8 @@ impl Pool {
         let started = Instant::now();
         let deadline = started + self.cfg.total_timeout;
         let mut backoff = BACKOFF_MIN;
-        let args_len: usize = args.iter().map(Bytes::len).sum();
-        let make = |xid: u32| -> Vec<Bytes> {
-            let mut e = Encoder::with_capacity(64 + cred.body.len());
-            e.u32(0); // record mark, patched below
-            CallHeader {
-                xid,
-                prog,
-                vers,
-                proc_,
-                cred: cred.clone(),
-                verf: OpaqueAuth::none(),
-            }
-            .encode(&mut e);
-            let len = e.len() - 4 + args_len;
-            e.patch_u32(0, 0x8000_0000 | len as u32);
-            let mut parts = Vec::with_capacity(1 + args.len());
-            parts.push(e.into_bytes());
-            parts.extend(args.iter().cloned());
-            parts
-        };
-        let mut xid = self.new_xid();
-        let mut parts = make(xid);
+        let new_call = || self.calls.borrow_mut().call(prog, vers, proc_, cred, args);
+        let (mut xid, mut parts) = new_call();
         let mut sends = 0u32;
         let mut sticky: Option<Rc<Conn>> = None;
         loop {
@@ -532,25 +383,22 @@ impl Pool {
                     continue;
                 }
             };
-            let (h, results) = decode_reply(record).map_err(|_| Error::Io)?;
-            match h.stat {
-                ReplyStat::Success => {}
-                ReplyStat::AuthError(AuthStat::TooWeak | AuthStat::BadCred | AuthStat::RejectedCred) => {
-                    return Err(Error::Access)
+            let results = client::results(record).map_err(|e| match e {
+                ClientError::Refused(ReplyStat::AuthError(
+                    AuthStat::TooWeak | AuthStat::BadCred | AuthStat::RejectedCred,
+                )) => Error::Access,
+                e => {
+                    tracing::warn!(prog, vers, proc_, "NFS upstream: {e}");
+                    Error::Io
                 }
-                other => {
-                    tracing::warn!(prog, vers, proc_, "NFS upstream refused the call: {other:?}");
-                    return Err(Error::Io);
-                }
-            }
+            })?;
             if prog == nfs_proto::nfs3::PROGRAM
                 && results.rest().get(..4) == Some(&NFS3ERR_JUKEBOX.to_be_bytes()[..])
             {
                 // The server is busy (e.g. fetching from tape): ask again later, as a new call.
                 self.counters.jukebox.increment(1);
                 sleep_backoff(&mut backoff, deadline).await;
-                xid = self.new_xid();
-                parts = make(xid);
+                (xid, parts) = new_call();
                 sends = 0;
                 continue;
             }
@@ -581,260 +429,40 @@ async fn sleep_backoff(backoff: &mut Duration, deadline: Instant) {
 }
 
 /// One call on a fresh blocking connection (for start-up, before the shard
-/// runtimes exist). Returns the results.
+/// runtimes exist): `call` builds it on the connection's client. Returns
+/// the results.
 pub(super) fn blocking_call(
     addr: SocketAddr,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    cred: OpaqueAuth,
-    args: &[u8],
     timeout: Duration,
-) -> io::Result<Bytes> {
+    call: impl FnOnce(&mut Client) -> (u32, Vec<Bytes>),
+) -> io::Result<Decoder> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let xid: u32 = rand::random();
-    let mut e = Encoder::new();
-    CallHeader {
-        xid,
-        prog,
-        vers,
-        proc_,
-        cred,
-        verf: OpaqueAuth::none(),
-    }
-    .encode(&mut e);
-    let mut msg = e.into_inner();
-    msg.extend_from_slice(args);
-    s.write_all(&frame(&msg, usize::MAX))?;
-    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{addr}: {why}"));
-    let mut rr = RecordReader::new(1 << 20);
+    let mut c = Client::new(rand::random(), 1 << 20);
+    let (xid, record) = call(&mut c);
+    s.write_all(&record.concat())?;
     let mut chunk = vec![0u8; 64 << 10];
     loop {
-        if let Some(rec) = rr.next_record().map_err(|e| bad(e.to_string()))? {
-            let (h, d) = decode_reply(rec).map_err(|e| bad(e.to_string()))?;
-            if h.xid != xid {
-                continue;
-            }
-            if h.stat != ReplyStat::Success {
-                return Err(bad(format!("program {prog} refused the call: {:?}", h.stat)));
-            }
-            return Ok(d.rest());
+        let got = c
+            .reply_to(xid)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{addr}: {e}")))?;
+        if let Some(results) = got {
+            return Ok(results);
         }
         let n = match s.read(&mut chunk) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => r?,
         };
         if n == 0 {
-            return Err(bad("connection closed".into()));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{addr}: connection closed"),
+            ));
         }
-        let buf: &mut BytesMut = rr.buffer();
-        buf.extend_from_slice(&chunk[..n]);
+        c.buffer().extend_from_slice(&chunk[..n]);
     }
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use nfs_proto::rpc::ReplyHeader;
-    use std::net::TcpListener;
-
-    /// Bytes of a call header with AUTH_NONE credentials and verifier.
-    const HEADER: usize = 40;
-
-    pub(in super::super) fn read_record(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
-        let mut mark = [0u8; 4];
-        s.read_exact(&mut mark).ok()?;
-        let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
-        let mut rec = vec![0u8; len];
-        s.read_exact(&mut rec).ok()?;
-        Some(rec)
-    }
-
-    pub(in super::super) fn xid_of(rec: &[u8]) -> u32 {
-        u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]])
-    }
-
-    pub(in super::super) fn reply(s: &mut std::net::TcpStream, xid: u32, results: &[u8]) {
-        let mut e = Encoder::new();
-        ReplyHeader::new(xid, ReplyStat::Success).encode(&mut e);
-        let mut msg = e.into_inner().to_vec();
-        msg.extend_from_slice(results);
-        s.write_all(&frame(&msg, usize::MAX)).unwrap();
-    }
-
-    /// A fake upstream running `serve` on its accepted connections, and a
-    /// pool of `connections` to it.
-    fn upstream(
-        connections: usize,
-        serve: impl FnOnce(&TcpListener) + Send + 'static,
-    ) -> (Rc<Pool>, std::thread::JoinHandle<()>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let t = std::thread::spawn(move || serve(&l));
-        let pool = Pool::new(ClientConfig {
-            addr,
-            connections,
-            attempt_timeout: Duration::from_millis(300),
-            total_timeout: Duration::from_secs(3),
-        });
-        (pool, t)
-    }
-
-    async fn call(pool: &Pool, args: &'static [u8]) -> Result<Reply> {
-        let prog = nfs_proto::nfs3::PROGRAM;
-        pool.call(prog, 3, 1, &OpaqueAuth::none(), &[Bytes::from_static(args)])
-            .await
-    }
-
-    pub(in super::super) fn run<F: std::future::Future>(f: F) -> F::Output {
-        compio::runtime::Runtime::new().unwrap().block_on(f)
-    }
-
-    #[test]
-    fn replies_out_of_order_reach_their_callers() {
-        let (pool, t) = upstream(1, |l| {
-            let (mut s, _) = l.accept().unwrap();
-            let calls: Vec<Vec<u8>> = (0..3).map(|_| read_record(&mut s).unwrap()).collect();
-            for rec in calls.iter().rev() {
-                // Echo the arguments.
-                reply(&mut s, xid_of(rec), &rec[HEADER..]);
-            }
-        });
-        run(async {
-            let (a, b, c) = futures::join!(call(&pool, b"aaaa"), call(&pool, b"bbbb"), call(&pool, b"cccc"));
-            for (r, want) in [(a, b"aaaa"), (b, b"bbbb"), (c, b"cccc")] {
-                let r = r.unwrap();
-                assert_eq!(&r.results.rest()[..], want);
-                assert!(!r.retransmitted);
-            }
-        });
-        t.join().unwrap();
-    }
-
-    /// The call gets "done", answered to its second transmission.
-    fn done_on_the_second_send(pool: &Pool, server: std::thread::JoinHandle<()>) {
-        run(async {
-            let r = call(pool, b"once").await.unwrap();
-            assert_eq!(&r.results.rest()[..], b"done");
-            assert!(r.retransmitted);
-        });
-        server.join().unwrap();
-    }
-
-    #[test]
-    fn an_unanswered_call_is_sent_again_with_the_same_xid_on_the_same_connection() {
-        let (pool, t) = upstream(2, |l| {
-            let (mut s, _) = l.accept().unwrap();
-            let first = read_record(&mut s).unwrap();
-            let again = read_record(&mut s).unwrap();
-            assert_eq!(first, again);
-            reply(&mut s, xid_of(&again), b"done");
-        });
-        done_on_the_second_send(&pool, t);
-    }
-
-    #[test]
-    fn a_dropped_connection_is_replaced_and_the_call_sent_again() {
-        let (pool, t) = upstream(2, |l| {
-            let (mut s, _) = l.accept().unwrap();
-            let first = read_record(&mut s).unwrap();
-            drop(s);
-            loop {
-                let (mut s, _) = l.accept().unwrap();
-                if let Some(again) = read_record(&mut s) {
-                    assert_eq!(first, again);
-                    reply(&mut s, xid_of(&again), b"done");
-                    return;
-                }
-            }
-        });
-        done_on_the_second_send(&pool, t);
-    }
-
-    #[test]
-    fn jukebox_is_asked_again_as_a_new_call() {
-        let (pool, t) = upstream(1, |l| {
-            let (mut s, _) = l.accept().unwrap();
-            let first = read_record(&mut s).unwrap();
-            reply(&mut s, xid_of(&first), &NFS3ERR_JUKEBOX.to_be_bytes());
-            let second = read_record(&mut s).unwrap();
-            assert_ne!(xid_of(&first), xid_of(&second));
-            assert_eq!(first[4..], second[4..]);
-            reply(&mut s, xid_of(&second), &[0, 0, 0, 0]);
-        });
-        run(async {
-            let r = call(&pool, b"busy").await.unwrap();
-            assert_eq!(&r.results.rest()[..], &[0, 0, 0, 0]);
-        });
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn garbage_from_the_upstream_is_an_error_not_a_panic() {
-        let (pool, t) = upstream(1, |l| {
-            // A record too short for an xid: the connection is dropped.
-            let (mut s, _) = l.accept().unwrap();
-            read_record(&mut s).unwrap();
-            s.write_all(&frame(&[1, 2], usize::MAX)).unwrap();
-            // A reply with the right xid and a broken header.
-            let (mut s, _) = l.accept().unwrap();
-            let rec = read_record(&mut s).unwrap();
-            let mut bad = rec[..4].to_vec();
-            bad.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9]);
-            s.write_all(&frame(&bad, usize::MAX)).unwrap();
-            // A reply refused at the RPC level.
-            let rec = read_record(&mut s).unwrap();
-            let mut e = Encoder::new();
-            ReplyHeader::new(xid_of(&rec), ReplyStat::ProcUnavail).encode(&mut e);
-            s.write_all(&frame(e.as_slice(), usize::MAX)).unwrap();
-            // A record larger than any reply may be.
-            let _ = read_record(&mut s).unwrap();
-            s.write_all(&(0x8000_0000u32 | (MAX_RECORD as u32 + 1)).to_be_bytes())
-                .unwrap();
-            let (mut s, _) = l.accept().unwrap();
-            let rec = read_record(&mut s).unwrap();
-            reply(&mut s, xid_of(&rec), b"fine");
-        });
-        run(async {
-            assert_eq!(call(&pool, b"one").await.err(), Some(Error::Io));
-            assert_eq!(call(&pool, b"two").await.err(), Some(Error::Io));
-            let r = call(&pool, b"three").await.unwrap();
-            assert_eq!(&r.results.rest()[..], b"fine");
-        });
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn root_connects_from_a_reserved_port() {
-        // SAFETY: geteuid(2) has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let (pool, t) = upstream(1, move |l| {
-            let (mut s, peer) = l.accept().unwrap();
-            assert_eq!(RESERVED_PORTS.contains(&peer.port()), root, "{peer}");
-            let rec = read_record(&mut s).unwrap();
-            reply(&mut s, xid_of(&rec), b"ok");
-        });
-        run(async {
-            assert_eq!(&call(&pool, b"p").await.unwrap().results.rest()[..], b"ok");
-        });
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn no_upstream_fails_within_the_bound() {
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let pool = Pool::new(ClientConfig {
-            addr,
-            connections: 2,
-            attempt_timeout: Duration::from_millis(200),
-            total_timeout: Duration::from_secs(1),
-        });
-        run(async {
-            let t = Instant::now();
-            assert_eq!(call(&pool, b"x").await.err(), Some(Error::Unavailable));
-            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        });
-    }
-}
+pub(super) mod tests;

@@ -1,5 +1,5 @@
 //! The `nfs` core filer: an NFSv3 export of an upstream NAS, reached through
-//! an RPC client of our own on the shard runtimes.
+//! `nfs-proto`'s sans-IO RPC client over connections of each shard runtime.
 //!
 //! Every [`CoreFiler`] method is one NFSv3 procedure (or a few), sent with
 //! the caller's AUTH_SYS identity; the upstream checks permissions and
@@ -7,7 +7,7 @@
 //! mapped into ours by [`handles`], replies are decoded with `nfs-proto`'s
 //! codecs and nothing the upstream sends can make us panic: a reply that does
 //! not decode is an I/O error. Connections, retries and timeouts live in
-//! [`client`]; per-shard state (connections, a copy of the handle map, READDIR
+//! [`client`] (opening a socket from a reserved port in [`connect`]); per-shard state (connections, a copy of the handle map, READDIR
 //! cookie verifiers) is kept per thread, so calls take no lock. Unstable
 //! writes waiting for a COMMIT are recorded per filer in [`unstable`].
 //! The methods themselves are in [`procs`], the conversions between NFSv3's
@@ -15,6 +15,7 @@
 //! asked once at start (portmapper, MOUNT, FSINFO) in [`startup`].
 
 mod client;
+mod connect;
 mod convert;
 mod handles;
 mod listing;
