@@ -321,10 +321,7 @@ async fn random(args: &Args, ep: &Endpoint, top: &nfs_fh3, how: stable_how) -> R
                 let mut since_commit = 0;
                 loop {
                     while Instant::now() < until && inflight.len() < outstanding {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        let off = (seed % (SPAN / 4096)) * 4096;
+                        let off = (next(&mut seed) % (SPAN / 4096)) * 4096;
                         inflight.push(timed(write(&p, &fh, off, &block, how)));
                     }
                     match inflight.next().await {
@@ -374,11 +371,8 @@ async fn untar(args: &Args, ep: &Endpoint, top: &nfs_fh3) -> Result<Run, String>
             dir = mkdir(&p, &root, &name).await?;
         } else {
             let name = format!("f{i}");
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
             // Mostly small files, a few large: about 14 KiB on average.
-            let size = (seed % 20_000) as usize + if i % 97 == 0 { 300_000 } else { 0 };
+            let size = (next(&mut seed) % 20_000) as usize + if i % 97 == 0 { 300_000 } else { 0 };
             let _ = lookup(&p, &dir, &name).await?;
             let fh = create(&p, &dir, &name, None).await?;
             let data = pattern(size, i as u64);
@@ -449,14 +443,15 @@ async fn timed<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Res
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
+    (0..len).map(|_| next(&mut s) as u8).collect()
+}
+
+/// xorshift64: the next pseudo-random number of `s` (never 0).
+fn next(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
 }
 
 fn proc(p: nfs3::NFS_PROGRAM) -> u32 {
