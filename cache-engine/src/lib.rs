@@ -34,6 +34,7 @@ pub mod engine;
 pub mod filer;
 pub mod front;
 pub mod handle;
+pub mod journal;
 pub mod junction;
 pub mod perm;
 pub mod rt;

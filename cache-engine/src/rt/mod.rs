@@ -7,6 +7,7 @@
 
 pub mod aligned;
 pub(crate) mod cpu;
+pub mod io;
 pub(crate) mod msgbuf;
 pub(crate) mod poll;
 

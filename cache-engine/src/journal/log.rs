@@ -1,0 +1,487 @@
+//! The journal's state machine, with no I/O: records are queued by
+//! [`Log::append`], handed out as group writes by [`Log::next_write`] and
+//! acknowledged by [`Log::write_done`]; [`Log::done`] confirms a record's
+//! write-back so its space can be reclaimed.
+//!
+//! One group write is in flight at a time: while it is, appends queue, and
+//! the next group carries all of them (group commit). Acknowledgements are
+//! therefore in sequence order. A superblock write (advancing the head) may
+//! be in flight beside it.
+//!
+//! Confirmations become durable two ways: every group header lists the
+//! sequences confirmed since the previous group (replay drops those
+//! records), and the superblock's head moves past the oldest record still
+//! needed (replay starts there). Space is reused only behind the head of the
+//! last superblock that reached the disk, so a record not confirmed is never
+//! overwritten, and neither is anything a replay would read before it.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io;
+use std::ops::Range;
+
+use crate::rt::aligned::{align_up, AlignedBuf, ALIGN};
+
+use super::format::{
+    encode_group, header_size, record_size, CacheId, GroupHeader, Head, Op, Superblock, FORMAT_VERSION,
+    LOG_START, MAX_DONES, MAX_PAYLOAD, PAGE,
+};
+use super::JournalError;
+
+/// Groups stop taking records at this size (a larger record goes alone).
+pub const GROUP_MAX: usize = 1 << 20;
+
+/// The region a journal lives in and whose it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes of the region: two superblock pages and the log.
+    pub region_size: u64,
+    pub cache_id: CacheId,
+    pub shard: u32,
+}
+
+impl Geometry {
+    pub fn log_len(&self) -> u64 {
+        self.region_size - LOG_START
+    }
+
+    /// Whether a log fits: a multiple of 4 KiB, room for a few groups.
+    pub fn check(&self) -> Result<(), JournalError> {
+        let min = LOG_START + 4 * GROUP_MAX as u64;
+        if !self.region_size.is_multiple_of(PAGE) || self.region_size < min {
+            return Err(JournalError::BadRegion(format!(
+                "journal region of {} bytes: it must be a multiple of 4096 and at least {min}",
+                self.region_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a write is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    Group,
+    Superblock,
+}
+
+/// A device write to make: `buf` at byte `offset` of the region (both
+/// aligned to 4 KiB). Report its result with [`Log::write_done`].
+#[derive(Debug)]
+pub struct WriteReq {
+    pub kind: WriteKind,
+    pub offset: u64,
+    pub buf: AlignedBuf,
+}
+
+/// What a finished write changed.
+#[derive(Debug, Default)]
+pub struct Completion {
+    /// Records now durable: acknowledge them.
+    pub acked: Range<u64>,
+    /// Confirmations now durable (replay will not return these records).
+    pub dones: Vec<u64>,
+    /// The head now durable: every record before `head.seq` is confirmed.
+    pub head: Option<Head>,
+    /// Records that will never be acknowledged, and why.
+    pub failed: Option<(Range<u64>, JournalError)>,
+}
+
+/// A group written or being written that may hold records not confirmed.
+#[derive(Clone, Debug)]
+pub(super) struct GroupMeta {
+    /// Where the log before it ended (replay reaches it from there).
+    pub chain: u64,
+    pub first_seq: u64,
+    pub count: u32,
+    /// Its records not yet confirmed.
+    pub undone: u32,
+    pub durable: bool,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Log {
+    geo: Geometry,
+    epoch: u64,
+    /// Generation of the last superblock written (or read).
+    generation: u64,
+    durable_head: Head,
+    sb_flight: Option<(u64, Head)>,
+    /// A superblock (new epoch, or the format) must reach the disk before
+    /// any group does.
+    sb_first: bool,
+    groups: VecDeque<GroupMeta>,
+    /// Dones carried by the group in flight, if one is.
+    flight: Option<Vec<u64>>,
+    queue: VecDeque<(u64, Op)>,
+    queued_bytes: u64,
+    next_seq: u64,
+    /// End of the last group handed out: the next one chains from here.
+    tail_end: u64,
+    undone: BTreeSet<u64>,
+    pending_dones: Vec<u64>,
+    poisoned: Option<JournalError>,
+}
+
+impl Log {
+    /// A new, empty journal. Its first write formats the region (both
+    /// superblock copies); nothing else is written before that completes.
+    pub fn format(geo: Geometry) -> Result<Log, JournalError> {
+        geo.check()?;
+        let head = Head { pos: 0, seq: 1 };
+        Ok(Log::resume(
+            geo,
+            0,
+            0,
+            head,
+            VecDeque::new(),
+            BTreeSet::new(),
+            0,
+            1,
+        ))
+    }
+
+    /// Continue after a replay (see `replay`): `epoch` is the new one;
+    /// `groups` hold the records in `undone`, with their counts set.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn resume(
+        geo: Geometry,
+        epoch: u64,
+        generation: u64,
+        durable_head: Head,
+        groups: VecDeque<GroupMeta>,
+        undone: BTreeSet<u64>,
+        tail_end: u64,
+        next_seq: u64,
+    ) -> Log {
+        let mut log = Log {
+            geo,
+            epoch,
+            generation,
+            durable_head,
+            sb_flight: None,
+            sb_first: true,
+            groups,
+            flight: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_seq,
+            tail_end,
+            undone,
+            pending_dones: Vec::new(),
+            poisoned: None,
+        };
+        log.trim();
+        log
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Sequence the next append gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records appended and not yet confirmed.
+    pub fn outstanding(&self) -> usize {
+        self.undone.len()
+    }
+
+    /// Log bytes between the head and the end of what is queued.
+    pub fn used_bytes(&self) -> u64 {
+        self.tail_end + self.queued_bytes - self.mem_head().pos
+    }
+
+    /// Why the journal refuses appends, if a write failed.
+    pub fn failed(&self) -> Option<&JournalError> {
+        self.poisoned.as_ref()
+    }
+
+    /// Whether a group write is in flight.
+    pub fn group_in_flight(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    /// Whether anything waits to be written (records or confirmations).
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty() || !self.pending_dones.is_empty()
+    }
+
+    /// Queue a record; it is durable once a `write_done` acknowledges its
+    /// sequence. Refused when the journal is full ([`JournalError::Full`]:
+    /// retry once write-back confirmed older records), the payload too large,
+    /// or after a failed write.
+    pub fn append(&mut self, op: Op) -> Result<u64, JournalError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let len = op.payload.len();
+        if len > MAX_PAYLOAD {
+            return Err(JournalError::TooLarge {
+                len,
+                max: MAX_PAYLOAD,
+            });
+        }
+        // Room for this record, the queue, their group headers and padding,
+        // and a wrap at the end of the log: reckoned high, so that a group
+        // accepted here always finds room when its turn comes.
+        let rs = (record_size(len) + 8) as u64;
+        let bytes = self.queued_bytes + rs;
+        let groups = bytes / GROUP_MAX as u64 + 2;
+        let slack = groups * 2 * PAGE + rs.max(GROUP_MAX as u64) + 2 * PAGE;
+        let head = self.mem_head().pos;
+        let need = self.tail_end + bytes + slack - head;
+        if need > self.geo.log_len() {
+            return Err(JournalError::Full {
+                used: self.tail_end + self.queued_bytes - head,
+                size: self.geo.log_len(),
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back((seq, op));
+        self.queued_bytes += rs;
+        self.undone.insert(seq);
+        Ok(seq)
+    }
+
+    /// Confirm that record `seq` was written back: it is not returned by a
+    /// replay once this confirmation is durable (it rides with the next
+    /// group write), and its space is reused once every older record is
+    /// confirmed too.
+    pub fn done(&mut self, seq: u64) -> Result<(), JournalError> {
+        if !self.undone.remove(&seq) {
+            return Err(JournalError::UnknownSeq(seq));
+        }
+        if let Some(g) = self.group_of(seq) {
+            g.undone -= 1;
+        }
+        self.pending_dones.push(seq);
+        self.trim();
+        Ok(())
+    }
+
+    fn group_of(&mut self, seq: u64) -> Option<&mut GroupMeta> {
+        let i = self
+            .groups
+            .partition_point(|g| g.first_seq + u64::from(g.count) <= seq);
+        self.groups
+            .get_mut(i)
+            .filter(|g| g.first_seq <= seq && seq < g.first_seq + u64::from(g.count))
+    }
+
+    fn trim(&mut self) {
+        while self.groups.front().is_some_and(|g| g.durable && g.undone == 0) {
+            self.groups.pop_front();
+        }
+    }
+
+    /// Where a replay would have to start to find every record not
+    /// confirmed.
+    fn mem_head(&self) -> Head {
+        if let Some(g) = self.groups.iter().find(|g| g.undone > 0) {
+            return Head {
+                pos: g.chain,
+                seq: g.first_seq,
+            };
+        }
+        Head {
+            pos: self.tail_end,
+            seq: self.queue.front().map_or(self.next_seq, |(s, _)| *s),
+        }
+    }
+
+    /// The next write to make, if any: a superblock when the head must
+    /// advance (or the epoch is new), else a group of everything queued.
+    pub fn next_write(&mut self) -> Option<WriteReq> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        let plan = self.plan();
+        let head = self.mem_head();
+        if self.sb_flight.is_none() {
+            let blocked = plan.as_ref().is_some_and(|p| !self.fits(p.end));
+            let behind = head.pos - self.durable_head.pos;
+            if self.sb_first || (behind > 0 && (blocked || behind >= self.geo.log_len() / 4)) {
+                return Some(self.superblock_write(head));
+            }
+        }
+        if self.sb_first || self.flight.is_some() {
+            return None;
+        }
+        let plan = plan.filter(|p| self.fits(p.end))?;
+        Some(self.seal(plan))
+    }
+
+    fn fits(&self, end: u64) -> bool {
+        end <= self.durable_head.pos + self.geo.log_len()
+    }
+
+    /// Where the next group would go and what it would hold.
+    fn plan(&self) -> Option<Plan> {
+        if self.queue.is_empty() && self.pending_dones.is_empty() {
+            return None;
+        }
+        let ndones = self.pending_dones.len().min(MAX_DONES);
+        let hlen = header_size(ndones);
+        let l = self.geo.log_len();
+        let mut pos = self.tail_end;
+        let mut lap_end = (pos / l + 1) * l;
+        let first = self
+            .queue
+            .front()
+            .map_or(0, |(_, op)| record_size(op.payload.len()));
+        if pos + align_up(hlen + first) as u64 > lap_end {
+            pos = lap_end;
+            lap_end += l;
+        }
+        let mut size = hlen;
+        let mut count = 0;
+        for (_, op) in &self.queue {
+            let rs = record_size(op.payload.len());
+            if count > 0 && (size + rs > GROUP_MAX || pos + (size + rs) as u64 > lap_end) {
+                break;
+            }
+            size += rs;
+            count += 1;
+        }
+        Some(Plan {
+            pos,
+            end: pos + align_up(size) as u64,
+            count,
+            ndones,
+        })
+    }
+
+    fn seal(&mut self, p: Plan) -> WriteReq {
+        let first_seq = self.queue.front().map_or(self.next_seq, |(s, _)| *s);
+        let dones: Vec<u64> = self.pending_dones.drain(..p.ndones).collect();
+        let hdr = GroupHeader {
+            cache_id: self.geo.cache_id,
+            shard: self.geo.shard,
+            epoch: self.epoch,
+            vpos: p.pos,
+            prev_end: self.tail_end,
+            first_seq,
+            count: 0,
+            ndones: 0,
+            byte_len: 0,
+        };
+        let buf = encode_group(
+            hdr,
+            &dones,
+            self.queue.iter().take(p.count).map(|(s, op)| (*s, op)),
+        );
+        let mut undone = 0;
+        for (seq, op) in self.queue.drain(..p.count) {
+            self.queued_bytes -= (record_size(op.payload.len()) + 8) as u64;
+            undone += u32::from(self.undone.contains(&seq));
+        }
+        self.groups.push_back(GroupMeta {
+            chain: self.tail_end,
+            first_seq,
+            count: p.count as u32,
+            undone,
+            durable: false,
+        });
+        self.tail_end = p.end;
+        self.flight = Some(dones);
+        WriteReq {
+            kind: WriteKind::Group,
+            offset: LOG_START + p.pos % self.geo.log_len(),
+            buf,
+        }
+    }
+
+    fn superblock_write(&mut self, head: Head) -> WriteReq {
+        let generation = self.generation + 1;
+        let sb = Superblock {
+            version: FORMAT_VERSION,
+            shard: self.geo.shard,
+            cache_id: self.geo.cache_id,
+            epoch: self.epoch,
+            region_size: self.geo.region_size,
+            head,
+            generation,
+        };
+        self.sb_flight = Some((generation, head));
+        // Formatting writes both copies at once; later, each write goes to
+        // the copy not holding the current superblock.
+        let (offset, copies) = if self.generation == 0 {
+            (0, 2)
+        } else {
+            (Superblock::slot_offset(generation), 1)
+        };
+        let mut buf = AlignedBuf::zeroed(copies * ALIGN);
+        for page in buf.as_mut_slice().chunks_mut(ALIGN) {
+            sb.encode(page);
+        }
+        WriteReq {
+            kind: WriteKind::Superblock,
+            offset,
+            buf,
+        }
+    }
+
+    /// A write from [`next_write`](Self::next_write) finished. A failed
+    /// write fails its records and everything queued, and the journal
+    /// refuses appends until it is opened again (replay): a device that
+    /// failed a write is not trusted with the next one in its place.
+    pub fn write_done(&mut self, kind: WriteKind, result: io::Result<()>) -> Completion {
+        let mut c = Completion::default();
+        match (kind, result) {
+            (WriteKind::Group, Ok(())) => {
+                let Some(dones) = self.flight.take() else {
+                    return c;
+                };
+                if let Some(g) = self.groups.iter_mut().rev().find(|g| !g.durable) {
+                    g.durable = true;
+                    c.acked = g.first_seq..g.first_seq + u64::from(g.count);
+                }
+                c.dones = dones;
+                self.trim();
+            }
+            (WriteKind::Superblock, Ok(())) => {
+                if let Some((generation, head)) = self.sb_flight.take() {
+                    self.generation = generation;
+                    self.durable_head = head;
+                    self.sb_first = false;
+                    c.head = Some(head);
+                }
+            }
+            (kind, Err(e)) => {
+                let err = JournalError::Failed(format!("{kind:?} write: {e}"));
+                let from = match kind {
+                    WriteKind::Group if self.flight.take().is_some() => {
+                        self.groups.back().map(|g| g.first_seq)
+                    }
+                    _ => {
+                        self.sb_flight = None;
+                        None
+                    }
+                };
+                let from = from
+                    .or(self.queue.front().map(|(s, _)| *s))
+                    .unwrap_or(self.next_seq);
+                self.queue.clear();
+                self.queued_bytes = 0;
+                self.poisoned = Some(err.clone());
+                c.failed = Some((from..self.next_seq, err));
+            }
+        }
+        c
+    }
+}
+
+struct Plan {
+    pos: u64,
+    end: u64,
+    count: usize,
+    ndones: usize,
+}
