@@ -41,8 +41,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const GROUP_HDR: usize = 80;
 /// Record header.
 pub const REC_HDR: usize = 56;
-/// Largest record payload.
-pub const MAX_PAYLOAD: usize = 4 << 20;
+/// Largest record payload a journal of any size takes (a small one takes
+/// less: [`super::Geometry::max_payload`]).
+pub const MAX_PAYLOAD: usize = (2 << 20) - 2 * ALIGN;
 /// Most confirmed sequences one group header carries: with them the header
 /// still fits in its first 4 KiB, which replay reads before the rest.
 pub const MAX_DONES: usize = (ALIGN - GROUP_HDR) / 8;

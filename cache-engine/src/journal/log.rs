@@ -27,8 +27,11 @@ use super::format::{
 };
 use super::JournalError;
 
-/// Groups stop taking records at this size (a larger record goes alone).
-pub const GROUP_MAX: usize = 1 << 20;
+/// Groups stop taking records at this size (less in a small journal:
+/// [`Geometry::group_max`]).
+pub const GROUP_MAX: usize = 4 << 20;
+/// Smallest log.
+const MIN_LOG: u64 = 32 * PAGE;
 
 /// The region a journal lives in and whose it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +47,20 @@ impl Geometry {
         self.region_size - LOG_START
     }
 
-    /// Whether a log fits: a multiple of 4 KiB, room for a few groups.
+    /// Largest group: at most a quarter of the log.
+    pub fn group_max(&self) -> usize {
+        GROUP_MAX.min((self.log_len() / 4) as usize)
+    }
+
+    /// Largest record payload: a record fills at most half a group, so a
+    /// group stopped by the next record is at least half full.
+    pub fn max_payload(&self) -> usize {
+        MAX_PAYLOAD.min(self.group_max() / 2 - 2 * ALIGN)
+    }
+
+    /// Whether a log fits: a multiple of 4 KiB, at least 128 KiB of log.
     pub fn check(&self) -> Result<(), JournalError> {
-        let min = LOG_START + 4 * GROUP_MAX as u64;
+        let min = LOG_START + MIN_LOG;
         if !self.region_size.is_multiple_of(PAGE) || self.region_size < min {
             return Err(JournalError::BadRegion(format!(
                 "journal region of {} bytes: it must be a multiple of 4096 and at least {min}",
@@ -222,19 +236,21 @@ impl Log {
             return Err(e.clone());
         }
         let len = op.payload.len();
-        if len > MAX_PAYLOAD {
-            return Err(JournalError::TooLarge {
-                len,
-                max: MAX_PAYLOAD,
-            });
+        let max = self.geo.max_payload();
+        if len > max {
+            return Err(JournalError::TooLarge { len, max });
         }
-        // Room for this record, the queue, their group headers and padding,
-        // and a wrap at the end of the log: reckoned high, so that a group
-        // accepted here always finds room when its turn comes.
+        // Room for this record and the queue, reckoned high so that what is
+        // accepted here always finds room when its turn comes: every group
+        // but the last is at least half full (no record fills more than
+        // half a group), a group costs at most a page of header and a page
+        // of padding, a wrap wastes less than a record and a page, and a
+        // page is kept for confirmations.
         let rs = (record_size(len) + 8) as u64;
         let bytes = self.queued_bytes + rs;
-        let groups = bytes / GROUP_MAX as u64 + 2;
-        let slack = groups * 2 * PAGE + rs.max(GROUP_MAX as u64) + 2 * PAGE;
+        let half = self.geo.group_max() as u64 / 2;
+        let groups = bytes / half + 2;
+        let slack = groups * 2 * PAGE + half + 3 * PAGE;
         let head = self.mem_head().pos;
         let need = self.tail_end + bytes + slack - head;
         if need > self.geo.log_len() {
@@ -345,7 +361,7 @@ impl Log {
         let mut count = 0;
         for (_, op) in &self.queue {
             let rs = record_size(op.payload.len());
-            if count > 0 && (size + rs > GROUP_MAX || pos + (size + rs) as u64 > lap_end) {
+            if count > 0 && (size + rs > self.geo.group_max() || pos + (size + rs) as u64 > lap_end) {
                 break;
             }
             size += rs;

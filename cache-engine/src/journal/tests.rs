@@ -5,11 +5,10 @@
 use bytes::Bytes;
 
 use super::format::{LOG_START, PAGE};
-use super::log::GROUP_MAX;
 use super::sim::MemRegion;
 use super::*;
 
-const SIZE: u64 = LOG_START + 8 * GROUP_MAX as u64;
+const SIZE: u64 = LOG_START + (8 << 20);
 
 fn geo() -> Geometry {
     Geometry {
@@ -292,7 +291,7 @@ fn a_failed_write_fails_its_records_and_later_appends() {
 #[test]
 fn oversized_records_are_refused() {
     let (mut log, _) = fresh();
-    let e = log.append(op(0, format::MAX_PAYLOAD + 1)).unwrap_err();
+    let e = log.append(op(0, geo().max_payload() + 1)).unwrap_err();
     assert!(matches!(e, JournalError::TooLarge { .. }));
 }
 
