@@ -314,7 +314,9 @@ fn pin_client(cpu: &str) -> Result<Option<PinGuard>, String> {
     let cpu = match cpu {
         "none" => return Ok(None),
         "last" => n - 1,
-        c => c.parse().map_err(|_| format!("--meta-client-cpu {c}: not a CPU number, `last` or `none`"))?,
+        c => c
+            .parse()
+            .map_err(|_| format!("--meta-client-cpu {c}: not a CPU number, `last` or `none`"))?,
     };
     // SAFETY: `before` is a plain bitmask the kernel fills in.
     let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -343,7 +345,10 @@ fn set_affinity(cpus: &[usize]) -> Result<(), String> {
     // SAFETY: a valid cpu_set_t of the size given, for this thread (0).
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {
-        return Err(format!("pinning the metadata client to CPU {cpus:?}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "pinning the metadata client to CPU {cpus:?}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }

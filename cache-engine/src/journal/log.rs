@@ -135,6 +135,9 @@ pub struct Log {
     undone: BTreeSet<u64>,
     pending_dones: Vec<u64>,
     poisoned: Option<JournalError>,
+    /// Group and superblock writes completed.
+    groups_written: u64,
+    superblocks_written: u64,
 }
 
 impl Log {
@@ -184,6 +187,8 @@ impl Log {
             undone,
             pending_dones: Vec::new(),
             poisoned: None,
+            groups_written: 0,
+            superblocks_written: 0,
         };
         log.trim();
         log
@@ -210,6 +215,11 @@ impl Log {
     /// Log bytes between the head and the end of what is queued.
     pub fn used_bytes(&self) -> u64 {
         self.tail_end + self.queued_bytes - self.mem_head().pos
+    }
+
+    /// Group and superblock writes completed since open.
+    pub fn writes(&self) -> (u64, u64) {
+        (self.groups_written, self.superblocks_written)
     }
 
     /// Why the journal refuses appends, if a write failed.
@@ -461,6 +471,7 @@ impl Log {
                     c.acked = g.first_seq..g.first_seq + u64::from(g.count);
                 }
                 c.dones = dones;
+                self.groups_written += 1;
                 self.trim();
             }
             (WriteKind::Superblock, Ok(())) => {
@@ -468,6 +479,7 @@ impl Log {
                     self.generation = generation;
                     self.durable_head = head;
                     self.sb_first = false;
+                    self.superblocks_written += 1;
                     c.head = Some(head);
                 }
             }
