@@ -64,3 +64,11 @@ pub enum JournalError {
     #[error("journal I/O: {0}")]
     Io(String),
 }
+
+impl JournalError {
+    /// Whether the caller should answer "retry later" (NFS3ERR_JUKEBOX,
+    /// STATUS_RETRY-class): the journal is full until write-back catches up.
+    pub fn is_retry_later(&self) -> bool {
+        matches!(self, JournalError::Full { .. })
+    }
+}
