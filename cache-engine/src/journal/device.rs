@@ -22,8 +22,9 @@ use futures::channel::oneshot;
 use crate::rt::aligned::AlignedBuf;
 use crate::rt::io::{spawn_detached, write_all_at};
 
+use super::format::Geometry;
 use super::format::{CacheId, Op, Record, PAGE};
-use super::log::{Completion, Geometry, Log, WriteKind};
+use super::log::{Completion, Log, WriteKind};
 use super::replay::{replay, Corruption, Expect, RegionRead, TornTail};
 use super::JournalError;
 

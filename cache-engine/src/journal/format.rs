@@ -27,6 +27,8 @@ use bytes::Bytes;
 
 use crate::rt::aligned::{AlignedBuf, ALIGN};
 
+use super::JournalError;
+
 /// Unit of alignment of every write and of every group.
 pub const PAGE: u64 = ALIGN as u64;
 /// Where the log starts in the region (after the two superblock copies).
@@ -42,7 +44,7 @@ pub const GROUP_HDR: usize = 80;
 /// Record header.
 pub const REC_HDR: usize = 56;
 /// Largest record payload a journal of any size takes (a small one takes
-/// less: [`super::Geometry::max_payload`]).
+/// less: [`Geometry::max_payload`]).
 pub const MAX_PAYLOAD: usize = (2 << 20) - 2 * ALIGN;
 /// Most confirmed sequences one group header carries: with them the header
 /// still fits in its first 4 KiB, which replay reads before the rest.
@@ -69,6 +71,50 @@ impl fmt::Display for CacheId {
 impl fmt::Debug for CacheId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CacheId({self})")
+    }
+}
+
+/// Groups stop taking records at this size (less in a small journal:
+/// [`Geometry::group_max`]).
+pub const GROUP_MAX: usize = 4 << 20;
+/// Smallest log.
+const MIN_LOG: u64 = 32 * PAGE;
+
+/// The region a journal lives in and whose it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes of the region: two superblock pages and the log.
+    pub region_size: u64,
+    pub cache_id: CacheId,
+    pub shard: u32,
+}
+
+impl Geometry {
+    pub fn log_len(&self) -> u64 {
+        self.region_size - LOG_START
+    }
+
+    /// Largest group: at most a quarter of the log.
+    pub fn group_max(&self) -> usize {
+        GROUP_MAX.min((self.log_len() / 4) as usize)
+    }
+
+    /// Largest record payload: a record fills at most half a group, so a
+    /// group stopped by the next record is at least half full.
+    pub fn max_payload(&self) -> usize {
+        MAX_PAYLOAD.min(self.group_max() / 2 - 2 * ALIGN)
+    }
+
+    /// Whether a log fits: a multiple of 4 KiB, at least 128 KiB of log.
+    pub fn check(&self) -> Result<(), JournalError> {
+        let min = LOG_START + MIN_LOG;
+        if !self.region_size.is_multiple_of(PAGE) || self.region_size < min {
+            return Err(JournalError::BadRegion(format!(
+                "journal region of {} bytes: it must be a multiple of 4096 and at least {min}",
+                self.region_size
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -22,54 +22,10 @@ use std::ops::Range;
 use crate::rt::aligned::{align_up, AlignedBuf, ALIGN};
 
 use super::format::{
-    encode_group, header_size, record_size, CacheId, GroupHeader, Head, Op, Superblock, FORMAT_VERSION,
-    LOG_START, MAX_DONES, MAX_PAYLOAD, PAGE,
+    encode_group, header_size, record_size, Geometry, GroupHeader, Head, Op, Superblock, FORMAT_VERSION,
+    LOG_START, MAX_DONES, PAGE,
 };
 use super::JournalError;
-
-/// Groups stop taking records at this size (less in a small journal:
-/// [`Geometry::group_max`]).
-pub const GROUP_MAX: usize = 4 << 20;
-/// Smallest log.
-const MIN_LOG: u64 = 32 * PAGE;
-
-/// The region a journal lives in and whose it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    /// Bytes of the region: two superblock pages and the log.
-    pub region_size: u64,
-    pub cache_id: CacheId,
-    pub shard: u32,
-}
-
-impl Geometry {
-    pub fn log_len(&self) -> u64 {
-        self.region_size - LOG_START
-    }
-
-    /// Largest group: at most a quarter of the log.
-    pub fn group_max(&self) -> usize {
-        GROUP_MAX.min((self.log_len() / 4) as usize)
-    }
-
-    /// Largest record payload: a record fills at most half a group, so a
-    /// group stopped by the next record is at least half full.
-    pub fn max_payload(&self) -> usize {
-        MAX_PAYLOAD.min(self.group_max() / 2 - 2 * ALIGN)
-    }
-
-    /// Whether a log fits: a multiple of 4 KiB, at least 128 KiB of log.
-    pub fn check(&self) -> Result<(), JournalError> {
-        let min = LOG_START + MIN_LOG;
-        if !self.region_size.is_multiple_of(PAGE) || self.region_size < min {
-            return Err(JournalError::BadRegion(format!(
-                "journal region of {} bytes: it must be a multiple of 4096 and at least {min}",
-                self.region_size
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// What a write is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,8 +26,8 @@ pub mod sim;
 mod tests;
 
 pub use device::{Journal, JournalConfig, Opened};
-pub use format::{CacheId, FileRef, Op, OpKind, Record};
-pub use log::{Completion, Geometry, Log, WriteKind, WriteReq};
+pub use format::{CacheId, FileRef, Geometry, Op, OpKind, Record};
+pub use log::{Completion, Log, WriteKind, WriteReq};
 pub use replay::{replay, Corruption, Expect, RegionRead, Replayed, TornTail};
 
 /// Why the journal refused or failed.

@@ -26,10 +26,10 @@ use bytes::Bytes;
 use crate::rt::aligned::align_up;
 
 use super::format::{
-    decode_group_header, decode_records, CacheId, GroupHeader, Record, SbSlot, Superblock, FORMAT_VERSION,
-    GROUP_MAGIC, LOG_START, PAGE,
+    decode_group_header, decode_records, CacheId, Geometry, GroupHeader, Record, SbSlot, Superblock,
+    FORMAT_VERSION, GROUP_MAGIC, LOG_START, PAGE,
 };
-use super::log::{Geometry, GroupMeta, Log};
+use super::log::{GroupMeta, Log};
 use super::JournalError;
 
 /// Reads of the journal region. Offsets and lengths are multiples of 4 KiB.
