@@ -136,6 +136,7 @@ impl Case {
             }
             75..97 => self.complete(),
             97 => self.fail(),
+            98 => self.close(),
             _ => self.crash(),
         }
     }
@@ -237,6 +238,21 @@ impl Case {
                 self.dev.apply_sectors(w, |_| rng.random_bool(0.5));
             }
         }
+    }
+
+    /// A clean close (its superblock may be torn by a crash too), then a
+    /// replay.
+    fn close(&mut self) {
+        self.drain_writes();
+        if let Some(w) = self.log.close_write() {
+            if self.rng.random_bool(0.8) {
+                self.dev.apply(&w);
+                self.log.write_done(w.kind, Ok(()));
+            } else {
+                self.tear(&w);
+            }
+        }
+        self.replay_and_check();
     }
 
     fn crash(&mut self) {

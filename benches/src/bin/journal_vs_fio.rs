@@ -109,15 +109,24 @@ fn main() -> Result<()> {
     }
     let (groups, sbs) = journal.with_log(|l| l.writes());
     drop(journal);
-    // Reopening replays: the walk from the head, then a read of the whole
-    // log to tell a torn tail from damage further on.
-    let t = Instant::now();
-    let reopened = rt
-        .block_on(Journal::open(JournalConfig { create: false, ..cfg }))
-        .map_err(|e| anyhow::anyhow!("reopening: {e}"))?;
-    let replay_time = t.elapsed();
-    let replayed = reopened.records.len();
-    drop(reopened);
+    // Reopening replays. Dropped without a close (as by a crash), the whole
+    // log is read to tell a torn tail from damage further on; after a clean
+    // close the superblock names the end and the walk stops there.
+    let reopen = |cfg: &JournalConfig| {
+        let t = Instant::now();
+        let opened = rt
+            .block_on(Journal::open(JournalConfig {
+                create: false,
+                ..cfg.clone()
+            }))
+            .map_err(|e| anyhow::anyhow!("reopening: {e}"))?;
+        anyhow::Ok((t.elapsed(), opened))
+    };
+    let (after_crash, opened) = reopen(&cfg)?;
+    let replayed = opened.records.len();
+    rt.block_on(opened.journal.close())
+        .map_err(|e| anyhow::anyhow!("closing: {e}"))?;
+    let (after_close, _) = reopen(&cfg)?;
     drop(rt);
 
     let (fua, cache) = flush_mode(&args.dir);
@@ -170,8 +179,10 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "Reopening the journal (replay) took {:.0} ms and returned {replayed} records (the rest were confirmed).",
-        replay_time.as_secs_f64() * 1e3
+        "Reopening the journal: {:.0} ms without a clean close (the whole log read), {:.1} ms after one; \
+         {replayed} records returned (the rest were confirmed).",
+        after_crash.as_secs_f64() * 1e3,
+        after_close.as_secs_f64() * 1e3
     );
     for p in [&jpath, &fpath] {
         let _ = std::fs::remove_file(p);

@@ -47,7 +47,8 @@ pub struct JournalConfig {
 /// An opened journal and what its replay found.
 pub struct Opened {
     pub journal: Journal,
-    /// Records not yet written back, in sequence order.
+    /// Records not yet written back, in sequence order: the caller writes
+    /// them back and confirms each with [`Journal::done`], as for new ones.
     pub records: Vec<Record>,
     pub corruption: Vec<Corruption>,
     pub torn_tail: Option<TornTail>,
@@ -200,6 +201,19 @@ impl Journal {
             Poll::Pending
         })
         .await
+    }
+
+    /// Close cleanly: wait for every write, then record where the log ends,
+    /// so the next open reads no further. Appends fail afterwards.
+    pub async fn close(self) -> Result<(), JournalError> {
+        self.sync().await?;
+        let Some(req) = self.inner.log.borrow_mut().close_write() else {
+            return Ok(());
+        };
+        let res = write_all_at(&self.inner.file, Rc::new(req.buf), self.inner.base + req.offset).await;
+        let res = res.map_err(|e| io_err(&self.inner.path, "close", &e));
+        self.inner.log.borrow_mut().write_done(req.kind, Ok(()));
+        res
     }
 
     /// The state machine, for figures (sequence, bytes used, records).

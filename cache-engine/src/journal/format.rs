@@ -7,6 +7,12 @@
 //! record: | header (56 B) | payload | zero pad to 8 B |
 //! ```
 //!
+//! A superblock holds the magic, the format version, the shard, the cache
+//! id, the epoch (bumped at every open), the region size, the head (where
+//! replay starts), a generation (each write goes to the other copy; the
+//! valid copy with the higher generation wins) and, after a clean close,
+//! where the log ends.
+//!
 //! Positions in the log are *virtual*: bytes since the journal was formatted,
 //! never wrapping; the byte on disk is at `LOG_START + pos % L`. A group never
 //! crosses the end of the log: one that would is written at the next multiple
@@ -49,7 +55,7 @@ pub const MAX_PAYLOAD: usize = (2 << 20) - 2 * ALIGN;
 /// Most confirmed sequences one group header carries: with them the header
 /// still fits in its first 4 KiB, which replay reads before the rest.
 pub const MAX_DONES: usize = (ALIGN - GROUP_HDR) / 8;
-const SB_CRC_AT: usize = 72;
+const SB_CRC_AT: usize = 88;
 
 /// Identity of one cache: random, made once when its journals are formatted
 /// and kept by the caller; a journal with another id is refused.
@@ -213,6 +219,9 @@ pub struct Superblock {
     pub head: Head,
     /// Copy `generation % 2` holds it; the valid copy with the higher one wins.
     pub generation: u64,
+    /// Set by a clean close: where the log ends. A replay that ends there
+    /// needs no search for valid groups beyond a damaged one.
+    pub tail: Option<Head>,
 }
 
 /// What a superblock slot holds.
@@ -258,6 +267,11 @@ impl Superblock {
         put64(page, 48, self.head.pos);
         put64(page, 56, self.head.seq);
         put64(page, 64, self.generation);
+        if let Some(t) = self.tail {
+            // Sequences start at 1: 0 means "no tail".
+            put64(page, 72, t.pos);
+            put64(page, 80, t.seq);
+        }
         let crc = crate::crc32c(&page[..SB_CRC_AT]);
         put32(page, SB_CRC_AT, crc);
     }
@@ -282,6 +296,10 @@ impl Superblock {
                 seq: u64_at(page, 56),
             },
             generation: u64_at(page, 64),
+            tail: (u64_at(page, 80) != 0).then(|| Head {
+                pos: u64_at(page, 72),
+                seq: u64_at(page, 80),
+            }),
         })
     }
 

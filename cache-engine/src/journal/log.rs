@@ -291,7 +291,7 @@ impl Log {
             let blocked = plan.as_ref().is_some_and(|p| !self.fits(p.end));
             let behind = head.pos - self.durable_head.pos;
             if self.sb_first || (behind > 0 && (blocked || behind >= self.geo.log_len() / 4)) {
-                return Some(self.superblock_write(head));
+                return Some(self.superblock_write(head, None));
             }
         }
         if self.sb_first || self.flight.is_some() {
@@ -381,7 +381,23 @@ impl Log {
         }
     }
 
-    fn superblock_write(&mut self, head: Head) -> WriteReq {
+    /// For a clean close, once nothing is pending or in flight: a
+    /// superblock naming where the log ends, so that the next open need not
+    /// read the log past its end. Nothing may be appended after it.
+    pub fn close_write(&mut self) -> Option<WriteReq> {
+        let idle = !self.has_pending() && self.flight.is_none() && self.sb_flight.is_none();
+        if !idle || self.poisoned.is_some() || self.sb_first {
+            return None;
+        }
+        let tail = Head {
+            pos: self.tail_end,
+            seq: self.next_seq,
+        };
+        self.poisoned = Some(JournalError::Failed("the journal was closed".into()));
+        Some(self.superblock_write(self.mem_head(), Some(tail)))
+    }
+
+    fn superblock_write(&mut self, head: Head, tail: Option<Head>) -> WriteReq {
         let generation = self.generation + 1;
         let sb = Superblock {
             version: FORMAT_VERSION,
@@ -391,6 +407,7 @@ impl Log {
             region_size: self.geo.region_size,
             head,
             generation,
+            tail,
         };
         self.sb_flight = Some((generation, head));
         // Formatting writes both copies at once; later, each write goes to

@@ -13,6 +13,9 @@
 //! torn write that was never acknowledged (dropped). One: corruption in the
 //! middle of the log; what was lost is reported and the walk resumes there.
 //!
+//! The search reads the whole log. A clean close spares it: its superblock
+//! names where the log ends, and a walk that ends there is done.
+//!
 //! A damaged group at `v` and a complete one at the wrap position naming `v`
 //! is the trace of an earlier replay: it dropped the torn group and the log
 //! continued past it.
@@ -26,7 +29,7 @@ use bytes::Bytes;
 use crate::rt::aligned::align_up;
 
 use super::format::{
-    decode_group_header, decode_records, CacheId, Geometry, GroupHeader, Record, SbSlot, Superblock,
+    decode_group_header, decode_records, CacheId, Geometry, GroupHeader, Head, Record, SbSlot, Superblock,
     FORMAT_VERSION, GROUP_MAGIC, LOG_START, PAGE,
 };
 use super::log::{GroupMeta, Log};
@@ -186,7 +189,14 @@ pub fn replay(r: &mut impl RegionRead, expect: Expect) -> Result<Replayed, Journ
             Ok(None) => None,
             Err(d) => d,
         };
-        let Some(next) = w.scan(v, expected)? else {
+        // A clean close named this end: nothing valid lies beyond it.
+        let clean_end = sb.tail
+            == Some(Head {
+                pos: v,
+                seq: expected,
+            });
+        let next = if clean_end { None } else { w.scan(v, expected)? };
+        let Some(next) = next else {
             break damaged.map(|d| TornTail {
                 at: d.hdr.vpos,
                 seqs: d.hdr.first_seq..d.hdr.first_seq + u64::from(d.hdr.count),

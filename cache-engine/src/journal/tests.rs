@@ -270,6 +270,38 @@ fn a_torn_superblock_copy_leaves_the_other() {
     assert_eq!(r.log.epoch(), 2, "the torn epoch was never used");
 }
 
+/// Counts the bytes a replay reads.
+struct Counting<'a>(&'a mut MemRegion, u64);
+
+impl RegionRead for Counting<'_> {
+    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        self.1 += len as u64;
+        self.0.read_at(offset, len)
+    }
+}
+
+#[test]
+fn a_clean_close_spares_the_search_but_not_the_damage_report() {
+    let (mut log, mut dev) = fresh();
+    let at = three_groups(&mut log, &mut dev, 4);
+    let mut crashed = Counting(&mut dev, 0);
+    replay(&mut crashed, expect()).unwrap();
+    assert!(crashed.1 > geo().log_len(), "after a crash the whole log is read");
+    let w = log.close_write().unwrap();
+    dev.apply(&w);
+    log.write_done(w.kind, Ok(()));
+    assert!(matches!(log.append(op(0, 1)), Err(JournalError::Failed(_))));
+    let mut clean = Counting(&mut dev, 0);
+    let r = replay(&mut clean, expect()).unwrap();
+    assert_eq!(r.records.len(), 12);
+    assert!(clean.1 < 64 << 10, "{} bytes read after a clean close", clean.1);
+    // Damage before the end named by the close is still found.
+    dev.bytes[at[1] as usize + 40] ^= 1;
+    let r = replay(&mut dev, expect()).unwrap();
+    assert_eq!(r.corruption.len(), 1);
+    assert_eq!(r.corruption[0].lost, 5..9);
+}
+
 #[test]
 fn a_failed_write_fails_its_records_and_later_appends() {
     let (mut log, mut dev) = fresh();
@@ -347,6 +379,10 @@ fn the_compio_driver_appends_durably_and_replays_after_a_restart() {
         }
         let s = opened.journal.append(op(500, 10)).await.unwrap();
         assert_eq!(s, 65);
+        opened.journal.close().await.unwrap();
+        let again = Journal::open(cfg.clone()).await.unwrap();
+        assert_eq!(again.records.len(), 63);
+        assert_eq!(again.records.last().map(|r| r.seq), Some(65));
         let other = JournalConfig {
             shard: 4,
             ..cfg.clone()
