@@ -170,7 +170,7 @@ impl Case {
         }
         let w = self.flight.remove(self.rng.random_range(0..self.flight.len()));
         self.dev.apply(&w);
-        let c = self.log.write_done(w.kind, Ok(()));
+        let c = self.log.write_done(w.id, Ok(()));
         assert!(c.failed.is_none());
         self.stats.acked += c.acked.end - c.acked.start;
         for seq in c.acked {
@@ -209,7 +209,7 @@ impl Case {
         self.stats.failed_writes += 1;
         let c = self
             .log
-            .write_done(w.kind, Err(std::io::Error::from_raw_os_error(libc::EIO)));
+            .write_done(w.id, Err(std::io::Error::from_raw_os_error(libc::EIO)));
         if let Some((failed, _)) = c.failed {
             assert!(
                 failed.clone().all(|s| !self.m.required.contains(&s)),
@@ -247,7 +247,7 @@ impl Case {
         if let Some(w) = self.log.close_write() {
             if self.rng.random_bool(0.8) {
                 self.dev.apply(&w);
-                self.log.write_done(w.kind, Ok(()));
+                self.log.write_done(w.id, Ok(()));
             } else {
                 self.tear(&w);
             }
@@ -302,7 +302,7 @@ impl Case {
     fn drain(&mut self) {
         for w in std::mem::take(&mut self.flight) {
             self.dev.apply(&w);
-            self.log.write_done(w.kind, Ok(()));
+            self.log.write_done(w.id, Ok(()));
         }
         let all: Vec<u64> = self.m.required.iter().copied().collect();
         self.dev.drive(&mut self.log);

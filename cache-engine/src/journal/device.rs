@@ -5,8 +5,8 @@
 //! runtime. Replay at open reads with plain blocking reads off the runtime.
 //!
 //! [`Journal`] belongs to one shard thread (`!Send`). Concurrent
-//! [`Journal::append`] calls share device writes: a group goes out when the
-//! previous one completed, carrying every record queued meanwhile.
+//! [`Journal::append`] calls share device writes: a few groups are in
+//! flight at once, and the next one carries every record queued meanwhile.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -24,7 +24,7 @@ use crate::rt::io::{spawn_detached, write_all_at};
 
 use super::format::Geometry;
 use super::format::{CacheId, Op, Record, PAGE};
-use super::log::{Completion, Log, WriteKind};
+use super::log::{Completion, Log, WriteId};
 use super::replay::{replay, Corruption, Expect, RegionRead, TornTail};
 use super::JournalError;
 
@@ -212,7 +212,7 @@ impl Journal {
         };
         let res = write_all_at(&self.inner.file, Rc::new(req.buf), self.inner.base + req.offset).await;
         let res = res.map_err(|e| io_err(&self.inner.path, "close", &e));
-        self.inner.log.borrow_mut().write_done(req.kind, Ok(()));
+        self.inner.log.borrow_mut().write_done(req.id, Ok(()));
         res
     }
 
@@ -245,29 +245,29 @@ impl Inner {
             let Some(req) = this.log.borrow_mut().next_write() else {
                 break;
             };
-            let (kind, at) = (req.kind, this.base + req.offset);
+            let (id, at) = (req.id, this.base + req.offset);
             let inner = Rc::clone(this);
             let buf = Rc::new(req.buf);
             this.writes.set(this.writes.get() + 1);
             let task = async move {
                 let res = write_all_at(&inner.file, buf, at).await;
-                inner.finish(kind, res);
+                inner.finish(id, res);
             };
             if !spawn_detached(task) {
                 this.finish(
-                    kind,
+                    id,
                     Err(io::Error::other("no compio runtime to write the journal on")),
                 );
             }
         }
     }
 
-    fn finish(self: &Rc<Self>, kind: WriteKind, res: io::Result<()>) {
+    fn finish(self: &Rc<Self>, id: WriteId, res: io::Result<()>) {
         self.writes.set(self.writes.get() - 1);
         if let Err(e) = &res {
-            tracing::error!(path = %self.path.display(), ?kind, %e, "journal write failed; the journal takes no more records until reopened");
+            tracing::error!(path = %self.path.display(), kind = ?id.kind, %e, "journal write failed; the journal takes no more records until reopened");
         }
-        let c: Completion = self.log.borrow_mut().write_done(kind, res);
+        let c: Completion = self.log.borrow_mut().write_done(id, res);
         {
             let mut waiters = self.waiters.borrow_mut();
             while waiters.front().is_some_and(|(s, _)| *s < c.acked.end) {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! region: | superblock A (4 KiB) | superblock B (4 KiB) | log (L bytes, circular) |
-//! group:  | header (80 B) | done list (8 B each) | record | record | ... | zero pad to 4 KiB |
+//! group:  | header (88 B) | done list (8 B each) | record | record | ... | zero pad to 4 KiB |
 //! record: | header (56 B) | payload | zero pad to 8 B |
 //! ```
 //!
@@ -46,7 +46,7 @@ pub const GROUP_MAGIC: [u8; 8] = *b"WEIRJGRP";
 /// On-disk format version.
 pub const FORMAT_VERSION: u32 = 1;
 /// Fixed part of a group header.
-pub const GROUP_HDR: usize = 80;
+pub const GROUP_HDR: usize = 88;
 /// Record header.
 pub const REC_HDR: usize = 56;
 /// Largest record payload a journal of any size takes (a small one takes
@@ -320,6 +320,10 @@ pub struct GroupHeader {
     /// Where the log before it ended: `vpos`, or less when the log wrapped.
     pub prev_end: u64,
     pub first_seq: u64,
+    /// Every record before this one was acknowledged when the group was
+    /// made: a group damaged below it had been acknowledged (damage), one
+    /// above it may have been torn by the crash (in flight beside it).
+    pub acked_through: u64,
     pub count: u32,
     pub ndones: u32,
     /// Bytes of header, done list and records (before the padding).
@@ -363,6 +367,7 @@ pub fn encode_group<'a>(
     put64(b, 56, hdr.prev_end);
     put64(b, 64, hdr.first_seq);
     put32(b, 72, hdr.ndones);
+    put64(b, 80, hdr.acked_through);
     for (i, d) in dones.iter().enumerate() {
         put64(b, GROUP_HDR + 8 * i, *d);
     }
@@ -415,6 +420,7 @@ pub fn decode_group_header(
         vpos: u64_at(b, 48),
         prev_end: u64_at(b, 56),
         first_seq: u64_at(b, 64),
+        acked_through: u64_at(b, 80),
         ndones: ndones as u32,
     };
     let fits = (hdr.byte_len as usize) >= hlen

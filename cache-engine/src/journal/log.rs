@@ -3,10 +3,14 @@
 //! acknowledged by [`Log::write_done`]; [`Log::done`] confirms a record's
 //! write-back so its space can be reclaimed.
 //!
-//! One group write is in flight at a time: while it is, appends queue, and
-//! the next group carries all of them (group commit). Acknowledgements are
-//! therefore in sequence order. A superblock write (advancing the head) may
-//! be in flight beside it.
+//! Up to [`MAX_IN_FLIGHT`] group writes are in flight at once; appends made
+//! meanwhile queue, and the next group carries all of them (group commit).
+//! Groups may complete in any order, but a group is acknowledged only once
+//! every group before it is: acknowledgements go in sequence order. Each
+//! group header names the sequence below which everything was acknowledged
+//! when it was made; replay tells by it whether a damaged group had been
+//! acknowledged (damage) or was in flight at a crash (a torn tail). A
+//! superblock write (advancing the head) may be in flight beside them.
 //!
 //! Confirmations become durable two ways: every group header lists the
 //! sequences confirmed since the previous group (replay drops those
@@ -27,11 +31,24 @@ use super::format::{
 };
 use super::JournalError;
 
+/// Group writes in flight at once at most.
+pub const MAX_IN_FLIGHT: usize = 4;
+
 /// What a write is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteKind {
     Group,
     Superblock,
+    /// Zeroes the header of a group a replay dropped, which lay beyond the
+    /// end of the log: before the log grows over it.
+    Erase,
+}
+
+/// Which write finished (for [`Log::write_done`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteId {
+    pub kind: WriteKind,
+    n: u64,
 }
 
 /// A device write to make: `buf` at byte `offset` of the region (both
@@ -39,8 +56,18 @@ pub enum WriteKind {
 #[derive(Debug)]
 pub struct WriteReq {
     pub kind: WriteKind,
+    pub id: WriteId,
     pub offset: u64,
     pub buf: AlignedBuf,
+}
+
+/// A group write in flight.
+#[derive(Debug)]
+struct Flight {
+    n: u64,
+    end_seq: u64,
+    dones: Vec<u64>,
+    done: bool,
 }
 
 /// What a finished write changed.
@@ -68,6 +95,22 @@ pub(super) struct GroupMeta {
     pub durable: bool,
 }
 
+/// Where a replayed log continues.
+pub(super) struct Resume {
+    /// The new epoch.
+    pub epoch: u64,
+    /// Of the superblock read.
+    pub generation: u64,
+    pub durable_head: Head,
+    /// Groups holding the records in `undone`, with their counts set.
+    pub groups: VecDeque<GroupMeta>,
+    pub undone: BTreeSet<u64>,
+    pub tail_end: u64,
+    pub next_seq: u64,
+    /// Positions of group headers beyond the end of the log, to zero first.
+    pub erase: Vec<u64>,
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct Log {
@@ -81,8 +124,15 @@ pub struct Log {
     /// any group does.
     sb_first: bool,
     groups: VecDeque<GroupMeta>,
-    /// Dones carried by the group in flight, if one is.
-    flight: Option<Vec<u64>>,
+    /// Group writes in flight, oldest first.
+    flight: VecDeque<Flight>,
+    next_write_id: u64,
+    /// Every record before this one is acknowledged.
+    acked_end: u64,
+    /// Group headers to zero before any group is written, and how many of
+    /// those writes are in flight.
+    erase: Vec<u64>,
+    erasing: usize,
     queue: VecDeque<(u64, Op)>,
     queued_bytes: u64,
     next_seq: u64,
@@ -104,43 +154,39 @@ impl Log {
         let head = Head { pos: 0, seq: 1 };
         Ok(Log::resume(
             geo,
-            0,
-            0,
-            head,
-            VecDeque::new(),
-            BTreeSet::new(),
-            0,
-            1,
+            Resume {
+                epoch: 0,
+                generation: 0,
+                durable_head: head,
+                groups: VecDeque::new(),
+                undone: BTreeSet::new(),
+                tail_end: 0,
+                next_seq: 1,
+                erase: Vec::new(),
+            },
         ))
     }
 
-    /// Continue after a replay (see `replay`): `epoch` is the new one;
-    /// `groups` hold the records in `undone`, with their counts set.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn resume(
-        geo: Geometry,
-        epoch: u64,
-        generation: u64,
-        durable_head: Head,
-        groups: VecDeque<GroupMeta>,
-        undone: BTreeSet<u64>,
-        tail_end: u64,
-        next_seq: u64,
-    ) -> Log {
+    /// Continue after a replay (see `replay`).
+    pub(super) fn resume(geo: Geometry, r: Resume) -> Log {
         let mut log = Log {
             geo,
-            epoch,
-            generation,
-            durable_head,
+            epoch: r.epoch,
+            generation: r.generation,
+            durable_head: r.durable_head,
             sb_flight: None,
             sb_first: true,
-            groups,
-            flight: None,
+            groups: r.groups,
+            flight: VecDeque::new(),
+            next_write_id: 0,
+            acked_end: r.next_seq,
+            erase: r.erase,
+            erasing: 0,
             queue: VecDeque::new(),
             queued_bytes: 0,
-            next_seq,
-            tail_end,
-            undone,
+            next_seq: r.next_seq,
+            tail_end: r.tail_end,
+            undone: r.undone,
             pending_dones: Vec::new(),
             poisoned: None,
             groups_written: 0,
@@ -183,14 +229,15 @@ impl Log {
         self.poisoned.as_ref()
     }
 
-    /// Whether a group write is in flight.
-    pub fn group_in_flight(&self) -> bool {
-        self.flight.is_some()
+    /// Group writes in flight.
+    pub fn groups_in_flight(&self) -> usize {
+        self.flight.len()
     }
 
-    /// Whether anything waits to be written (records or confirmations).
+    /// Whether anything waits to be written (records, confirmations, or
+    /// headers to erase).
     pub fn has_pending(&self) -> bool {
-        !self.queue.is_empty() || !self.pending_dones.is_empty()
+        !self.queue.is_empty() || !self.pending_dones.is_empty() || !self.erase.is_empty()
     }
 
     /// Queue a record; it is durable once a `write_done` acknowledges its
@@ -294,11 +341,28 @@ impl Log {
                 return Some(self.superblock_write(head, None));
             }
         }
-        if self.sb_first || self.flight.is_some() {
+        if let Some(pos) = self.erase.pop() {
+            self.erasing += 1;
+            return Some(WriteReq {
+                kind: WriteKind::Erase,
+                id: self.write_id(WriteKind::Erase),
+                offset: LOG_START + pos % self.geo.log_len(),
+                buf: AlignedBuf::zeroed(ALIGN),
+            });
+        }
+        if self.sb_first || self.erasing > 0 || self.flight.len() >= MAX_IN_FLIGHT {
             return None;
         }
         let plan = plan.filter(|p| self.fits(p.end))?;
         Some(self.seal(plan))
+    }
+
+    fn write_id(&mut self, kind: WriteKind) -> WriteId {
+        self.next_write_id += 1;
+        WriteId {
+            kind,
+            n: self.next_write_id,
+        }
     }
 
     fn fits(&self, end: u64) -> bool {
@@ -351,6 +415,7 @@ impl Log {
             vpos: p.pos,
             prev_end: self.tail_end,
             first_seq,
+            acked_through: self.acked_end,
             count: 0,
             ndones: 0,
             byte_len: 0,
@@ -373,9 +438,16 @@ impl Log {
             durable: false,
         });
         self.tail_end = p.end;
-        self.flight = Some(dones);
+        let id = self.write_id(WriteKind::Group);
+        self.flight.push_back(Flight {
+            n: id.n,
+            end_seq: first_seq + p.count as u64,
+            dones,
+            done: false,
+        });
         WriteReq {
             kind: WriteKind::Group,
+            id,
             offset: LOG_START + p.pos % self.geo.log_len(),
             buf,
         }
@@ -385,7 +457,8 @@ impl Log {
     /// superblock naming where the log ends, so that the next open need not
     /// read the log past its end. Nothing may be appended after it.
     pub fn close_write(&mut self) -> Option<WriteReq> {
-        let idle = !self.has_pending() && self.flight.is_none() && self.sb_flight.is_none();
+        let idle =
+            !self.has_pending() && self.flight.is_empty() && self.sb_flight.is_none() && self.erasing == 0;
         if !idle || self.poisoned.is_some() || self.sb_first {
             return None;
         }
@@ -423,31 +496,54 @@ impl Log {
         }
         WriteReq {
             kind: WriteKind::Superblock,
+            id: self.write_id(WriteKind::Superblock),
             offset,
             buf,
         }
     }
 
     /// A write from [`next_write`](Self::next_write) finished. A failed
-    /// write fails its records and everything queued, and the journal
+    /// write fails every record not yet acknowledged, and the journal
     /// refuses appends until it is opened again (replay): a device that
     /// failed a write is not trusted with the next one in its place.
-    pub fn write_done(&mut self, kind: WriteKind, result: io::Result<()>) -> Completion {
-        let mut c = Completion::default();
-        match (kind, result) {
-            (WriteKind::Group, Ok(())) => {
-                let Some(dones) = self.flight.take() else {
-                    return c;
-                };
-                if let Some(g) = self.groups.iter_mut().rev().find(|g| !g.durable) {
-                    g.durable = true;
-                    c.acked = g.first_seq..g.first_seq + u64::from(g.count);
+    pub fn write_done(&mut self, id: WriteId, result: io::Result<()>) -> Completion {
+        let mut c = Completion {
+            acked: self.acked_end..self.acked_end,
+            ..Completion::default()
+        };
+        if self.poisoned.is_some() {
+            // Whatever completes now was already reported failed.
+            return c;
+        }
+        if let Err(e) = result {
+            let err = JournalError::Failed(format!("{:?} write: {e}", id.kind));
+            self.queue.clear();
+            self.queued_bytes = 0;
+            self.poisoned = Some(err.clone());
+            c.failed = Some((self.acked_end..self.next_seq, err));
+            return c;
+        }
+        match id.kind {
+            WriteKind::Group => {
+                if let Some(f) = self.flight.iter_mut().find(|f| f.n == id.n) {
+                    f.done = true;
                 }
-                c.dones = dones;
-                self.groups_written += 1;
+                while let Some(f) = self.flight.pop_front() {
+                    if !f.done {
+                        self.flight.push_front(f);
+                        break;
+                    }
+                    c.acked.end = f.end_seq;
+                    c.dones.extend(f.dones);
+                    self.groups_written += 1;
+                    if let Some(g) = self.groups.iter_mut().find(|g| !g.durable) {
+                        g.durable = true;
+                    }
+                }
+                self.acked_end = c.acked.end;
                 self.trim();
             }
-            (WriteKind::Superblock, Ok(())) => {
+            WriteKind::Superblock => {
                 if let Some((generation, head)) = self.sb_flight.take() {
                     self.generation = generation;
                     self.durable_head = head;
@@ -456,25 +552,7 @@ impl Log {
                     c.head = Some(head);
                 }
             }
-            (kind, Err(e)) => {
-                let err = JournalError::Failed(format!("{kind:?} write: {e}"));
-                let from = match kind {
-                    WriteKind::Group if self.flight.take().is_some() => {
-                        self.groups.back().map(|g| g.first_seq)
-                    }
-                    _ => {
-                        self.sb_flight = None;
-                        None
-                    }
-                };
-                let from = from
-                    .or(self.queue.front().map(|(s, _)| *s))
-                    .unwrap_or(self.next_seq);
-                self.queue.clear();
-                self.queued_bytes = 0;
-                self.poisoned = Some(err.clone());
-                c.failed = Some((from..self.next_seq, err));
-            }
+            WriteKind::Erase => self.erasing = self.erasing.saturating_sub(1),
         }
         c
     }

@@ -27,7 +27,7 @@ mod tests;
 
 pub use device::{Journal, JournalConfig, Opened};
 pub use format::{CacheId, FileRef, Geometry, Op, OpKind, Record};
-pub use log::{Completion, Log, WriteKind, WriteReq};
+pub use log::{Completion, Log, WriteId, WriteKind, WriteReq, MAX_IN_FLIGHT};
 pub use replay::{replay, Corruption, Expect, RegionRead, Replayed, TornTail};
 
 /// Why the journal refused or failed.

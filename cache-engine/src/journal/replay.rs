@@ -32,7 +32,7 @@ use super::format::{
     decode_group_header, decode_records, CacheId, Geometry, GroupHeader, Head, Record, SbSlot, Superblock,
     FORMAT_VERSION, GROUP_MAGIC, LOG_START, PAGE,
 };
-use super::log::{GroupMeta, Log};
+use super::log::{GroupMeta, Log, Resume};
 use super::JournalError;
 
 /// Reads of the journal region. Offsets and lengths are multiples of 4 KiB.
@@ -155,6 +155,7 @@ pub fn replay(r: &mut impl RegionRead, expect: Expect) -> Result<Replayed, Journ
     let mut dones = HashSet::new();
     let mut groups = VecDeque::new();
     let mut corruption = Vec::new();
+    let mut erase = Vec::new();
     let mut take = |g: Found, chain: u64, records: &mut Vec<Record>, keep: usize| {
         dones.extend(g.dones.iter().copied());
         groups.push_back(GroupMeta {
@@ -195,15 +196,40 @@ pub fn replay(r: &mut impl RegionRead, expect: Expect) -> Result<Replayed, Journ
                 pos: v,
                 seq: expected,
             });
-        let next = if clean_end { None } else { w.scan(v, expected)? };
+        let beyond = if clean_end { Vec::new() } else { w.scan(v)? };
+        // A group made after `expected` was acknowledged: the log went on,
+        // so this is damage, not the end.
+        let claim = beyond.iter().map(|(h, _, _)| h.acked_through).max().unwrap_or(0);
+        let mut next = None;
+        if claim > expected {
+            for (hdr, dones, page) in beyond.iter().filter(|(h, _, _)| h.first_seq >= expected) {
+                let g = w.complete(*hdr, dones.clone(), page.clone())?;
+                if g.complete {
+                    next = Some(g);
+                    break;
+                }
+            }
+        }
         let Some(next) = next else {
+            // The end of the log. Groups beyond it were in flight beside a
+            // torn one, never acknowledged: erased before the log grows over
+            // them, so that no later replay mistakes them for its own.
+            erase.extend(beyond.iter().map(|(h, _, _)| h.vpos));
+            erase.extend(damaged.as_ref().map(|d| d.hdr.vpos));
+            if claim > expected {
+                corruption.push(Corruption {
+                    at: v,
+                    resumed_at: v,
+                    lost: expected..claim,
+                });
+                break None;
+            }
             break damaged.map(|d| TornTail {
                 at: d.hdr.vpos,
                 seqs: d.hdr.first_seq..d.hdr.first_seq + u64::from(d.hdr.count),
             });
         };
-        // Valid groups follow: the damaged one had been acknowledged; keep
-        // what of it still checks out.
+        // Keep what of the damaged group still checks out.
         let mut lost_from = expected;
         if let Some(d) = damaged {
             let keep = d.records.len();
@@ -233,13 +259,16 @@ pub fn replay(r: &mut impl RegionRead, expect: Expect) -> Result<Replayed, Journ
     }
     let log = Log::resume(
         geo,
-        sb.epoch + 1,
-        sb.generation,
-        sb.head,
-        groups,
-        undone,
-        v,
-        expected,
+        Resume {
+            epoch: sb.epoch + 1,
+            generation: sb.generation,
+            durable_head: sb.head,
+            groups,
+            undone,
+            tail_end: v,
+            next_seq: expected,
+            erase,
+        },
     );
     Ok(Replayed {
         records,
@@ -307,10 +336,10 @@ impl<R: RegionRead> Walk<'_, R> {
         })
     }
 
-    /// The first complete group after `v` in the live log whose first
-    /// sequence is at least `expected`.
-    fn scan(&mut self, v: u64, expected: u64) -> Result<Option<Found>, JournalError> {
-        let mut candidates = Vec::new();
+    /// Every valid group header placed after `v` in the live log, in log
+    /// order, with the page it is on.
+    fn scan(&mut self, v: u64) -> Result<Vec<(GroupHeader, Vec<u64>, Bytes)>, JournalError> {
+        let mut found = Vec::new();
         let mut off = 0u64;
         while off < self.l {
             let len = (SCAN_CHUNK as u64).min(self.l - off) as usize;
@@ -330,22 +359,17 @@ impl<R: RegionRead> Walk<'_, R> {
                     v / self.l + 1
                 };
                 let pos = lap * self.l + phys;
+                if pos <= v || pos >= self.limit {
+                    continue;
+                }
                 if let Some((hdr, dones)) = self.header(page, pos) {
-                    if pos > v && pos < self.limit && hdr.first_seq >= expected {
-                        let start = i * PAGE as usize;
-                        candidates.push((hdr, dones, chunk.slice(start..start + PAGE as usize)));
-                    }
+                    let start = i * PAGE as usize;
+                    found.push((hdr, dones, chunk.slice(start..start + PAGE as usize)));
                 }
             }
             off += len as u64;
         }
-        candidates.sort_by_key(|(h, _, _)| h.vpos);
-        for (hdr, dones, page) in candidates {
-            let g = self.complete(hdr, dones, page)?;
-            if g.complete {
-                return Ok(Some(g));
-            }
-        }
-        Ok(None)
+        found.sort_by_key(|(h, _, _)| h.vpos);
+        Ok(found)
     }
 }

@@ -46,7 +46,7 @@ impl MemRegion {
         let mut out = Vec::new();
         while let Some(req) = log.next_write() {
             self.apply(&req);
-            out.push(log.write_done(req.kind, Ok(())));
+            out.push(log.write_done(req.id, Ok(())));
         }
         out
     }

@@ -45,21 +45,35 @@ fn seqs(r: &Replayed) -> Vec<u64> {
 #[test]
 fn concurrent_appends_share_one_write() {
     let (mut log, mut dev) = fresh();
-    let first = log.append(op(0, 4096)).unwrap();
-    let w1 = log.next_write().unwrap();
-    assert_eq!(w1.kind, WriteKind::Group);
-    // While it is in flight, ten more queue and nothing else goes out.
-    let more: Vec<u64> = (1..=10).map(|n| log.append(op(n, 4096)).unwrap()).collect();
+    // Groups go out at once until MAX_IN_FLIGHT are in flight.
+    let mut writes = Vec::new();
+    let mut first = Vec::new();
+    for n in 0..MAX_IN_FLIGHT as u64 {
+        first.push(log.append(op(n, 4096)).unwrap());
+        writes.push(log.next_write().unwrap());
+        assert_eq!(writes[n as usize].kind, WriteKind::Group);
+    }
+    // Then ten more queue, and nothing else goes out.
+    let more: Vec<u64> = (0..10).map(|n| log.append(op(100 + n, 4096)).unwrap()).collect();
     assert!(log.next_write().is_none());
-    dev.apply(&w1);
-    assert_eq!(log.write_done(w1.kind, Ok(())).acked, first..first + 1);
-    let w2 = log.next_write().unwrap();
-    assert!(log.next_write().is_none(), "one group write at a time");
-    dev.apply(&w2);
-    let c = log.write_done(w2.kind, Ok(()));
-    assert_eq!(c.acked, more[0]..more[9] + 1, "all ten in one write");
+    // The last group completes first: nothing is acknowledged before the
+    // groups ahead of it are.
+    let last = writes.pop().unwrap();
+    dev.apply(&last);
+    assert!(log.write_done(last.id, Ok(())).acked.is_empty());
+    let mut acked = Vec::new();
+    for w in writes {
+        dev.apply(&w);
+        acked.extend(log.write_done(w.id, Ok(())).acked);
+    }
+    assert_eq!(acked, first, "in order, the last one with those ahead of it");
+    // A slot is free: all ten go in one write.
+    let w = log.next_write().unwrap();
+    assert!(log.next_write().is_none());
+    dev.apply(&w);
+    assert_eq!(log.write_done(w.id, Ok(())).acked, more[0]..more[9] + 1);
     let r = replay(&mut dev, expect()).unwrap();
-    assert_eq!(seqs(&r), (first..=more[9]).collect::<Vec<_>>());
+    assert_eq!(seqs(&r), [&first[..], &more[..]].concat());
 }
 
 #[test]
@@ -133,9 +147,43 @@ fn three_groups(log: &mut Log, dev: &mut MemRegion, n: u64) -> Vec<u64> {
         let w = log.next_write().unwrap();
         at.push(w.offset);
         dev.apply(&w);
-        log.write_done(w.kind, Ok(()));
+        log.write_done(w.id, Ok(()));
     }
     at
+}
+
+#[test]
+fn a_group_in_flight_beside_a_torn_one_is_dropped_and_erased() {
+    let (mut log, mut dev) = fresh();
+    let a = log.append(op(0, 3000)).unwrap();
+    dev.drive(&mut log);
+    log.append(op(1, 3000)).unwrap();
+    let torn = log.next_write().unwrap();
+    log.append(op(2, 3000)).unwrap();
+    let whole = log.next_write().unwrap();
+    // The crash: the second group reached the disk, the first did not.
+    dev.apply(&whole);
+    let r = replay(&mut dev, expect()).unwrap();
+    assert_eq!(seqs(&r), [a]);
+    assert!(r.corruption.is_empty(), "not damage: {:?}", r.corruption);
+    // The resumed log zeroes the stray group before writing any.
+    let mut log = r.log;
+    let kinds: Vec<WriteKind> = std::iter::from_fn(|| {
+        let w = log.next_write()?;
+        dev.apply(&w);
+        log.write_done(w.id, Ok(()));
+        Some(w.kind)
+    })
+    .collect();
+    assert_eq!(kinds, [WriteKind::Superblock, WriteKind::Erase]);
+    let b = log.append(op(9, 100)).unwrap();
+    let w = log.next_write().unwrap();
+    assert_eq!(w.offset, torn.offset, "the log goes on where it ended");
+    dev.apply(&w);
+    log.write_done(w.id, Ok(()));
+    let r = replay(&mut dev, expect()).unwrap();
+    assert_eq!(seqs(&r), [a, b]);
+    assert_eq!(r.records[1].op, op(9, 100));
 }
 
 #[test]
@@ -198,7 +246,7 @@ fn space_is_reclaimed_only_after_done_and_wraps_then() {
                 prev_off = w.offset;
             }
             dev.apply(&w);
-            let c = log.write_done(w.kind, Ok(()));
+            let c = log.write_done(w.id, Ok(()));
             last_head = c.head.or(last_head);
         }
         if wrapped.is_some() {
@@ -289,7 +337,7 @@ fn a_clean_close_spares_the_search_but_not_the_damage_report() {
     assert!(crashed.1 > geo().log_len(), "after a crash the whole log is read");
     let w = log.close_write().unwrap();
     dev.apply(&w);
-    log.write_done(w.kind, Ok(()));
+    log.write_done(w.id, Ok(()));
     assert!(matches!(log.append(op(0, 1)), Err(JournalError::Failed(_))));
     let mut clean = Counting(&mut dev, 0);
     let r = replay(&mut clean, expect()).unwrap();
@@ -308,7 +356,7 @@ fn a_failed_write_fails_its_records_and_later_appends() {
     let a = log.append(op(0, 100)).unwrap();
     let w = log.next_write().unwrap();
     let b = log.append(op(1, 100)).unwrap();
-    let c = log.write_done(w.kind, Err(std::io::Error::from_raw_os_error(libc::EIO)));
+    let c = log.write_done(w.id, Err(std::io::Error::from_raw_os_error(libc::EIO)));
     let (failed, err) = c.failed.unwrap();
     assert_eq!(failed, a..b + 1);
     assert!(c.acked.is_empty());
