@@ -20,13 +20,14 @@
 //!   its file, starts and stops the shards.
 //! - `shard`: one core's slice of the cache and metadata cache, and the
 //!   shard threads with their job queues (`ShardSet`).
-//! - `junction`, `tier` (RAM and NVMe), `change`, `stats`, `handle`,
-//!   `config`: what shards are made of.
+//! - `junction`, `tier` (RAM and NVMe), `journal` (the write journal of
+//!   write-behind), `change`, `stats`, `handle`, `config`: what shards are
+//!   made of.
 //! - `filer`, `perm`, `types`: the core filer trait and its types (from the
 //!   `core-filer` crate, below this one), permission checks, engine-only types.
 //! - `rt`, the ground floor: the per-core executor and its polling, CPUs and
-//!   pinning, aligned buffers, the message buffer pool, fast maps. It
-//!   imports nothing from the rest of the crate.
+//!   pinning, aligned buffers and their reads and writes, the message
+//!   buffer pool, fast maps. It imports nothing from the rest of the crate.
 
 pub mod change;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod engine;
 pub mod filer;
 pub mod front;
 pub mod handle;
+pub mod journal;
 pub mod junction;
 pub mod perm;
 pub mod rt;

@@ -1,5 +1,7 @@
-//! Disk I/O: segment writes and reclaim reads as background tasks, and the
-//! aligned reads and writes they and the store's reads are made of.
+//! Disk I/O: segment writes and reclaim reads as background tasks, made of
+//! the aligned reads and writes of `rt::io`.
+
+pub(super) use crate::rt::io::{read_exact_at, spawn_detached, write_all_at};
 
 use super::*;
 
@@ -88,102 +90,4 @@ impl Device {
         drop(log);
         waiters.into_iter().for_each(Waker::wake);
     }
-}
-
-/// Spawn a background task on the current compio runtime; false if there is
-/// none.
-pub(super) fn spawn_detached<F: Future<Output = ()> + 'static>(task: F) -> bool {
-    compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_ok()
-}
-
-/// Read exactly `len` bytes (a multiple of 4096) at `pos` into `buf`, whose
-/// capacity must be at least `len`. Continues after short reads.
-pub(super) async fn read_exact_at(
-    file: &compio::fs::File,
-    buf: AlignedBuf,
-    pos: u64,
-    len: usize,
-) -> io::Result<AlignedBuf> {
-    let mut buf = buf;
-    buf.clear();
-    if buf.capacity() < len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "read buffer too small",
-        ));
-    }
-    while buf.len() < len {
-        let done = buf.len();
-        // Poll for the completion instead of sleeping on it: a wake-up per
-        // read costs more than the read on a virtual disk.
-        let _polling = crate::rt::poll::ReadInFlight::start();
-        let BufResult(res, slice) = submit_now(file.read_at(buf.slice(done..len), pos + done as u64)).await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "cache file ended early",
-                ))
-            }
-            Ok(_) if !is_aligned(buf.len()) && buf.len() < len => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "unaligned short read",
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(buf)
-}
-
-/// Await an I/O op whose request goes to the kernel at once, not with the
-/// runtime's next batch. Reads arrive a few at a time; left to the batch,
-/// they complete together and go out together, and the device queue swings
-/// between full and empty instead of staying full.
-pub(super) async fn submit_now<F: Future>(op: F) -> F::Output {
-    let mut op = std::pin::pin!(op);
-    if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
-        return out;
-    }
-    compio::runtime::Runtime::with_current(|rt| crate::rt::poll::poll_now(rt, &rt.waker()));
-    op.await
-}
-
-/// Write all of `buf` at `pos`. Continues after short writes.
-pub(super) async fn write_all_at(file: &compio::fs::File, buf: Rc<AlignedBuf>, pos: u64) -> io::Result<()> {
-    let total = buf.len();
-    // O_DIRECT: a misaligned write would fail on some devices and not others.
-    assert!(
-        pos.is_multiple_of(crate::rt::aligned::ALIGN as u64)
-            && total.is_multiple_of(crate::rt::aligned::ALIGN),
-        "unaligned device write at {pos} of {total} bytes"
-    );
-    let mut buf = buf;
-    let mut done = 0usize;
-    let mut f = file;
-    while done < total {
-        let BufResult(res, slice) = f.write_at(buf.slice(done..), pos + done as u64).await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "device accepted no bytes",
-                ))
-            }
-            Ok(n) => {
-                done += n;
-                if done < total && !is_aligned(done) {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "unaligned short write"));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

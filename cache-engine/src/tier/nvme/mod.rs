@@ -38,15 +38,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use compio::buf::{BufResult, IntoInner, IoBuf};
-use compio::io::{AsyncReadAt, AsyncWriteAt};
 use smallvec::SmallVec;
 
 use crate::rt::aligned::{align_up, AlignedBuf, ALIGN};

@@ -2,6 +2,7 @@
 //! checksums, reclaim and its races, device errors.
 
 use super::*;
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 
 const SEG: u32 = 64 << 10;
