@@ -1,4 +1,4 @@
-//! The admin socket: how local commands (`weir prime`, later others) reach a
+//! The admin socket: how local commands (`weir prime`, `flush`, `status`) reach a
 //! running `weir serve`. A Unix socket `<data dir>/weir.sock`, mode 0600 so
 //! only the user the server runs as may use it, made at start and removed at
 //! exit; one JSON request per line in, JSON response lines out.
@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::prime;
+use crate::{flush, prime};
 
 /// File name of the socket in the data dir.
 pub const SOCKET_NAME: &str = "weir.sock";
@@ -62,6 +62,13 @@ pub enum Request {
         #[serde(default = "prime::default_parallel")]
         parallel: usize,
     },
+    /// Write back the dirty data of `paths` (none: everything) now.
+    Flush {
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+    /// What is waiting to be written back.
+    Status,
 }
 
 /// One response line.
@@ -85,6 +92,18 @@ pub enum Response {
         errors: u64,
         elapsed_ms: u64,
     },
+    /// Where a flush stands: dirty bytes left.
+    FlushProgress {
+        dirty_bytes: u64,
+    },
+    /// A flush is over.
+    Flushed {
+        files: u64,
+        bytes: u64,
+        parked: Vec<flush::Parked>,
+        elapsed_ms: u64,
+    },
+    Status(flush::Status),
     /// The request itself could not be done.
     Error {
         message: String,
@@ -233,6 +252,8 @@ async fn session(stream: UnixStream, ctx: Arc<Context>) {
                 out.send(&Response::Pong { version }).await
             }
             Ok(Request::Prime { paths, parallel }) => prime::serve(&ctx, paths, parallel, &mut out).await,
+            Ok(Request::Flush { paths }) => flush::serve_flush(&ctx, paths, &mut out).await,
+            Ok(Request::Status) => flush::serve_status(&ctx, &mut out).await,
         };
         // The client went away.
         if sent.is_err() {

@@ -1,7 +1,8 @@
 //! `weir`, the Weir appliance binary: `weir serve` runs the caching NAS daemon
 //! (config, core filer, cache engine, metrics endpoint, admin socket);
 //! `weir config check` validates a config file; `weir prime` pulls a tree
-//! into a running server's cache; `weir smbpasswd` keeps SMB users.
+//! into a running server's cache; `weir flush` writes dirty data back now and
+//! `weir status` shows what waits; `weir smbpasswd` keeps SMB users.
 //!
 //! It wires parts together and reports problems in plain words. It must not
 //! hold protocol or caching logic (that lives in `cache-engine` and the front
@@ -11,6 +12,7 @@
 mod admin;
 mod config;
 mod filer_url;
+mod flush;
 mod metrics_http;
 mod prime;
 mod serve;
@@ -43,6 +45,10 @@ enum Command {
     Serve(config::ServeFlags),
     /// Pull files into a running weir serve's cache ahead of a job
     Prime(prime::PrimeFlags),
+    /// Write a running weir serve's dirty data back to its core filers now
+    Flush(flush::FlushFlags),
+    /// Show what a running weir serve has not written back yet
+    Status(flush::StatusFlags),
     /// Add an SMB user or set its password (read from stdin; only its NT hash is kept)
     Smbpasswd(smbpasswd::SmbpasswdFlags),
     /// Work with config files
@@ -74,6 +80,21 @@ fn main() -> ExitCode {
         Command::Prime(flags) => match prime::run(&flags) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("weir: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Flush(flags) => match flush::run_flush(&flags) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("weir: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Status(flags) => match flush::run_status(&flags) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("weir: {e:#}");
                 ExitCode::FAILURE

@@ -198,7 +198,7 @@ pub async fn serve(
 }
 
 /// The engine handle and attributes of an export path, or why not.
-async fn resolve(ctx: &Context, path: &str) -> Result<(FileHandle, Attr), String> {
+pub(crate) async fn resolve(ctx: &Context, path: &str) -> Result<(FileHandle, Attr), String> {
     if !path.starts_with('/') {
         return Err("not an absolute export path (such as /export/dir)".into());
     }
@@ -383,7 +383,7 @@ pub fn run(flags: &PrimeFlags) -> anyhow::Result<bool> {
                 view.finish();
                 return Err(anyhow!("prime: {message}"));
             }
-            Some(Response::Pong { .. }) => {}
+            Some(_) => {}
             None => {
                 view.finish();
                 bail!("weir serve closed the connection before the prime finished (did it stop?)");

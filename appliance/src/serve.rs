@@ -31,6 +31,24 @@ impl Drop for Running {
     }
 }
 
+/// Write everything dirty back (clients are gone by now); what cannot be
+/// written stays in the journal for the next start.
+fn flush_before_exit(sidecar: &tokio::runtime::Handle, engine: &cache_engine::Engine) {
+    tracing::info!("writing dirty data back before stopping");
+    match sidecar.block_on(engine.flush(None)) {
+        Ok(r) if r.parked.is_empty() => {
+            tracing::info!(files = r.files, bytes = r.bytes, "all dirty data written back")
+        }
+        Ok(r) => tracing::warn!(
+            files = r.files,
+            bytes = r.bytes,
+            kept = r.parked.len(),
+            "some files could not be written back; the journal keeps them"
+        ),
+        Err(e) => tracing::warn!("flush before stopping: {e}; the journal keeps what was dirty"),
+    }
+}
+
 pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     let settings = Config::from_flags(flags)?.validate()?;
     init_tracing(&settings.log)?;
@@ -133,6 +151,9 @@ pub fn run(flags: &ServeFlags) -> anyhow::Result<()> {
     drop(admin);
     drop(smb);
     drop(nfs);
+    if settings.flush_on_exit {
+        flush_before_exit(&sidecar, &running.0);
+    }
     drop(running);
     tracing::info!("stopped");
     Ok(())

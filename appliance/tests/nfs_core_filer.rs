@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::nas::*;
 use common::*;
 use testbed::ganesha::Ganesha;
 use testbed::nfs_client::nfs3_types::nfs3::{
@@ -21,9 +22,6 @@ use testbed::nfs_client::nfs3_types::nfs3::{
 use testbed::nfs_client::nfs3_types::xdr_codec::Opaque;
 use testbed::nfs_client::{self as nfs, Conn, Endpoint, Pipe};
 use testbed::{DelayProxy, Link};
-
-/// How long any one call may take before the test calls it a hang.
-const HANG: Duration = Duration::from_secs(60);
 
 /// ganesha over a temp directory, the proxy in front of it and `weir serve`
 /// caching it through the proxy.
@@ -157,35 +155,6 @@ impl Rig {
             self.weir.stderr()
         );
     }
-}
-
-fn start_ganesha(tmp: &Path, ports: (u16, u16)) -> Ganesha {
-    Ganesha::start_fresh_attrs(&tmp.join("export"), &tmp.join("ganesha"), ports.0, ports.1)
-        .unwrap_or_else(|e| panic!("ganesha: {e}"))
-}
-
-/// Two different ports free on 127.0.0.1 when asked.
-fn free_ports() -> (u16, u16) {
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    loop {
-        let (a, b) = (port(), port());
-        if a != b {
-            return (a, b);
-        }
-    }
-}
-
-/// `f`, or a panic once it took [`HANG`].
-async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG, f)
-        .await
-        .unwrap_or_else(|_| panic!("an NFS call through Weir hung for {HANG:?}"))
 }
 
 /// Deterministic bytes of a given length.
@@ -537,21 +506,6 @@ fn restart_nas(rig: &mut Rig) {
     std::thread::sleep(Duration::from_millis(1100));
     rig.ganesha = Some(start_ganesha(rig.tmp.path(), rig.ports));
     std::thread::sleep(Duration::from_millis(1500));
-}
-
-/// `call` until it answers something other than JUKEBOX (which clients
-/// retry: Weir may still be reconnecting), for up to half of [`HANG`].
-async fn retry_jukebox<T>(mut call: impl AsyncFnMut() -> Result<T, String>) -> T {
-    let t = Instant::now();
-    loop {
-        match call().await {
-            Ok(v) => return v,
-            Err(e) if e.contains("JUKEBOX") && t.elapsed() < HANG / 2 => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
 }
 
 /// WRITE `data` at offset 0.

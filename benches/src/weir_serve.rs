@@ -15,6 +15,8 @@ use testbed::process::{self, Guard};
 pub struct WeirServe {
     pub ep: Endpoint,
     pub metrics: SocketAddr,
+    /// Its `--data-dir` (where `weir flush` and `weir status` find it).
+    pub data: std::path::PathBuf,
     _guard: Guard,
 }
 
@@ -78,6 +80,7 @@ impl WeirServe {
                 mount_port: port,
             },
             metrics,
+            data,
             _guard: guard,
         })
     }

@@ -12,6 +12,10 @@ pub struct CachePolicy {
     pub dir_verify: Duration,
     /// Whether "no such name" answers are cached too.
     pub negative_lookups: bool,
+    /// Write-behind: writes are answered once durable in the journal and
+    /// reach the core filer after the file has been quiet this long.
+    /// `None`: write-through.
+    pub writeback_delay: Option<Duration>,
 }
 
 impl Default for CachePolicy {
@@ -20,6 +24,7 @@ impl Default for CachePolicy {
             attr_verify: Duration::from_secs(30),
             dir_verify: Duration::from_secs(30),
             negative_lookups: true,
+            writeback_delay: None,
         }
     }
 }
@@ -49,6 +54,15 @@ pub struct EngineConfig {
     pub queue_depth: usize,
     /// Where the engine keeps state that must survive restarts (the handle key).
     pub state_dir: PathBuf,
+    /// Where each shard's write journal lives (`shard-N.journal`): a
+    /// directory on the cache device.
+    pub journal_dir: PathBuf,
+    /// Write journal over all shards, in bytes; 0: no journal, and no
+    /// write-behind policy may be used.
+    pub journal_bytes: u64,
+    /// Dirty data over all shards at most, in bytes: past it writers wait
+    /// for write-back, then are told to retry later.
+    pub dirty_max: u64,
     /// How long a shard keeps polling for more work after the last piece
     /// before its thread sleeps; zero sleeps at once.
     pub spin: Duration,
@@ -70,6 +84,9 @@ impl Default for EngineConfig {
             queue_depth: 1024,
             state_dir: PathBuf::from("weir-data"),
             spin: Duration::from_micros(200),
+            journal_dir: PathBuf::from("weir-data/cache"),
+            journal_bytes: 0,
+            dirty_max: 512 << 20,
         }
     }
 }

@@ -107,6 +107,15 @@ pub struct Resolved {
 pub struct HandleKey([u8; 32]);
 
 impl HandleKey {
+    /// The name of this cache that its journals carry: derived from the
+    /// key, so it lives as long as the cache's handles do.
+    pub fn cache_id(&self) -> crate::journal::CacheId {
+        let h = blake3::keyed_hash(&self.0, b"weir journal cache id");
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.as_bytes()[..16]);
+        crate::journal::CacheId(id)
+    }
+
     /// Load the key from `dir/handle.key`, creating it on first start.
     pub fn load_or_create(dir: &Path) -> io::Result<Self> {
         let path = dir.join("handle.key");

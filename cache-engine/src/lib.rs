@@ -45,6 +45,7 @@ pub mod stats;
 pub mod test_support;
 pub mod tier;
 pub mod types;
+mod verifier;
 
 pub use change::{Change, ChangeKind, Subscriber};
 pub use config::{CachePolicy, EngineConfig};
@@ -53,7 +54,7 @@ pub use handle::{FileHandle, MAX_TAG};
 pub use junction::{JunctionSpec, Mount};
 pub use rt::cpu::{allowed_cpus, pin_self};
 pub use rt::poll::note_work;
-pub use shard::{Prefetched, ReadReply, StartError};
+pub use shard::{DirtyFiler, DirtyStatus, FlushReport, Prefetched, ReadReply, StartError};
 
 pub use core_filer::{error, Error, Result};
 

@@ -1,6 +1,6 @@
 //! Metric handles, registered once per shard so the hot path only bumps atomics.
 
-use metrics::{counter, histogram, Counter, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// Counters of one shard (label `shard`) and its core filer (label `filer`).
 pub struct ShardStats {
@@ -25,6 +25,21 @@ pub struct ShardStats {
     pub revalidations: Counter,
     pub invalidations: Counter,
     pub filer_latency: Histogram,
+    /// Write-behind: journal appends and how long each waited to be durable.
+    pub journal_appends: Counter,
+    pub journal_sync_latency: Histogram,
+    pub journal_used_bytes: Gauge,
+    /// Files journaled again so the journal could reuse space.
+    pub journal_compactions: Counter,
+    pub dirty_bytes: Gauge,
+    pub dirty_files: Gauge,
+    pub dirty_oldest_seconds: Gauge,
+    /// Writers that waited for room under the dirty quota.
+    pub dirty_quota_waits: Counter,
+    pub writeback_bytes: Counter,
+    pub writeback_batches: Counter,
+    pub writeback_failures: Counter,
+    pub writeback_latency: Histogram,
 }
 
 impl ShardStats {
@@ -50,7 +65,19 @@ impl ShardStats {
             readahead_wasted_bytes: counter!("weir_readahead_wasted_bytes_total", "shard" => s.clone()),
             revalidations: counter!("weir_revalidations_total", "filer" => f.clone(), "shard" => s.clone()),
             invalidations: counter!("weir_invalidations_total", "filer" => f.clone(), "shard" => s.clone()),
-            filer_latency: histogram!("weir_filer_op_seconds", "filer" => f, "shard" => s),
+            filer_latency: histogram!("weir_filer_op_seconds", "filer" => f.clone(), "shard" => s.clone()),
+            journal_appends: counter!("weir_journal_appends_total", "shard" => s.clone()),
+            journal_sync_latency: histogram!("weir_journal_sync_seconds", "shard" => s.clone()),
+            journal_used_bytes: gauge!("weir_journal_used_bytes", "shard" => s.clone()),
+            journal_compactions: counter!("weir_journal_compactions_total", "shard" => s.clone()),
+            dirty_bytes: gauge!("weir_dirty_bytes", "shard" => s.clone()),
+            dirty_files: gauge!("weir_dirty_files", "shard" => s.clone()),
+            dirty_oldest_seconds: gauge!("weir_dirty_oldest_seconds", "shard" => s.clone()),
+            dirty_quota_waits: counter!("weir_dirty_quota_waits_total", "shard" => s.clone()),
+            writeback_bytes: counter!("weir_writeback_bytes_total", "filer" => f.clone(), "shard" => s.clone()),
+            writeback_batches: counter!("weir_writeback_batches_total", "filer" => f.clone(), "shard" => s.clone()),
+            writeback_failures: counter!("weir_writeback_failures_total", "filer" => f.clone(), "shard" => s.clone()),
+            writeback_latency: histogram!("weir_writeback_batch_seconds", "filer" => f, "shard" => s),
         }
     }
 }

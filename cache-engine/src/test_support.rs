@@ -14,11 +14,13 @@ use crate::{CachePolicy, EngineConfig};
 pub fn defaults_in(dir: &Path) -> EngineConfig {
     EngineConfig {
         cache_dir: dir.join("cache"),
+        journal_dir: dir.join("cache"),
         state_dir: dir.join("state"),
         policy: CachePolicy {
             attr_verify: Duration::from_secs(3600),
             dir_verify: Duration::from_secs(3600),
             negative_lookups: true,
+            writeback_delay: None,
         },
         ..EngineConfig::default()
     }

@@ -467,7 +467,10 @@ fn written_bytes_stay_cached_and_overlapping_writes_do_not() {
 
         // Two writes of one block in flight at once: the core filer may apply
         // them in either order, so the block is read back from it.
+        // (Slowed down so that they are, however loaded the machine.)
+        fx.filer.set_write_delay(Duration::from_millis(50));
         let (a, b) = futures::join!(write(4096, vec![b'a'; 8192]), write(8192, vec![b'b'; 8192]));
+        fx.filer.set_write_delay(Duration::ZERO);
         a.unwrap();
         b.unwrap();
         let on_disk = std::fs::read(fx.origin().join("w")).unwrap();

@@ -19,6 +19,7 @@ fn mount(dir: &std::path::Path, subdir: &str, verify: Duration) -> Mount {
             attr_verify: verify,
             dir_verify: verify,
             negative_lookups: true,
+            writeback_delay: None,
         },
     }
 }

@@ -1,5 +1,5 @@
 //! A core filer wrapper that counts what reaches the back end, can slow reads
-//! down, can play dead and can lose unstable writes (as a NAS that
+//! and writes down, can play dead and can lose unstable writes (as a NAS that
 //! restarted): tests and benchmarks use it to check coalescing, caching and
 //! behaviour while a back end is unreachable or forgetful.
 
@@ -20,6 +20,9 @@ pub struct CountingFiler<F> {
     pass_caches_writes: AtomicBool,
     /// The next commit answers `WritesLost`.
     lose_writes: AtomicBool,
+    /// Every write waits this long first (nanoseconds), so that writes a
+    /// test starts together are in flight together.
+    write_delay_ns: AtomicU64,
     pub reads: AtomicU64,
     pub read_bytes: AtomicU64,
     pub getattrs: AtomicU64,
@@ -44,6 +47,7 @@ impl<F: CoreFiler> CountingFiler<F> {
             unreachable: AtomicBool::new(false),
             pass_caches_writes: AtomicBool::new(false),
             lose_writes: AtomicBool::new(false),
+            write_delay_ns: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
             getattrs: AtomicU64::new(0),
@@ -62,6 +66,19 @@ impl<F: CoreFiler> CountingFiler<F> {
     /// While set, every call hangs, as calls to a NAS whose link was cut.
     pub fn set_unreachable(&self, cut: bool) {
         self.unreachable.store(cut, Relaxed);
+    }
+
+    /// Every write from now on waits `delay` before it reaches the back end.
+    pub fn set_write_delay(&self, delay: Duration) {
+        self.write_delay_ns.store(delay.as_nanos() as u64, Relaxed);
+    }
+
+    async fn write_gate(&self) {
+        self.gate().await;
+        let ns = self.write_delay_ns.load(Relaxed);
+        if ns > 0 {
+            compio::time::sleep(Duration::from_nanos(ns)).await;
+        }
     }
 
     /// The next commit fails with `WritesLost`, as after a NAS restart.
@@ -133,7 +150,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         data: Bytes,
         stability: Stability,
     ) -> Result<FilerWrite> {
-        self.gate().await;
+        self.write_gate().await;
         self.inner.write(cred, fh, offset, data, stability).await
     }
 
@@ -145,7 +162,7 @@ impl<F: CoreFiler> CoreFiler for CountingFiler<F> {
         data: Bytes,
         stability: Stability,
     ) -> Result<FilerWrite> {
-        self.gate().await;
+        self.write_gate().await;
         self.inner.write_opened(cred, fh, offset, data, stability).await
     }
 

@@ -121,12 +121,13 @@ build_weir() {
 # start_weir WEIR WORK PORT SERVE_ARGS...: `weir serve` with a fresh data dir
 # in WORK, NFS, MOUNT and NLM on 127.0.0.1:PORT; sets weir_pid; log in WORK/weir.log.
 # The guest works as root and reaches Weir through qemu's forwarder (an
-# unprivileged port on 127.0.0.1): tests/weir-root-export.toml says both are fine.
+# unprivileged port on 127.0.0.1): tests/weir-root-export.toml says both are
+# fine. WEIR_CONFIG, when set, is the config file instead (it must say the same).
 start_weir() {
     local weir=$1 work=$2 port=$3
     shift 3
     mkdir -p "$work/data"
-    "$weir" serve --config "$(dirname "${BASH_SOURCE[0]}")/../weir-root-export.toml" \
+    "$weir" serve --config "${WEIR_CONFIG:-$(dirname "${BASH_SOURCE[0]}")/../weir-root-export.toml}" \
         --data-dir "$work/data" \
         --nfs-listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --smb-listen 127.0.0.1:0 \
         "$@" >"$work/weir.log" 2>&1 &

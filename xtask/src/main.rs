@@ -55,7 +55,8 @@ tasks:
                        the NFSv3 suite against weir (tests/nfs/run-against-weir.sh),
                        the kernel NFS client in a qemu guest against weir
                        (tests/kernel-client/run-against-weir.sh) and through weir
-                       caching nfs-ganesha, compared with ganesha alone
+                       caching nfs-ganesha, write-through and write-behind,
+                       compared with ganesha alone
                        (tests/kernel-client/run-through-weir-to-ganesha.sh),
                        the SMB suite (tests/smb/run-against-weir.sh), NFS and SMB
                        clients on one weir (tests/multiproto/run-against-weir.sh), smbtorture

@@ -116,7 +116,8 @@ impl Plan {
             |name: &'static str, path: &str| script(name, path, &[]).env("KCLIENT_TIMEOUT", GUEST_TIMEOUT);
         let guest_lane = vec![
             guest("kernel NFS client", "tests/kernel-client/run-against-weir.sh"),
-            // Weir caching nfs-ganesha (the `nfs` core filer), compared with ganesha alone.
+            // Weir caching nfs-ganesha (the `nfs` core filer), write-through and then
+            // write-behind ("read-write"), compared with ganesha alone.
             guest(
                 "kernel NFS via ganesha",
                 "tests/kernel-client/run-through-weir-to-ganesha.sh",

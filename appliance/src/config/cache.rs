@@ -28,6 +28,14 @@ pub struct Cache {
     pub poll_before_sleep: HumanDuration,
     /// Largest read-ahead window per file; 0 turns read-ahead off.
     pub readahead_max: ByteSize,
+    /// The write journal of write-behind ("read-write" policies), over all
+    /// shards; 0: none, and no "read-write" policy may be used.
+    pub journal_size: ByteSize,
+    /// Directory of the journal files; the cache directory when unset.
+    pub journal_dir: Option<PathBuf>,
+    /// Dirty data held at most (over all shards): past it writers wait
+    /// for write-back, then are told to retry.
+    pub dirty_max: ByteSize,
 }
 
 impl Default for Cache {
@@ -43,6 +51,9 @@ impl Default for Cache {
             pin_threads: engine.pin_threads,
             poll_before_sleep: HumanDuration(engine.spin),
             readahead_max: ByteSize(engine.readahead_max.into()),
+            journal_size: ByteSize::gib(1),
+            journal_dir: None,
+            dirty_max: ByteSize::mib(512),
         }
     }
 }
@@ -84,6 +95,20 @@ impl Cache {
                 self.poll_before_sleep
             );
         }
+        let journal = self.journal_size.0;
+        if journal != 0 && !(16 << 20..=1 << 40).contains(&journal) {
+            bail!(
+                "cache.journal_size = {}: 0 (none) or from 16MiB to 1TiB",
+                self.journal_size
+            );
+        }
+        if journal != 0 && (self.dirty_max.0 == 0 || self.dirty_max.0 > journal) {
+            bail!(
+                "cache.dirty_max = {}: more than 0 and at most cache.journal_size ({})",
+                self.dirty_max,
+                self.journal_size
+            );
+        }
         if self.shards > 1024 {
             bail!("cache.shards = {}: at most 1024", self.shards);
         }
@@ -93,6 +118,13 @@ impl Cache {
             spin: self.poll_before_sleep.0,
             ram_bytes: self.memory.0,
             cache_dir: self.dir.clone().unwrap_or_else(|| data_dir.join("cache")),
+            journal_dir: self
+                .journal_dir
+                .clone()
+                .or_else(|| self.dir.clone())
+                .unwrap_or_else(|| data_dir.join("cache")),
+            journal_bytes: journal,
+            dirty_max: self.dirty_max.0,
             cache_bytes: self.size.0,
             block_size: block as u32,
             segment_size: segment as u32,

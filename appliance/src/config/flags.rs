@@ -45,6 +45,9 @@ pub struct ServeFlags {
     /// [server] metrics_listen (port 0 picks a free port)
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// [server] flush_on_exit: write dirty data back before stopping
+    #[arg(long)]
+    pub flush_on_exit: bool,
 }
 
 impl Config {
@@ -82,6 +85,9 @@ impl Config {
         }
         if let Some(v) = f.metrics_listen {
             self.server.metrics_listen = v;
+        }
+        if f.flush_on_exit {
+            self.server.flush_on_exit = true;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail};
 use cache_engine::{CachePolicy, JunctionSpec};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{with_overrides, Preset};
+use super::policy::{with_overrides, Overrides, Preset};
 use crate::filer_url::CoreFilerUrl;
 use crate::units::HumanDuration;
 
@@ -39,6 +39,8 @@ pub struct Junction {
     pub dir_verify: Option<HumanDuration>,
     #[serde(default)]
     pub negative_lookups: Option<bool>,
+    /// Overrides the preset's write-back delay (read-write only).
+    pub writeback_delay: Option<HumanDuration>,
 }
 
 /// One mount of the namespace as `weir serve` opens it.
@@ -98,17 +100,13 @@ pub(super) fn mounts(
         let subdir = cache_engine::junction::components(subdir)
             .map_err(|e| at(format!("subdir: {e}")))?
             .join("/");
-        if j.policy == Some(Preset::ReadWrite) {
-            return Err(at(
-                "policy = \"read-write\": write-behind is not available in this build yet".into(),
-            ));
-        }
-        let policy = with_overrides(
-            j.policy.map_or_else(|| root.clone(), Preset::policy),
-            j.attr_verify,
-            j.dir_verify,
-            j.negative_lookups,
-        );
+        let o = Overrides {
+            attr_verify: j.attr_verify,
+            dir_verify: j.dir_verify,
+            negative_lookups: j.negative_lookups,
+            writeback_delay: j.writeback_delay,
+        };
+        let policy = with_overrides(j.policy.map_or_else(|| root.clone(), Preset::policy), &o).map_err(at)?;
         mounts.push(MountSettings {
             name: j.core_filer.clone(),
             url: url.clone(),

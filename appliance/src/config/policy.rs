@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use cache_engine::CachePolicy;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +18,9 @@ pub struct Policy {
     pub dir_verify: Option<HumanDuration>,
     /// Overrides whether the preset caches "no such file" answers.
     pub negative_lookups: Option<bool>,
+    /// Overrides how long a file written under "read-write" stays quiet
+    /// before it is written back.
+    pub writeback_delay: Option<HumanDuration>,
 }
 
 /// Cache policy presets, named as the field names them.
@@ -28,7 +30,8 @@ pub enum Preset {
     /// Reads are cached; writes go straight to the core filer.
     #[default]
     ReadOnly,
-    /// Write-behind: not in this build yet.
+    /// Write-behind: writes are answered once durable in the journal and
+    /// written back after `writeback_delay`.
     ReadWrite,
     /// Other clients change the core filer directly: verify often, cache no negative lookups.
     ClientsBypassing,
@@ -45,11 +48,16 @@ impl Preset {
 
     pub(super) fn policy(self) -> CachePolicy {
         match self {
-            Preset::ReadOnly | Preset::ReadWrite => CachePolicy::default(),
+            Preset::ReadOnly => CachePolicy::default(),
+            Preset::ReadWrite => CachePolicy {
+                writeback_delay: Some(DEFAULT_WRITEBACK_DELAY),
+                ..CachePolicy::default()
+            },
             Preset::ClientsBypassing => CachePolicy {
                 attr_verify: Duration::from_secs(3),
                 dir_verify: Duration::from_secs(3),
                 negative_lookups: false,
+                writeback_delay: None,
             },
         }
     }
@@ -58,36 +66,49 @@ impl Preset {
 impl Policy {
     /// The namespace root's cache policy: the preset's, with the overrides.
     pub(super) fn cache_policy(&self) -> anyhow::Result<CachePolicy> {
-        if self.preset == Preset::ReadWrite {
-            bail!(
-                "policy.preset = \"read-write\": write-behind is not available in this build yet \
-                 (writes go straight to the core filer); use \"read-only\" or \"clients-bypassing\""
-            );
-        }
-        Ok(with_overrides(
-            self.preset.policy(),
-            self.attr_verify,
-            self.dir_verify,
-            self.negative_lookups,
-        ))
+        let o = Overrides {
+            attr_verify: self.attr_verify,
+            dir_verify: self.dir_verify,
+            negative_lookups: self.negative_lookups,
+            writeback_delay: self.writeback_delay,
+        };
+        with_overrides(self.preset.policy(), &o).map_err(|e| anyhow::anyhow!("policy.{e}"))
     }
 }
 
-/// `base` with whichever of the overrides are set.
-pub(super) fn with_overrides(
-    mut base: CachePolicy,
-    attr_verify: Option<HumanDuration>,
-    dir_verify: Option<HumanDuration>,
-    negative_lookups: Option<bool>,
-) -> CachePolicy {
-    if let Some(d) = attr_verify {
+/// How long a file written under "read-write" stays quiet before it is
+/// written back, unless the policy says otherwise.
+pub const DEFAULT_WRITEBACK_DELAY: Duration = Duration::from_secs(30);
+
+/// A preset's values that a policy or a junction overrides.
+pub(super) struct Overrides {
+    pub attr_verify: Option<HumanDuration>,
+    pub dir_verify: Option<HumanDuration>,
+    pub negative_lookups: Option<bool>,
+    pub writeback_delay: Option<HumanDuration>,
+}
+
+/// `base` with whichever of the overrides are set; an error names the key.
+pub(super) fn with_overrides(mut base: CachePolicy, o: &Overrides) -> Result<CachePolicy, String> {
+    if let Some(d) = o.attr_verify {
         base.attr_verify = d.0;
     }
-    if let Some(d) = dir_verify {
+    if let Some(d) = o.dir_verify {
         base.dir_verify = d.0;
     }
-    if let Some(b) = negative_lookups {
+    if let Some(b) = o.negative_lookups {
         base.negative_lookups = b;
     }
-    base
+    if let Some(d) = o.writeback_delay {
+        if base.writeback_delay.is_none() {
+            return Err(format!(
+                "writeback_delay = \"{d}\": only the \"read-write\" preset writes behind"
+            ));
+        }
+        if d.0 > Duration::from_secs(24 * 3600) {
+            return Err(format!("writeback_delay = \"{d}\": at most 24h"));
+        }
+        base.writeback_delay = Some(d.0);
+    }
+    Ok(base)
 }

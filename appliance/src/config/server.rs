@@ -19,6 +19,9 @@ pub struct Server {
     pub metrics_listen: SocketAddr,
     /// Log filter used when `RUST_LOG` is not set (tracing `EnvFilter` syntax).
     pub log: String,
+    /// Write dirty data back before stopping; otherwise the journal keeps
+    /// it and write-back resumes at the next start.
+    pub flush_on_exit: bool,
 }
 
 impl Default for Server {
@@ -29,6 +32,7 @@ impl Default for Server {
             smb_listen: SocketAddr::from(([0, 0, 0, 0], 445)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9108)),
             log: "info".into(),
+            flush_on_exit: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use cache_engine::EngineConfig;
 
 use super::namespace::{self, MountSettings};
@@ -24,6 +24,7 @@ pub struct Settings {
     pub preset: Preset,
     pub metrics_listen: SocketAddr,
     pub log: String,
+    pub flush_on_exit: bool,
     pub engine: EngineConfig,
     pub nfs: nfs_front::NfsConfig,
     pub smb: smb_front::config::SmbConfig,
@@ -89,6 +90,12 @@ impl Config {
             .engine_config(&server.data_dir, self.core_filer.timeout.0)?;
         engine.policy = self.policy.cache_policy()?;
         let (mounts, junctions) = namespace::mounts(&self.core_filers, &self.junctions, &engine.policy)?;
+        let behind = std::iter::once(&engine.policy)
+            .chain(mounts.iter().map(|m| &m.policy))
+            .any(|p| p.writeback_delay.is_some());
+        if behind && engine.journal_bytes == 0 {
+            bail!("cache.journal_size = 0: a \"read-write\" policy writes behind through the journal; give it a size");
+        }
 
         let mut nfs = self
             .nfs
@@ -110,6 +117,7 @@ impl Config {
             preset: self.policy.preset,
             metrics_listen: server.metrics_listen,
             log: server.log.clone(),
+            flush_on_exit: server.flush_on_exit,
             engine,
             mounts,
             junctions,

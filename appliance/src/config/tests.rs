@@ -63,7 +63,7 @@ fn broken_junctions_are_refused_with_the_reason() {
         ("[[junctions]]\npath = \"/a/../b\"\ncore_filer = \"n\"", "plain names"),
         ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\nsubdir = \"x\"", "subdir"),
         ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\n[[junctions]]\npath = \"/a/\"\ncore_filer = \"n\"", "same path"),
-        ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\npolicy = \"read-write\"", "write-behind"),
+        ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\nwriteback_delay = \"5s\"", "only the \"read-write\" preset"),
         ("[[junctions]]\npath = \"/a\"\ncore_filer = \"n\"\nspeed = 1", "unknown field"),
         ("[[junctions]]\npath = \"/a\"", "core_filer"),
     ];
@@ -200,12 +200,28 @@ fn presets_and_their_overrides() {
     assert_eq!(s.engine.policy.attr_verify, Duration::from_secs(60));
     assert_eq!(s.engine.policy.dir_verify, Duration::from_secs(3));
     assert!(s.engine.policy.negative_lookups);
-    let err = parse("[policy]\npreset = \"read-write\"")
+    let s = parse("[policy]\npreset = \"read-write\"")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(s.engine.policy.writeback_delay, Some(Duration::from_secs(30)));
+    assert!(s.engine.journal_bytes > 0);
+    let s = parse("[policy]\npreset = \"read-write\"\nwriteback_delay = \"5s\"")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(s.engine.policy.writeback_delay, Some(Duration::from_secs(5)));
+    let err = parse("[policy]\npreset = \"read-write\"\n[cache]\njournal_size = \"0\"")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("journal_size = 0"), "{err}");
+    let err = parse("[policy]\nwriteback_delay = \"5s\"")
         .unwrap()
         .validate()
         .unwrap_err();
     assert!(
-        err.to_string().contains("not available in this build yet"),
+        err.to_string().contains("only the \"read-write\" preset"),
         "{err}"
     );
     let err = parse("[policy]\npreset = \"write-around\"").unwrap_err();

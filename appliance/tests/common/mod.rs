@@ -2,6 +2,9 @@
 //! `weir serve` child, and reading its banner and metrics.
 #![allow(dead_code)]
 
+pub mod nas;
+pub mod writers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -20,6 +20,9 @@
 //!   COMMIT, SETATTR of the mtime (entries/s, MB/s);
 //! - QD 1: one client, 4 KiB FILE_SYNC WRITEs one at a time (latency).
 //!
+//! After the write-behind way, `weir flush --all` writes back what it left
+//! dirty: the rate at which write-back drains, against the link's bandwidth.
+//!
 //! `cargo run --release -p benches --bin write_behind -- [--rtt-ms 20]`
 
 use std::path::{Path, PathBuf};
@@ -156,6 +159,7 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let mut results: Vec<(String, Vec<Run>)> = Vec::new();
+    let mut drain = None;
     for way in &args.ways {
         let ganesha_url = format!(
             "nfs://127.0.0.1:{}/export?mountport={}",
@@ -218,13 +222,72 @@ fn run(args: &Args) -> Result<(), String> {
                 p99_us(r)
             );
         }
+        if let Ok(Some(w)) = &server {
+            if way == "behind" {
+                drain = Some(measure_drain(&weir_cmd, w, &proxy)?);
+            }
+        }
         drop(server);
         results.push((label.into(), runs));
     }
     drop(proxy);
     drop(ganesha);
     print_table(&results);
+    if let Some(d) = drain {
+        print_drain(&d, bandwidth);
+    }
     Ok(())
+}
+
+/// What `weir flush --all` after the workloads wrote back, and how fast.
+struct Drain {
+    dirty: f64,
+    sent: u64,
+    took: Duration,
+    ok: bool,
+}
+
+/// Write back what the write-behind way left dirty, timed, counting the
+/// bytes that crossed the link.
+fn measure_drain(cmd: &Path, w: &WeirServe, proxy: &DelayProxy) -> Result<Drain, String> {
+    let dirty = w.metric("weir_dirty_bytes")?;
+    let before = proxy.bytes_to_target();
+    let t = Instant::now();
+    let status = std::process::Command::new(cmd)
+        .args(["flush", "--all", "--data-dir"])
+        .arg(&w.data)
+        .status()
+        .map_err(|e| format!("weir flush: {e}"))?;
+    Ok(Drain {
+        dirty,
+        sent: proxy.bytes_to_target() - before,
+        took: t.elapsed(),
+        ok: status.success(),
+    })
+}
+
+fn print_drain(d: &Drain, link: u64) {
+    let rate = d.sent as f64 / d.took.as_secs_f64().max(1e-9);
+    println!();
+    let mut t = Table::new([
+        "write-back drain",
+        "dirty MB",
+        "MB over the link",
+        "seconds",
+        "MB/s",
+        "× link",
+        "flush ok",
+    ]);
+    t.cells(vec![
+        "weir flush --all after the workloads".into(),
+        format!("{:.1}", d.dirty / 1e6),
+        format!("{:.1}", d.sent as f64 / 1e6),
+        format!("{:.2}", d.took.as_secs_f64()),
+        format!("{:.1}", rate / 1e6),
+        format!("{:.2}", rate / link as f64),
+        if d.ok { "yes" } else { "NO" }.into(),
+    ]);
+    t.print();
 }
 
 /// The config of one Weir: `/export` served as ganesha serves it, plus `more`.

@@ -18,8 +18,10 @@ use crate::junction::Junctions;
 use crate::shard::{EngineState, Shard, ShardSet};
 use crate::stats::{Op, OpLatency};
 use crate::types::*;
+
 use crate::{Error, Result};
 
+mod behind;
 mod data;
 mod dirs;
 mod names;
@@ -249,6 +251,19 @@ impl Engine {
             s.attr_with_seed(&r, &c, seed).await
         })
         .await
+    }
+
+    /// Tell `r`'s shard a name of it was removed (it may be gone: its
+    /// attributes are checked again, and dirty data of it may be dropped).
+    async fn unlinked_on(&self, r: Resolved) {
+        let _ = self
+            .running
+            .shards
+            .call(self.shard_of(&r), move |s| async move {
+                s.unlinked(&r);
+                Ok(())
+            })
+            .await;
     }
 
     /// Tell `r`'s shard its attributes changed (or, with `None`, may have).

@@ -344,7 +344,7 @@ impl Engine {
                     let (wcc, victim) = s.remove(&d, &c, &n, rmdir).await?;
                     let refreshed = engine.owns(&s, &victim);
                     if refreshed {
-                        engine.refresh_on(victim, None, false).await;
+                        engine.unlinked_on(victim).await;
                     }
                     s.notify(c.origin, || ChangeKind::Removed {
                         dir: s.handle(&d),
@@ -355,7 +355,7 @@ impl Engine {
                 })
                 .await?;
             if !refreshed {
-                self.refresh_on(victim, None, false).await;
+                self.unlinked_on(victim).await;
             }
             Ok(wcc)
         })
@@ -424,7 +424,7 @@ impl Engine {
                 self.refresh_on(m, None, false).await;
             }
             if let Some(v) = out.replaced {
-                self.refresh_on(v, None, false).await;
+                self.unlinked_on(v).await;
             }
             Ok(RenameReply {
                 from_wcc: out.from_wcc,

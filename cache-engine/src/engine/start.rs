@@ -88,15 +88,28 @@ impl Engine {
                 cfg.block_size
             )));
         }
+        if cfg.journal_bytes == 0 && mounts.iter().any(|m| m.policy.writeback_delay.is_some()) {
+            return Err(StartError::Setup(
+                "a read-write (write-behind) policy needs a write journal: give it a size".into(),
+            ));
+        }
+        if cfg.journal_bytes > 0 {
+            std::fs::create_dir_all(&cfg.journal_dir)
+                .map_err(|e| setup("cannot create journal directory", &cfg.journal_dir, e))?;
+        }
         let key = HandleKey::load_or_create(&cfg.state_dir).map_err(|e| StartError::Setup(e.to_string()))?;
+        let all_behind = mounts.iter().all(|m| m.policy.writeback_delay.is_some());
+        let verifier = crate::verifier::at_start(&cfg.state_dir, all_behind)
+            .map_err(|e| setup("cannot keep the write verifier in", &cfg.state_dir, e))?;
         let sidecar =
             crate::rt::poll::sidecar().map_err(|e| StartError::Setup(format!("sidecar runtime: {e}")))?;
         let shared = Arc::new(EngineState {
             cfg,
+            cache_id: key.cache_id(),
             key,
             filers: mounts.iter().map(|m| m.filer.clone()).collect(),
             policies: mounts.iter().map(|m| m.policy.clone()).collect(),
-            write_verifier: rand::random::<u64>().into(),
+            write_verifier: verifier.into(),
             changes: crate::change::ChangeHub::new(),
             published: Default::default(),
         });

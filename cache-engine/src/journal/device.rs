@@ -167,14 +167,32 @@ impl Journal {
     /// Journal `op`; returns its sequence once it is durable. Appends made
     /// while a group write is in flight go out together in the next one.
     pub async fn append(&self, op: Op) -> Result<u64, JournalError> {
+        let (seq, durable) = self.submit(op)?;
+        durable.await.map(|()| seq)
+    }
+
+    /// Journal `op`: its sequence now (so the caller can act on it in
+    /// sequence order before it is durable), and what resolves once it is.
+    pub fn submit(
+        &self,
+        op: Op,
+    ) -> Result<
+        (
+            u64,
+            impl std::future::Future<Output = Result<(), JournalError>> + 'static,
+        ),
+        JournalError,
+    > {
         let seq = self.inner.log.borrow_mut().append(op)?;
         let (tx, rx) = oneshot::channel();
         self.inner.waiters.borrow_mut().push_back((seq, tx));
         Inner::schedule_pump(&self.inner);
-        match rx.await {
-            Ok(res) => res.map(|()| seq),
-            Err(_) => Err(JournalError::Failed("the journal was closed".into())),
-        }
+        Ok((seq, async move {
+            match rx.await {
+                Ok(res) => res,
+                Err(_) => Err(JournalError::Failed("the journal was closed".into())),
+            }
+        }))
     }
 
     /// Record `seq` was written back: its confirmation rides with the next

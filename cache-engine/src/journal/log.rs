@@ -215,6 +215,12 @@ impl Log {
     }
 
     /// Log bytes between the head and the end of what is queued.
+    /// The oldest record not confirmed: what keeps the log from reusing
+    /// the space after it.
+    pub fn oldest_undone(&self) -> Option<u64> {
+        self.undone.first().copied()
+    }
+
     pub fn used_bytes(&self) -> u64 {
         self.tail_end + self.queued_bytes - self.mem_head().pos
     }

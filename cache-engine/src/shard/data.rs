@@ -344,6 +344,21 @@ impl Shard {
         count: u32,
     ) -> Result<ReadReply> {
         let snap = self.readable(r, cred).await?;
+        if self.is_dirty(r) {
+            return self.read_dirty(r, cred, snap, offset, count).await;
+        }
+        self.read_cached(r, cred, snap, offset, count).await
+    }
+
+    /// A read of what the cache and the core filer hold of the file.
+    pub(super) async fn read_cached(
+        self: &Rc<Self>,
+        r: &Resolved,
+        cred: &Credentials,
+        snap: Snapshot,
+        offset: u64,
+        count: u32,
+    ) -> Result<ReadReply> {
         let attr = snap.attr;
         let size = attr.size;
         if count == 0 || offset >= size {
@@ -596,6 +611,9 @@ impl Shard {
         if !opened {
             perm::require_write(cred, &snap.attr)?;
         }
+        if self.writes_behind(r) {
+            return self.write_behind(r, cred, &snap, offset, data).await;
+        }
         let len = data.len() as u64;
         let end = offset.checked_add(len).ok_or(Error::FBig)?;
         let bs = self.bs();
@@ -779,6 +797,14 @@ impl Shard {
 
     pub(crate) async fn commit(&self, r: &Resolved, cred: &Credentials) -> Result<BeforeAfter> {
         let snap = self.state(r, cred).await?;
+        if self.writes_behind(r) {
+            // Every write was durable in the journal before it was answered.
+            let stamp = AttrStamp::from(&self.presented(r, snap.attr));
+            return Ok(BeforeAfter {
+                before: Some(stamp),
+                after: Some(self.presented(r, snap.attr)),
+            });
+        }
         let filer = self.filer(r)?.clone();
         let mut wcc = match self.filer_call(filer.commit(cred, &r.filer_handle)).await {
             // The core filer lost unstable writes the cache may hold.
@@ -807,6 +833,9 @@ impl Shard {
             return Err(Error::GuardMismatch);
         }
         let set = perm::check_setattr(cred, &snap.attr, set)?;
+        if self.writes_behind(r) && snap.attr.ftype == FileType::Regular {
+            return self.setattr_split(r, cred, &snap, &set).await;
+        }
         let bs = self.bs();
         // Other attributes change no blocks, but do change what a write finds.
         let _change = match set.size {

@@ -40,6 +40,19 @@ pub(crate) struct Batch {
     upto: u64,
 }
 
+/// A dirty file's state as few records, for compacting the journal.
+#[derive(Debug, Clone)]
+pub(crate) struct Compacted {
+    pub cut: Option<u64>,
+    /// (offset, bytes, the record they come from).
+    pub extents: Vec<(u64, Bytes, u64)>,
+    pub size: u64,
+    /// The last record applied when this was taken.
+    pub upto: u64,
+    /// Batches the core filer confirmed before this was taken.
+    batches: u64,
+}
+
 /// A file's dirty state.
 ///
 /// Records are applied in journal order (`seq` ascending) once durable.
@@ -52,8 +65,8 @@ pub(crate) struct DirtyFile {
     extents: BTreeMap<u64, Extent>,
     /// Bytes still needed, per write record.
     live: HashMap<u64, u64>,
-    /// Size records not yet written back.
-    size_records: Vec<u64>,
+    /// Size and times records not yet written back.
+    attr_records: Vec<u64>,
     /// The size clients see.
     size: u64,
     /// The core filer's size as of the last write-back (or when the file
@@ -64,6 +77,15 @@ pub(crate) struct DirtyFile {
     /// The batch with the core filer: its cut and size.
     flight: Option<(Option<u64>, u64)>,
     last_seq: u64,
+    /// Batches the core filer confirmed.
+    batches_done: u64,
+}
+
+impl Batch {
+    /// The file's size once the batch is through.
+    pub fn end_size(&self) -> u64 {
+        self.end_size
+    }
 }
 
 impl DirtyFile {
@@ -71,12 +93,13 @@ impl DirtyFile {
         DirtyFile {
             extents: BTreeMap::new(),
             live: HashMap::new(),
-            size_records: Vec::new(),
+            attr_records: Vec::new(),
             size: filer_size,
             filer_size,
             cut: None,
             flight: None,
             last_seq: 0,
+            batches_done: 0,
         }
     }
 
@@ -87,7 +110,25 @@ impl DirtyFile {
 
     /// Nothing left to write back.
     pub fn is_clean(&self) -> bool {
-        self.live.is_empty() && self.size_records.is_empty()
+        self.live.is_empty() && self.attr_records.is_empty()
+    }
+
+    /// A batch is with the core filer.
+    pub fn in_flight(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    /// The last record applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Record `seq` (durable) changed the file's times, which write-back
+    /// sets with its batch: needed until then, like a size change.
+    pub fn set_times(&mut self, seq: u64) -> Vec<u64> {
+        self.applied(seq);
+        self.attr_records.push(seq);
+        Vec::new()
     }
 
     /// Bytes still to write back.
@@ -140,7 +181,7 @@ impl DirtyFile {
             self.cut = Some(self.cut.map_or(size, |c| c.min(size)));
         }
         self.size = size;
-        self.size_records.push(seq);
+        self.attr_records.push(seq);
         done
     }
 
@@ -246,14 +287,99 @@ impl DirtyFile {
     pub fn batch_done(&mut self, batch: Batch) -> Vec<u64> {
         debug_assert!(self.flight.is_some(), "a batch finished that was never taken");
         self.flight = None;
+        self.batches_done += 1;
         self.filer_size = batch.end_size;
         // What is left of records up to the batch was written with it
         // (later writes may have cut into them since, not moved them).
         let mut done = self.remove_range(0, u64::MAX, |e| e.seq <= batch.upto);
-        let (sent, kept): (Vec<u64>, Vec<u64>) = self.size_records.iter().partition(|&&s| s <= batch.upto);
-        self.size_records = kept;
+        let (sent, kept): (Vec<u64>, Vec<u64>) = self.attr_records.iter().partition(|&&s| s <= batch.upto);
+        self.attr_records = kept;
         done.extend(sent);
         done
+    }
+
+    /// The oldest record this file still needs.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.live.keys().chain(self.attr_records.iter()).min().copied()
+    }
+
+    /// The file as few records: its cut, each extent, its size (times are
+    /// the caller's), for [`DirtyFile::rebase`] once those are journaled.
+    pub fn compacted(&self) -> Compacted {
+        // A cut a batch in flight carries counts too: the batch may fail.
+        let flight_cut = self.flight.and_then(|(c, _)| c);
+        let cut = [self.cut, flight_cut].into_iter().flatten().min();
+        Compacted {
+            cut,
+            extents: self
+                .extents
+                .iter()
+                .map(|(&s, e)| (s, e.data.clone(), e.seq))
+                .collect(),
+            size: self.size,
+            upto: self.last_seq,
+            batches: self.batches_done,
+        }
+    }
+
+    /// The records of `c` are durable as `new` (one per extent, in order)
+    /// and `attrs` (its cut, size and times): they stand for every record
+    /// up to `c.upto`, which are returned, to confirm. Records applied
+    /// since `c` was taken stay as they are.
+    pub fn rebase(&mut self, c: &Compacted, new: &[u64], attrs: &[u64]) -> Vec<u64> {
+        debug_assert_eq!(c.extents.len(), new.len());
+        if c.batches != self.batches_done {
+            // A batch in flight when `c` was taken reached the core filer
+            // meanwhile and retired what it carried: the new records, its
+            // cut included, would say again only what the filer now has.
+            let mut spare: Vec<u64> = new.iter().chain(attrs).copied().collect();
+            spare.sort_unstable();
+            return spare;
+        }
+        for ((start, data, old), &seq) in c.extents.iter().zip(new) {
+            let end = start + data.len() as u64;
+            // What is left of the old record there, later writes aside.
+            let first = self.extents.range(..*start).next_back().map(|(&s, _)| s);
+            let keys: Vec<u64> = first
+                .into_iter()
+                .chain(self.extents.range(*start..end).map(|(&s, _)| s))
+                .collect();
+            for k in keys {
+                if let Some(e) = self.extents.get_mut(&k) {
+                    if e.seq == *old && k < end && k + e.data.len() as u64 > *start {
+                        e.seq = seq;
+                    }
+                }
+            }
+        }
+        let mut live: HashMap<u64, u64> = HashMap::new();
+        for e in self.extents.values() {
+            *live.entry(e.seq).or_default() += e.data.len() as u64;
+        }
+        let mut done: Vec<u64> = self
+            .live
+            .keys()
+            .filter(|s| !live.contains_key(s))
+            .copied()
+            .collect();
+        // A new record whose bytes later writes replaced meanwhile.
+        done.extend(new.iter().filter(|s| !live.contains_key(s)));
+        self.live = live;
+        let (old, kept): (Vec<u64>, Vec<u64>) = self.attr_records.iter().partition(|&&s| s <= c.upto);
+        done.extend(old);
+        self.attr_records = attrs.iter().copied().chain(kept).collect();
+        // The new records are the file's now: a batch taken later covers them.
+        let newest = new.iter().chain(attrs).max().copied().unwrap_or(0);
+        self.last_seq = self.last_seq.max(newest);
+        done.sort_unstable();
+        done
+    }
+
+    /// Every record still needed, to confirm when the file itself is gone.
+    pub fn discard(self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.live.into_keys().chain(self.attr_records).collect();
+        seqs.sort_unstable();
+        seqs
     }
 
     /// The core filer refused or did not answer the batch: everything stays

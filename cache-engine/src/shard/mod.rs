@@ -2,11 +2,13 @@
 //! core. Everything here runs on that core's thread, so state lives in
 //! `RefCell`s; no borrow is ever held across an `.await`.
 
+mod behind;
+mod compact;
 mod data;
-#[allow(dead_code)] // wired in by write-behind
 mod dirty;
 mod namespace;
 mod set;
+mod writeback;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -28,10 +30,12 @@ use crate::tier::ram::{S3Fifo, Weigh};
 use crate::types::*;
 use crate::{Error, Result};
 
+pub(crate) use behind::spawn_writeback;
 pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
 pub(crate) use set::ShardSet;
 pub use set::StartError;
+pub use writeback::{DirtyFiler, DirtyStatus, FlushReport};
 
 /// The engine's state that all its shards share, read-only.
 pub struct EngineState {
@@ -42,6 +46,8 @@ pub struct EngineState {
     pub policies: Vec<CachePolicy>,
     /// Changes at every start, so clients know to resend uncommitted writes.
     pub write_verifier: std::sync::atomic::AtomicU64,
+    /// Names this cache's journals, so a journal of another is refused.
+    pub cache_id: crate::journal::CacheId,
     /// Who hears about changes (see [`crate::Engine::subscribe`]).
     pub(crate) changes: crate::change::ChangeHub,
     /// Attributes each shard publishes for the files it owns while they are
@@ -103,6 +109,9 @@ pub(crate) struct CachedFile {
     filer_handle: FilerHandle,
     attr: Attr,
     validated: Instant,
+    /// A change made through the engine elsewhere (a name removed or
+    /// moved) left `attr` unsure: asked again, even of a dirty file.
+    expired: bool,
     /// Data generation: cached blocks of another generation are stale.
     gen: u32,
     /// Bumped by every change made through the engine; a fetch that started
@@ -154,6 +163,12 @@ pub struct Shard {
     /// While set and in the future, the core filer is taken as unreachable.
     filer_down_until: Cell<Option<Instant>>,
     subscribers: crate::change::LocalSubscribers,
+    /// Write-behind, when the engine has a journal.
+    behind: Option<behind::Behind>,
+    /// Files being written back now.
+    writebacks: Cell<usize>,
+    /// The shard is stopping: background loops end.
+    stopping: Cell<bool>,
 }
 
 const FILES: usize = 256 * 1024;
@@ -165,7 +180,12 @@ const LISTINGS: usize = 4096;
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Shard {
-    pub(crate) async fn open(id: usize, shared: Arc<EngineState>) -> std::result::Result<Shard, String> {
+    /// Open the shard's tiers and journal; the journal's records not yet
+    /// written back are returned, for [`Shard::replay`].
+    pub(crate) async fn open(
+        id: usize,
+        shared: Arc<EngineState>,
+    ) -> std::result::Result<(Shard, Vec<crate::journal::Record>), String> {
         let cfg = &shared.cfg;
         let n = cfg.shard_count() as u64;
         let nvme = if cfg.cache_bytes > 0 {
@@ -187,8 +207,35 @@ impl Shard {
             .first()
             .map(|f| f.name().to_string())
             .unwrap_or_default();
+        // A journal is kept while some mount writes behind, and opened while
+        // one is there (it may hold writes of a policy since changed).
+        let journal_path = cfg.journal_dir.join(format!("shard-{id}.journal"));
+        let writes_behind = shared.policies.iter().any(|p| p.writeback_delay.is_some());
+        let (behind, records) = if cfg.journal_bytes > 0 && (writes_behind || journal_path.exists()) {
+            let opened = crate::journal::Journal::open(crate::journal::JournalConfig {
+                path: journal_path,
+                offset: 0,
+                size: (cfg.journal_bytes / n) & !4095,
+                cache_id: shared.cache_id,
+                shard: id as u32,
+                create: true,
+            })
+            .await
+            .map_err(|e| format!("write journal: {e}"))?;
+            if !opened.corruption.is_empty() {
+                // Acknowledged writes were lost: clients must send theirs again.
+                let v = crate::verifier::renew(&cfg.state_dir).unwrap_or_else(|_| rand::random());
+                shared
+                    .write_verifier
+                    .store(v, std::sync::atomic::Ordering::Relaxed);
+            }
+            let quota = (cfg.dirty_max / n).max(1);
+            (Some(behind::Behind::new(opened.journal, quota)), opened.records)
+        } else {
+            (None, Vec::new())
+        };
         let nz = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
-        Ok(Shard {
+        let shard = Shard {
             id,
             stats: ShardStats::new(id, &filer_name),
             ram: RefCell::new(S3Fifo::new((cfg.ram_bytes / n) as usize)),
@@ -202,11 +249,24 @@ impl Shard {
             next_id: Cell::new(1),
             filer_down_until: Cell::new(None),
             subscribers: crate::change::LocalSubscribers::new(),
+            behind,
+            writebacks: Cell::new(0),
+            stopping: Cell::new(false),
             shared,
-        })
+        };
+        Ok((shard, records))
     }
 
     pub(crate) async fn shutdown(&self) {
+        self.stopping.set(true);
+        if let Some(b) = &self.behind {
+            b.wake.notify(usize::MAX);
+            // What was journaled stays: write-back resumes at the next start,
+            // which reads no further than where a clean close says the log ends.
+            if let Err(e) = b.journal.clone().close().await {
+                tracing::warn!(shard = self.id, "write journal at shutdown: {e}");
+            }
+        }
         if let Some(nvme) = &self.nvme {
             if let Err(e) = nvme.flush().await {
                 tracing::warn!(shard = self.id, "flushing the NVMe tier at shutdown: {e}");
@@ -304,12 +364,18 @@ impl Shard {
         now.duration_since(st.validated) < self.verify_period(r, st.attr.ftype)
     }
 
+    /// A dirty file's attributes stand until a name change through the
+    /// engine (a link removed: nlink, ctime) says to ask the core filer.
+    fn dirty_and_sure(&self, r: &Resolved, st: &CachedFile) -> bool {
+        !st.expired && self.is_dirty(r)
+    }
+
     /// Let every shard answer with `attr`, validated at `at`, for the verify period.
     fn publish(&self, r: &Resolved, attr: &Attr, at: Instant) {
         let until = at + self.verify_period(r, attr.ftype);
         let entry = Published {
             filer_handle: r.filer_handle,
-            attr: *attr,
+            attr: self.presented(r, *attr),
             until,
         };
         self.shared.published.pin().insert(file_key(r), entry);
@@ -331,7 +397,9 @@ impl Shard {
             let mut files = self.files.borrow_mut();
             match files.get(&file_key(r)) {
                 Some(st) if st.filer_handle == r.filer_handle => {
-                    if self.fresh(r, st, now) || self.filer_down() {
+                    // A file with dirty data is as the cache has it: the
+                    // core filer's copy is older, not newer.
+                    if self.fresh(r, st, now) || self.filer_down() || self.dirty_and_sure(r, st) {
                         return Ok(Self::snapshot(st));
                     }
                     true
@@ -342,7 +410,9 @@ impl Shard {
         self.stats.revalidations.increment(1);
         let filer = self.filer(r)?.clone();
         match self.filer_call(filer.getattr(cred, &r.filer_handle)).await {
-            Ok(attr) if attr.fileid == r.fileid => Ok(self.install(r, attr, false)),
+            // A dirty file differs from the core filer's copy by our own
+            // changes (and `presented` lays them over): no change behind us.
+            Ok(attr) if attr.fileid == r.fileid => Ok(self.install(r, attr, self.is_dirty(r))),
             Ok(_) | Err(Error::Stale) | Err(Error::NoEnt) | Err(Error::BadHandle) => {
                 self.forget(r);
                 Err(Error::Stale)
@@ -390,6 +460,7 @@ impl Shard {
                 let contents = changed && (st.attr.size != attr.size || st.attr.mtime != attr.mtime);
                 st.attr = attr;
                 st.validated = now;
+                st.expired = false;
                 (Self::snapshot(st), changed, changed, contents)
             }
             _ => {
@@ -397,6 +468,7 @@ impl Shard {
                     filer_handle: r.filer_handle,
                     attr,
                     validated: now,
+                    expired: false,
                     gen: self.new_gen(),
                     epoch: 0,
                     ra: Readahead::default(),
@@ -450,6 +522,7 @@ impl Shard {
         self.shared.published.pin().remove(&file_key(r));
         if let Some(st) = self.files.borrow_mut().get_mut(&file_key(r)) {
             st.validated = Instant::now() - Duration::from_secs(86400 * 365);
+            st.expired = true;
         }
         if let Some(names) = self.names.borrow_mut().get_mut(&file_key(r)) {
             names.remove(&b".."[..]);
@@ -488,8 +561,9 @@ impl Shard {
         self.names.borrow_mut().pop(&dir);
     }
 
+    /// The attributes clients see (dirty data included).
     pub(crate) async fn getattr(&self, r: &Resolved, cred: &Credentials) -> Result<Attr> {
-        Ok(self.state(r, cred).await?.attr)
+        Ok(self.presented(r, self.state(r, cred).await?.attr))
     }
 
     /// Attributes of a file whose state may be missing here. `seed` are
@@ -503,12 +577,14 @@ impl Shard {
     ) -> Result<Attr> {
         let now = Instant::now();
         if let Some(st) = self.files.borrow_mut().get(&file_key(r)) {
-            if st.filer_handle == r.filer_handle && self.fresh(r, st, now) {
-                return Ok(st.attr);
+            if st.filer_handle == r.filer_handle && (self.fresh(r, st, now) || self.dirty_and_sure(r, st)) {
+                return Ok(self.presented(r, st.attr));
             }
         }
         match seed {
-            Some((attr, at)) if attr.fileid == r.fileid => Ok(self.install_read_at(r, attr, false, at).attr),
+            Some((attr, at)) if attr.fileid == r.fileid && !self.is_dirty(r) => {
+                Ok(self.install_read_at(r, attr, false, at).attr)
+            }
             _ => self.getattr(r, cred).await,
         }
     }

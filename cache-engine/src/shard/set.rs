@@ -174,7 +174,12 @@ fn shard_main(
     let spin = shared.cfg.spin;
     poll::run_polling(&rt, spin, async move {
         let shard = match Shard::open(id, shared).await {
-            Ok(s) => Rc::new(s),
+            Ok((s, records)) => {
+                let s = Rc::new(s);
+                s.replay(records).await;
+                super::spawn_writeback(&s);
+                s
+            }
             Err(message) => {
                 let _ = ready.send(Err(StartError::Shard { shard: id, message }));
                 return;

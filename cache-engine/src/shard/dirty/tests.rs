@@ -21,6 +21,10 @@ enum Step {
     Done,
     /// The batch failed after its first `n` steps reached the core filer.
     Fail(usize),
+    /// The file's state journaled again as few records (not while a batch
+    /// is out); they become durable, and replace the old ones, at `Rebase`.
+    Compact,
+    Rebase,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Take),
         2 => Just(Step::Done),
         1 => (0usize..8).prop_map(Step::Fail),
+        1 => Just(Step::Compact),
+        1 => Just(Step::Rebase),
     ]
 }
 
@@ -86,6 +92,9 @@ struct World {
     records: Vec<(u64, Record)>,
     done: BTreeSet<u64>,
     batch: Option<Batch>,
+    /// A compaction journaled, not yet rebased: what was taken, its write
+    /// records (one per extent) and its size records.
+    compacting: Option<(Compacted, Vec<u64>, Vec<u64>)>,
     seq: u64,
 }
 
@@ -99,6 +108,7 @@ impl World {
             records: Vec::new(),
             done: BTreeSet::new(),
             batch: None,
+            compacting: None,
             seq: 0,
         }
     }
@@ -131,6 +141,7 @@ impl World {
                 let done = self.d.set_size(self.seq, size);
                 self.retire(done);
             }
+            Step::Take if self.compacting.is_some() => {}
             Step::Take => {
                 if self.batch.is_none() {
                     self.batch = self.d.take_batch();
@@ -144,6 +155,33 @@ impl World {
                         apply(&mut self.filer, &r);
                     }
                     let done = self.d.batch_done(b);
+                    self.retire(done);
+                }
+            }
+            Step::Compact => {
+                if self.compacting.is_none() && !self.d.is_clean() {
+                    let c = self.d.compacted();
+                    let mut attrs = Vec::new();
+                    if let Some(cut) = c.cut {
+                        self.seq += 1;
+                        self.records.push((self.seq, Record::Size(cut)));
+                        attrs.push(self.seq);
+                    }
+                    let mut writes = Vec::new();
+                    for (off, data, _) in &c.extents {
+                        self.seq += 1;
+                        self.records.push((self.seq, Record::Write(*off, data.to_vec())));
+                        writes.push(self.seq);
+                    }
+                    self.seq += 1;
+                    self.records.push((self.seq, Record::Size(c.size)));
+                    attrs.push(self.seq);
+                    self.compacting = Some((c, writes, attrs));
+                }
+            }
+            Step::Rebase => {
+                if let Some((c, writes, attrs)) = self.compacting.take() {
+                    let done = self.d.rebase(&c, &writes, &attrs);
                     self.retire(done);
                 }
             }
@@ -210,6 +248,7 @@ proptest! {
             w.check();
         }
         // Drained: the core filer holds the model and every record is done.
+        w.run(&Step::Rebase);
         w.run(&Step::Done);
         while let Some(b) = w.d.take_batch() {
             w.batch = Some(b);

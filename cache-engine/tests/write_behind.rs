@@ -1,0 +1,324 @@
+//! Write-behind over a local core filer: writes answered from the journal,
+//! read back through the dirty state, written back by a flush or after the
+//! delay, kept across a restart, kept while the core filer is unreachable.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_engine::types::*;
+use cache_engine::{EngineConfig, Error};
+use common::*;
+
+/// Write-behind with a delay long enough that only a flush writes back.
+fn behind(cfg: &mut EngineConfig) {
+    cfg.policy.writeback_delay = Some(Duration::from_secs(3600));
+    cfg.journal_bytes = 64 << 20;
+    cfg.dirty_max = 32 << 20;
+}
+
+async fn new_file(fx: &Fixture, name: &str) -> cache_engine::FileHandle {
+    let root_fh = fx.engine.root();
+    fx.engine
+        .create(
+            &root(),
+            &root_fh,
+            name.as_bytes(),
+            CreateMode::Unchecked,
+            &SetAttr::default(),
+        )
+        .await
+        .unwrap()
+        .handle
+}
+
+async fn read_all(fx: &Fixture, fh: &cache_engine::FileHandle) -> Vec<u8> {
+    let r = fx.engine.read(&root(), fh, 0, 4 << 20).await.unwrap();
+    assert!(r.eof);
+    r.to_bytes().to_vec()
+}
+
+#[test]
+fn writes_are_durable_answers_read_back_and_reach_the_core_filer_at_a_flush() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "w").await;
+        let data = pattern(300_000, 6);
+        let w = fx
+            .engine
+            .write(&root(), &fh, 0, Bytes::from(data.clone()), Stability::Unstable)
+            .await
+            .unwrap();
+        assert_eq!(w.count, 300_000);
+        assert_eq!(
+            w.committed,
+            Stability::FileSync,
+            "durable in the journal when answered"
+        );
+        assert_eq!(w.wcc.after.unwrap().size, 300_000);
+        assert_eq!(
+            std::fs::metadata(fx.origin().join("w")).unwrap().len(),
+            0,
+            "not written back yet"
+        );
+        assert_eq!(read_all(&fx, &fh).await, data);
+        assert_eq!(fx.engine.getattr(&fh).await.unwrap().size, 300_000);
+
+        let status = fx.engine.dirty_status().await.unwrap();
+        assert_eq!((status.filers[0].files, status.filers[0].bytes), (1, 300_000));
+        assert!(status.journal_used >= 300_000);
+
+        let report = fx.engine.flush(None).await.unwrap();
+        assert_eq!((report.files, report.bytes), (1, 300_000));
+        assert!(report.parked.is_empty());
+        assert_eq!(std::fs::read(fx.origin().join("w")).unwrap(), data);
+        let status = fx.engine.dirty_status().await.unwrap();
+        assert_eq!((status.filers[0].files, status.filers[0].bytes), (0, 0));
+        assert_eq!(read_all(&fx, &fh).await, data);
+    });
+}
+
+#[test]
+fn overwrites_truncates_and_times_reach_the_core_filer_as_clients_saw_them() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "t").await;
+        let data = pattern(200_000, 9);
+        let e = &fx.engine;
+        e.write(&root(), &fh, 0, Bytes::from(data.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        e.write(
+            &root(),
+            &fh,
+            70_000,
+            Bytes::from_static(b"XYZ"),
+            Stability::FileSync,
+        )
+        .await
+        .unwrap();
+        let got = e.read(&root(), &fh, 69_999, 5).await.unwrap().to_bytes();
+        assert_eq!(&got[..], &[data[69_999], b'X', b'Y', b'Z', data[70_003]]);
+        let cut = SetAttr {
+            size: Some(10),
+            ..Default::default()
+        };
+        e.setattr(&root(), &fh, &cut, None).await.unwrap();
+        e.write(&root(), &fh, 20, Bytes::from_static(b"end"), Stability::FileSync)
+            .await
+            .unwrap();
+        let mtime = Timespec {
+            sec: 1_600_000_000,
+            nsec: 0,
+        };
+        let times = SetAttr {
+            mtime: SetTime::Client(mtime),
+            ..Default::default()
+        };
+        e.setattr(&root(), &fh, &times, None).await.unwrap();
+        let mut want = data[..10].to_vec();
+        want.extend_from_slice(&[0; 10]);
+        want.extend_from_slice(b"end");
+        assert_eq!(read_all(&fx, &fh).await, want);
+        assert_eq!(e.getattr(&fh).await.unwrap().mtime, mtime);
+
+        assert!(e.flush(None).await.unwrap().parked.is_empty());
+        assert_eq!(std::fs::read(fx.origin().join("t")).unwrap(), want);
+        let meta = std::fs::metadata(fx.origin().join("t")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            meta.mtime(),
+            mtime.sec,
+            "the mtime clients set survives write-back"
+        );
+        assert_eq!(read_all(&fx, &fh).await, want);
+    });
+}
+
+#[test]
+fn a_restart_replays_what_was_not_written_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("origin")).unwrap();
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    let data = pattern(150_000, 3);
+    let fh = block_on(async {
+        let root_fh = engine.root();
+        let fh = engine
+            .create(
+                &root(),
+                &root_fh,
+                b"r",
+                CreateMode::Unchecked,
+                &SetAttr::default(),
+            )
+            .await
+            .unwrap()
+            .handle;
+        engine
+            .write(&root(), &fh, 0, Bytes::from(data.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        engine
+            .write(
+                &root(),
+                &fh,
+                1000,
+                Bytes::from_static(b"later"),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
+        fh
+    });
+    let verifier = engine.write_verifier();
+    // Stopped without a flush: the journal keeps it.
+    engine.shutdown();
+    assert_eq!(std::fs::metadata(dir.path().join("origin/r")).unwrap().len(), 0);
+    let mut want = data.clone();
+    want[1000..1005].copy_from_slice(b"later");
+
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    assert_eq!(
+        engine.write_verifier(),
+        verifier,
+        "nothing acknowledged was lost: clients need not resend"
+    );
+    block_on(async {
+        let r = engine.read(&root(), &fh, 0, 1 << 20).await.unwrap();
+        assert_eq!(&r.to_bytes()[..], &want[..], "replayed from the journal");
+        assert!(engine.flush(None).await.unwrap().parked.is_empty());
+    });
+    assert_eq!(std::fs::read(dir.path().join("origin/r")).unwrap(), want);
+    engine.shutdown();
+
+    // Written back and confirmed: a third start has nothing to replay.
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    block_on(async {
+        let s = engine.dirty_status().await.unwrap();
+        assert_eq!(s.filers[0].files, 0);
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn a_dirty_file_removed_through_the_engine_goes_with_its_data() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "gone").await;
+        fx.engine
+            .write(
+                &root(),
+                &fh,
+                0,
+                Bytes::from(pattern(5000, 1)),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
+        let root_fh = fx.engine.root();
+        fx.engine.remove(&root(), &root_fh, b"gone").await.unwrap();
+        let report = fx.engine.flush(None).await.unwrap();
+        assert!(report.parked.is_empty(), "{report:?}");
+        let s = fx.engine.dirty_status().await.unwrap();
+        assert_eq!(s.filers[0].files, 0);
+        assert!(!fx.origin().join("gone").exists());
+    });
+}
+
+#[test]
+fn a_dirty_file_shows_its_link_count_after_a_link_is_removed() {
+    let fx = fixture(behind);
+    block_on(async {
+        let (e, root_fh) = (&fx.engine, fx.engine.root());
+        let fh = new_file(&fx, "a").await;
+        e.link(&root(), &fh, &root_fh, b"a.link").await.unwrap();
+        e.write(&root(), &fh, 0, Bytes::from_static(b"dirty"), Stability::FileSync)
+            .await
+            .unwrap();
+        let (attr, _) = e.link(&root(), &fh, &root_fh, b"a.link2").await.unwrap();
+        assert_eq!(attr.nlink, 3);
+        e.remove(&root(), &root_fh, b"a.link2").await.unwrap();
+        let attr = e.getattr(&fh).await.unwrap();
+        assert_eq!(attr.nlink, 2, "link count after the unlink");
+        assert_eq!(attr.size, 5, "the dirty size still shows");
+        assert_eq!(read_all(&fx, &fh).await, b"dirty");
+        assert_eq!(e.dirty_status().await.unwrap().filers[0].files, 1);
+    });
+}
+
+#[test]
+fn an_unreachable_core_filer_keeps_writes_and_a_flush_says_so() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "u").await;
+        let data = pattern(64_000, 4);
+        fx.filer.set_unreachable(true);
+        // Absorbed while the core filer is away.
+        fx.engine
+            .write(&root(), &fh, 0, Bytes::from(data.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        assert_eq!(read_all(&fx, &fh).await, data);
+        let report = fx.engine.flush(None).await.unwrap();
+        assert_eq!(report.parked.len(), 1, "{report:?}");
+        assert!(report.parked[0].1.contains("unavailable"), "{report:?}");
+        fx.filer.set_unreachable(false);
+        let report = fx.engine.flush(None).await.unwrap();
+        assert!(report.parked.is_empty(), "{report:?}");
+        assert_eq!(std::fs::read(fx.origin().join("u")).unwrap(), data);
+    });
+}
+
+#[test]
+fn write_behind_without_a_journal_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("origin")).unwrap();
+    let mut cfg = engine_config(dir.path());
+    cfg.policy.writeback_delay = Some(Duration::from_secs(1));
+    let local = cache_engine::filer::local::LocalFiler::open(&dir.path().join("origin")).unwrap();
+    let err = cache_engine::Engine::start(cfg, std::sync::Arc::new(local))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("journal"), "{err}");
+    let _ = Error::Io;
+}
+
+#[test]
+fn overwrites_in_an_outage_are_absorbed_far_past_the_journal_size() {
+    // 8 MiB of journal per shard; a 1 MiB file, then 40 MiB of 16 KiB
+    // overwrites inside it, which never cover the first write whole: its
+    // record stays needed, and only compaction lets the journal move on.
+    let fx = fixture(|c| {
+        behind(c);
+        c.journal_bytes = 16 << 20;
+        c.dirty_max = 8 << 20;
+    });
+    block_on(async {
+        let fh = new_file(&fx, "o").await;
+        fx.filer.set_unreachable(true);
+        let mut want = pattern(1 << 20, 1);
+        fx.engine
+            .write(&root(), &fh, 0, Bytes::from(want.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        let mut seed = 12345u32;
+        for i in 0..2560u32 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            // Anywhere but the first 16 KiB.
+            let off = 16_384 + (seed >> 8) as usize % ((1 << 20) - 32_768);
+            let piece = pattern(16_384, i as u8);
+            want[off..off + piece.len()].copy_from_slice(&piece);
+            fx.engine
+                .write(&root(), &fh, off as u64, Bytes::from(piece), Stability::FileSync)
+                .await
+                .unwrap_or_else(|e| panic!("write {i} refused: {e}"));
+        }
+        assert_eq!(read_all(&fx, &fh).await, want);
+        let s = fx.engine.dirty_status().await.unwrap();
+        assert!(s.journal_used < s.journal_size, "{s:?}");
+        fx.filer.set_unreachable(false);
+        assert!(fx.engine.flush(None).await.unwrap().parked.is_empty());
+        assert_eq!(std::fs::read(fx.origin().join("o")).unwrap(), want);
+    });
+}
