@@ -771,6 +771,64 @@ impl Shard {
         }
     }
 
+    /// After a write-back batch reached the core filer: blocks it cut or
+    /// wrote are dropped (and the old last block, whose length changed),
+    /// whole blocks of what it wrote are kept as the core filer now has
+    /// them (so data written back stays readable while the core filer is
+    /// away), and fetches that began before fill nothing.
+    pub(super) fn after_writeback(
+        &self,
+        r: &Resolved,
+        cut: Option<u64>,
+        writes: &[(u64, Bytes)],
+        end_size: u64,
+        after: Option<Attr>,
+    ) {
+        let key = file_key(r);
+        let bs = self.bs();
+        let (gen, old_size) = {
+            let mut files = self.files.borrow_mut();
+            match files.get_mut(&key) {
+                Some(st) if st.filer_handle == r.filer_handle => {
+                    st.epoch += 1;
+                    (st.gen, st.attr.size)
+                }
+                _ => {
+                    drop(files);
+                    self.refresh(r, after, true);
+                    return;
+                }
+            }
+        };
+        if let Some(c) = cut.filter(|&c| c < old_size) {
+            self.drop_blocks(key, c / bs, old_size / bs);
+        }
+        self.drop_blocks(key, old_size / bs, old_size / bs);
+        let mut keep: Vec<(u64, Bytes)> = Vec::new();
+        let mut shared = std::collections::HashSet::new();
+        let mut last_block = None;
+        for (off, data) in writes.iter().filter(|(_, d)| !d.is_empty()) {
+            let (first, last) = (off / bs, (off + data.len() as u64 - 1) / bs);
+            // A block two writes touch would merge one with bytes the other
+            // replaced: it is not kept.
+            if last_block == Some(first) {
+                shared.insert(first);
+            }
+            last_block = Some(last);
+            // Merged with the cached block where a write covers part of one.
+            keep.extend(self.written_blocks(key, gen, *off, data, end_size.max(off + data.len() as u64)));
+            self.drop_blocks(key, first, last);
+        }
+        keep.retain(|(b, _)| !shared.contains(b));
+        self.keep_written(key, gen, keep);
+        match after {
+            Some(a) => {
+                self.install(r, a, true);
+            }
+            None => self.expire(r),
+        }
+    }
+
     /// After the engine changed bytes `offset..offset+len`: drop the blocks
     /// they touch (and, past EOF, the old last block), and stop fetches that
     /// began before from filling the cache.

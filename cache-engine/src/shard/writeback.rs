@@ -205,6 +205,7 @@ impl Shard {
         let Some(e) = files.get_mut(&key) else { return };
         match res {
             Ok(after) => {
+                let (cut, writes, end_size) = (batch.cut, batch.writes.clone(), batch.end_size());
                 let before = e.file.dirty_bytes();
                 let done = e.file.batch_done(batch);
                 b.account(before, e.file.dirty_bytes());
@@ -229,8 +230,9 @@ impl Shard {
                 self.stats
                     .writeback_latency
                     .record(started.elapsed().as_secs_f64());
-                // The core filer's copy changed: blocks cached of it are old.
-                self.refresh(&r, after, true);
+                // The core filer's copy changed where the batch wrote: what
+                // it wrote is cached as the core filer now has it.
+                self.after_writeback(&r, cut, &writes, end_size, after);
             }
             Err(err) if e.unlinked && matches!(err, Error::Stale | Error::NoEnt | Error::BadHandle) => {
                 // Removed through the engine and gone from the core filer:
