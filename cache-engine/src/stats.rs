@@ -39,6 +39,8 @@ pub struct ShardStats {
     pub writeback_bytes: Counter,
     pub writeback_batches: Counter,
     pub writeback_failures: Counter,
+    /// Dirty files changed or removed on the core filer behind the cache.
+    pub writeback_conflicts: Counter,
     pub writeback_latency: Histogram,
 }
 
@@ -77,6 +79,7 @@ impl ShardStats {
             writeback_bytes: counter!("weir_writeback_bytes_total", "filer" => f.clone(), "shard" => s.clone()),
             writeback_batches: counter!("weir_writeback_batches_total", "filer" => f.clone(), "shard" => s.clone()),
             writeback_failures: counter!("weir_writeback_failures_total", "filer" => f.clone(), "shard" => s.clone()),
+            writeback_conflicts: counter!("weir_writeback_conflicts_total", "filer" => f.clone(), "shard" => s.clone()),
             writeback_latency: histogram!("weir_writeback_batch_seconds", "filer" => f, "shard" => s),
         }
     }

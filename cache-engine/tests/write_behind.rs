@@ -322,3 +322,70 @@ fn overwrites_in_an_outage_are_absorbed_far_past_the_journal_size() {
         assert_eq!(std::fs::read(fx.origin().join("o")).unwrap(), want);
     });
 }
+
+#[test]
+fn what_was_written_back_reads_from_the_cache_while_the_core_filer_is_away() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "w").await;
+        let e = &fx.engine;
+        let mut want = pattern(100_000, 3);
+        let size = |n: u64| SetAttr {
+            size: Some(n),
+            ..Default::default()
+        };
+        // Each step is written back alone, then read with the core filer away:
+        // partial blocks, a cut inside a block, a hole, two writes in a block.
+        for step in 0..5 {
+            match step {
+                0 => {
+                    e.write(&root(), &fh, 0, Bytes::from(want.clone()), Stability::FileSync)
+                        .await
+                        .unwrap();
+                }
+                1 => {
+                    e.write(
+                        &root(),
+                        &fh,
+                        70_000,
+                        Bytes::from_static(b"0123456789"),
+                        Stability::FileSync,
+                    )
+                    .await
+                    .unwrap();
+                    want[70_000..70_010].copy_from_slice(b"0123456789");
+                }
+                2 => {
+                    e.setattr(&root(), &fh, &size(50_001), None).await.unwrap();
+                    want.truncate(50_001);
+                }
+                3 => {
+                    e.setattr(&root(), &fh, &size(300_000), None).await.unwrap();
+                    want.resize(300_000, 0);
+                }
+                _ => {
+                    for (off, bytes) in [(200_001usize, &b"ab"[..]), (200_100, b"cd"), (299_999, b"e")] {
+                        e.write(
+                            &root(),
+                            &fh,
+                            off as u64,
+                            Bytes::from_static(bytes),
+                            Stability::FileSync,
+                        )
+                        .await
+                        .unwrap();
+                        want[off..off + bytes.len()].copy_from_slice(bytes);
+                    }
+                }
+            }
+            assert!(e.flush(None).await.unwrap().parked.is_empty());
+            assert_eq!(std::fs::read(fx.origin().join("w")).unwrap(), want, "step {step}");
+            fx.filer.set_unreachable(true);
+            assert!(
+                read_all(&fx, &fh).await == want,
+                "step {step}: read with the core filer away"
+            );
+            fx.filer.set_unreachable(false);
+        }
+    });
+}

@@ -7,7 +7,7 @@
 //! replay need to find the file and act as its writer: the core filer's
 //! handle, the caller's identity and the time of the change.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -198,6 +198,26 @@ pub(crate) struct DirtyEntry {
     pub compacting: bool,
 }
 
+impl DirtyEntry {
+    fn new(r: Resolved, cred: Credentials, size: u64, mtime: Timespec) -> DirtyEntry {
+        DirtyEntry {
+            r,
+            cred,
+            file: DirtyFile::new(size),
+            pending: 0,
+            last: Instant::now(),
+            since: Instant::now(),
+            mtime,
+            atime: None,
+            parked: None,
+            failures: 0,
+            batches: 0,
+            unlinked: false,
+            compacting: false,
+        }
+    }
+}
+
 /// A shard's write-behind: its journal and dirty files.
 pub(crate) struct Behind {
     pub journal: Journal,
@@ -237,6 +257,24 @@ impl Behind {
         self.wake.notify(usize::MAX);
     }
 
+    /// The dirty state of `r`. One under its key for another handle is of
+    /// a removed file whose id the core filer gave again, and not `r`'s.
+    pub fn entry(&self, r: &Resolved) -> Option<Ref<'_, DirtyEntry>> {
+        Ref::filter_map(self.files.borrow(), |f| {
+            f.get(&file_key(r)).filter(|e| e.r.filer_handle == r.filer_handle)
+        })
+        .ok()
+    }
+
+    /// [`Self::entry`], to change.
+    pub fn entry_mut(&self, r: &Resolved) -> Option<RefMut<'_, DirtyEntry>> {
+        RefMut::filter_map(self.files.borrow_mut(), |f| {
+            f.get_mut(&file_key(r))
+                .filter(|e| e.r.filer_handle == r.filer_handle)
+        })
+        .ok()
+    }
+
     /// Recount the dirty bytes after a file's went from `before` to `after`.
     pub fn account(&self, before: u64, after: u64) {
         self.dirty_bytes
@@ -258,9 +296,7 @@ pub(crate) fn journal_error(e: JournalError) -> Error {
 impl Shard {
     /// Whether `r` has changes not yet written back.
     pub(crate) fn is_dirty(&self, r: &Resolved) -> bool {
-        self.behind
-            .as_ref()
-            .is_some_and(|b| b.files.borrow().contains_key(&file_key(r)))
+        self.behind.as_ref().is_some_and(|b| b.entry(r).is_some())
     }
 
     /// A read of a file with dirty data: the core filer's bytes (through
@@ -275,12 +311,9 @@ impl Shard {
         count: u32,
     ) -> Result<ReadReply> {
         let b = self.behind.as_ref().ok_or(Error::Io)?;
-        let key = file_key(r);
         loop {
             let Some((size, limit, batches)) = b
-                .files
-                .borrow()
-                .get(&key)
+                .entry(r)
                 .map(|e| (e.file.size(), e.file.filer_limit(), e.batches))
             else {
                 let snap = self.state(r, cred).await?;
@@ -307,8 +340,7 @@ impl Shard {
                     at += p.len();
                 }
             }
-            let files = b.files.borrow();
-            let Some(e) = files.get(&key).filter(|e| e.batches == batches) else {
+            let Some(e) = b.entry(r).filter(|e| e.batches == batches) else {
                 continue;
             };
             for (o, piece) in e.file.overlay(offset, end - offset) {
@@ -316,7 +348,7 @@ impl Shard {
                 buf[i..i + piece.len()].copy_from_slice(&piece);
             }
             let size = e.file.size();
-            drop(files);
+            drop(e);
             return Ok(ReadReply {
                 data: vec![Bytes::from(buf)],
                 eof: end >= size,
@@ -371,12 +403,56 @@ impl Shard {
         Ok(out)
     }
 
+    /// A dirty entry under `r`'s key for another handle is of a removed
+    /// file whose id the core filer gave to `r`: its data has nowhere to go.
+    fn retire_reused(&self, b: &Behind, r: &Resolved) {
+        let key = file_key(r);
+        let gone = {
+            let mut files = b.files.borrow_mut();
+            match files.get(&key) {
+                Some(e) if e.r.filer_handle != r.filer_handle => files.remove(&key),
+                _ => None,
+            }
+        };
+        if let Some(gone) = gone {
+            self.discard_dirty(b, gone, "it was removed and its file id is in use again");
+        }
+    }
+
+    /// Drop a dirty file that cannot be written back (it is gone from the
+    /// core filer), its records with it.
+    pub(super) fn discard_dirty(&self, b: &Behind, gone: DirtyEntry, why: &str) {
+        let bytes = gone.file.dirty_bytes();
+        b.account(bytes, 0);
+        b.urgent.borrow_mut().remove(&file_key(&gone.r));
+        let (fileid, unlinked) = (gone.r.fileid, gone.unlinked);
+        for s in gone.file.discard() {
+            let _ = b.journal.done(s);
+        }
+        if unlinked {
+            tracing::info!(
+                shard = self.id,
+                file = fileid,
+                "write-back: {bytes} dirty bytes dropped: {why}"
+            );
+        } else {
+            // Removed on the core filer, not through Weir, while dirty here.
+            self.stats.writeback_conflicts.increment(1);
+            tracing::warn!(
+                shard = self.id,
+                file = fileid,
+                "write-back: {bytes} dirty bytes dropped: {why}"
+            );
+        }
+        b.progress.notify(usize::MAX);
+    }
+
     /// A name of `r` was removed: its attributes are asked again, and if
     /// the file has dirty data and turns out gone, write-back drops it.
     pub(crate) fn unlinked(&self, r: &Resolved) {
         self.refresh(r, None, false);
         if let Some(b) = &self.behind {
-            if let Some(e) = b.files.borrow_mut().get_mut(&file_key(r)) {
+            if let Some(mut e) = b.entry_mut(r) {
                 e.unlinked = true;
             }
         }
@@ -391,7 +467,7 @@ impl Shard {
     /// filer's, with the size and times of the changes not written back.
     pub(crate) fn presented(&self, r: &Resolved, mut attr: Attr) -> Attr {
         let Some(b) = &self.behind else { return attr };
-        if let Some(e) = b.files.borrow().get(&file_key(r)) {
+        if let Some(e) = b.entry(r) {
             attr.size = e.file.size();
             attr.used = attr.used.max(attr.size);
             attr.mtime = e.mtime;
@@ -549,6 +625,7 @@ impl Shard {
         times: Option<(Timespec, Option<Timespec>)>,
     ) -> Result<Option<Attr>> {
         let key = file_key(r);
+        self.retire_reused(b, r);
         if !b.files.borrow().contains_key(&key) {
             let current = self
                 .files
@@ -578,21 +655,9 @@ impl Shard {
         // a later record (durable after this one) lays over it in turn.
         let superseded = {
             let mut files = b.files.borrow_mut();
-            let e = files.entry(key).or_insert_with(|| DirtyEntry {
-                r: *r,
-                cred: head.cred.clone(),
-                file: DirtyFile::new(snap.attr.size),
-                pending: 0,
-                last: Instant::now(),
-                since: Instant::now(),
-                mtime: snap.attr.mtime,
-                atime: None,
-                parked: None,
-                failures: 0,
-                batches: 0,
-                unlinked: false,
-                compacting: false,
-            });
+            let e = files
+                .entry(key)
+                .or_insert_with(|| DirtyEntry::new(*r, head.cred.clone(), snap.attr.size, snap.attr.mtime));
             let bytes_before = e.file.dirty_bytes();
             let done = apply(e, seq, &head, change);
             e.pending += 1;
@@ -608,11 +673,9 @@ impl Shard {
         }
         let waited = Instant::now();
         let res = durable.await;
-        let mut files = b.files.borrow_mut();
-        if let Some(e) = files.get_mut(&key) {
+        if let Some(mut e) = b.entry_mut(r) {
             e.pending -= 1;
         }
-        drop(files);
         res.map_err(journal_error)?;
         // Records this one replaced are durable too (acknowledged in order).
         for s in superseded {
@@ -651,6 +714,7 @@ impl Shard {
                 filer_handle: head.filer_handle,
             };
             let key = file_key(&r);
+            self.retire_reused(b, &r);
             let known = b.files.borrow().contains_key(&key);
             if !known {
                 let filer = match self.filer(&r) {
@@ -673,24 +737,9 @@ impl Shard {
                         0
                     }
                 };
-                b.files.borrow_mut().insert(
-                    key,
-                    DirtyEntry {
-                        r,
-                        cred: head.cred.clone(),
-                        file: DirtyFile::new(size),
-                        pending: 0,
-                        last: Instant::now(),
-                        since: Instant::now(),
-                        mtime: head.time,
-                        atime: None,
-                        parked: None,
-                        failures: 0,
-                        batches: 0,
-                        unlinked: false,
-                        compacting: false,
-                    },
-                );
+                b.files
+                    .borrow_mut()
+                    .insert(key, DirtyEntry::new(r, head.cred.clone(), size, head.time));
             }
             let mut files = b.files.borrow_mut();
             let e = files.get_mut(&key).expect("inserted above");

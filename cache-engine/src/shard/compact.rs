@@ -109,7 +109,7 @@ impl Shard {
             all_durable &= f.await.is_ok();
         }
         let mut files = b.files.borrow_mut();
-        let e = files.get_mut(&key);
+        let e = files.get_mut(&key).filter(|e| e.r.filer_handle == r.filer_handle);
         let done = match (e, failed, all_durable) {
             (Some(e), None, true) => {
                 e.compacting = false;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::future::{FutureExt, LocalBoxFuture, Shared as SharedFuture};
 use smallvec::SmallVec;
 
+use super::rewritten::rewritten;
 use super::{file_key, RamBlock, Readahead, Shard, Snapshot};
 use crate::handle::Resolved;
 use crate::perm;
@@ -692,10 +693,8 @@ impl Shard {
     }
 
     /// The blocks a write of `data` at `offset` leaves, as the cache should
-    /// hold them: the write's bytes for a whole block (or one ending at EOF),
-    /// else the cached block merged with them. A partly written block
-    /// whose old bytes are not in RAM is left out, and so is everything if
-    /// the file is not as the write found it.
+    /// hold them (see [`rewritten`]); nothing if the file is not as the
+    /// write found it.
     fn written_blocks(
         &self,
         file: u64,
@@ -708,50 +707,33 @@ impl Shard {
             Some(st) if st.gen == gen => st.attr.size,
             _ => return Vec::new(),
         };
-        let end = offset + data.len() as u64;
-        if new_size < end || new_size < old_size {
+        if new_size != old_size.max(offset + data.len() as u64) {
             return Vec::new();
         }
+        self.rewritten_blocks(file, gen, old_size, None, &[(offset, data.clone())], new_size)
+            .into_iter()
+            .filter_map(|(b, k)| Some((b, k?)))
+            .collect()
+    }
+
+    /// [`rewritten`] over the blocks RAM holds of `file` as generation `gen`.
+    fn rewritten_blocks(
+        &self,
+        file: u64,
+        gen: u32,
+        old_size: u64,
+        cut: Option<u64>,
+        writes: &[(u64, Bytes)],
+        end_size: u64,
+    ) -> Vec<(u64, Option<Bytes>)> {
         let bs = self.bs();
         let ram = self.ram.borrow();
-        let mut out = Vec::new();
-        for block in offset / bs..=(end - 1) / bs {
-            let start = block * bs;
-            let (from, to) = (offset.max(start) - start, end.min(start + bs) - start);
-            let piece = data.slice((start + from - offset) as usize..(start + to - offset) as usize);
-            // Bytes the block holds after the write.
-            let need = (new_size - start).min(bs);
-            if from == 0 && to == need {
-                // A smaller write is a slice of its connection's receive
-                // buffer, which a kept slice would hold whole: copy it.
-                let own = data.len() >= crate::rt::msgbuf::MIN;
-                out.push((
-                    block,
-                    if own {
-                        piece
-                    } else {
-                        Bytes::copy_from_slice(&piece)
-                    },
-                ));
-                continue;
-            }
-            let old_need = old_size.saturating_sub(start).min(bs) as usize;
-            let old = if old_need == 0 {
-                Some(Bytes::new())
-            } else {
-                ram.peek(&BlockKey { file, block })
-                    .filter(|b| b.gen == gen && b.data.len() >= old_need)
-                    .map(|b| b.data.slice(..old_need))
-            };
-            let Some(old) = old else { continue };
-            // Past the old EOF, up to the write, the block reads as zeros.
-            let mut merged = Vec::with_capacity(need as usize);
-            merged.extend_from_slice(&old);
-            merged.resize(need as usize, 0);
-            merged[from as usize..to as usize].copy_from_slice(&piece);
-            out.push((block, merged.into()));
-        }
-        out
+        rewritten(bs, old_size, cut, writes, end_size, |block| {
+            let need = old_size.saturating_sub(block * bs).min(bs) as usize;
+            ram.peek(&BlockKey { file, block })
+                .filter(|b| b.gen == gen && b.data.len() >= need)
+                .map(|b| b.data.slice(..need))
+        })
     }
 
     /// Cache what a write left in RAM; NVMe gets it only when RAM evicts it,
@@ -771,11 +753,11 @@ impl Shard {
         }
     }
 
-    /// After a write-back batch reached the core filer: blocks it cut or
-    /// wrote are dropped (and the old last block, whose length changed),
-    /// whole blocks of what it wrote are kept as the core filer now has
-    /// them (so data written back stays readable while the core filer is
-    /// away), and fetches that began before fill nothing.
+    /// After a write-back batch reached the core filer: the blocks it
+    /// changed are cached as the core filer now has them where their old
+    /// bytes were cached (so data written back stays readable while the
+    /// core filer is away), else dropped, and fetches that began before
+    /// fill nothing.
     pub(super) fn after_writeback(
         &self,
         r: &Resolved,
@@ -800,26 +782,14 @@ impl Shard {
                 }
             }
         };
-        if let Some(c) = cut.filter(|&c| c < old_size) {
-            self.drop_blocks(key, c / bs, old_size / bs);
+        if end_size < old_size {
+            self.drop_blocks(key, end_size.div_ceil(bs), (old_size - 1) / bs);
         }
-        self.drop_blocks(key, old_size / bs, old_size / bs);
-        let mut keep: Vec<(u64, Bytes)> = Vec::new();
-        let mut shared = std::collections::HashSet::new();
-        let mut last_block = None;
-        for (off, data) in writes.iter().filter(|(_, d)| !d.is_empty()) {
-            let (first, last) = (off / bs, (off + data.len() as u64 - 1) / bs);
-            // A block two writes touch would merge one with bytes the other
-            // replaced: it is not kept.
-            if last_block == Some(first) {
-                shared.insert(first);
-            }
-            last_block = Some(last);
-            // Merged with the cached block where a write covers part of one.
-            keep.extend(self.written_blocks(key, gen, *off, data, end_size.max(off + data.len() as u64)));
-            self.drop_blocks(key, first, last);
+        let mut keep = Vec::new();
+        for (block, known) in self.rewritten_blocks(key, gen, old_size, cut, writes, end_size) {
+            self.drop_blocks(key, block, block);
+            keep.extend(known.map(|d| (block, d)));
         }
-        keep.retain(|(b, _)| !shared.contains(b));
         self.keep_written(key, gen, keep);
         match after {
             Some(a) => {

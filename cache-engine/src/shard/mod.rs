@@ -7,6 +7,7 @@ mod compact;
 mod data;
 mod dirty;
 mod namespace;
+mod rewritten;
 mod set;
 mod writeback;
 

@@ -202,7 +202,9 @@ impl Shard {
         };
         self.writebacks.set(self.writebacks.get() - 1);
         let mut files = b.files.borrow_mut();
-        let Some(e) = files.get_mut(&key) else { return };
+        let Some(e) = files.get_mut(&key).filter(|e| e.r.filer_handle == r.filer_handle) else {
+            return;
+        };
         match res {
             Ok(after) => {
                 let (cut, writes, end_size) = (batch.cut, batch.writes.clone(), batch.end_size());
@@ -234,21 +236,12 @@ impl Shard {
                 // it wrote is cached as the core filer now has it.
                 self.after_writeback(&r, cut, &writes, end_size, after);
             }
-            Err(err) if e.unlinked && matches!(err, Error::Stale | Error::NoEnt | Error::BadHandle) => {
-                // Removed through the engine and gone from the core filer:
-                // there is nowhere its dirty data could go.
+            Err(Error::Stale | Error::NoEnt | Error::BadHandle) => {
+                // Gone from the core filer: there is nowhere its dirty data
+                // could go.
                 let Some(gone) = files.remove(&key) else { return };
-                let bytes = gone.file.dirty_bytes();
-                b.account(bytes, 0);
                 drop(files);
-                for s in gone.file.discard() {
-                    let _ = b.journal.done(s);
-                }
-                tracing::info!(
-                    shard = self.id,
-                    file = r.fileid,
-                    "write-back: the file was removed; its {bytes} dirty bytes go with it"
-                );
+                self.discard_dirty(b, gone, "the file is gone from the core filer");
             }
             Err(err) => {
                 e.file.batch_failed();
