@@ -21,7 +21,9 @@
 //! - QD 1: one client, 4 KiB FILE_SYNC WRITEs one at a time (latency).
 //!
 //! After the write-behind way, `weir flush --all` writes back what it left
-//! dirty: the rate at which write-back drains, against the link's bandwidth.
+//! dirty; then the clients write half the sequential workload again, which
+//! a timed `weir flush --all` drains: the rate at which write-back drains,
+//! against the link's bandwidth.
 //!
 //! `cargo run --release -p benches --bin write_behind -- [--rtt-ms 20]`
 
@@ -227,6 +229,12 @@ fn run(args: &Args) -> Result<(), String> {
         }
         if let Ok(Some(w)) = &server {
             if way == "behind" {
+                flush_all(&weir_cmd, w)?;
+                rt.block_on(async {
+                    let c = nfs_client::connect(&w.ep).await?;
+                    let top = mkdir(&Pipe::connect(w.ep.nfs).await?, &c.root_nfs_fh3(), "drain").await?;
+                    sequential(args, &w.ep, &top, args.seq_mib << 19).await
+                })?;
                 drain = Some(measure_drain(&weir_cmd, w, &proxy)?);
             }
         }
@@ -254,22 +262,29 @@ struct Drain {
     ok: bool,
 }
 
-/// Write back what the write-behind way left dirty, timed, counting the
-/// bytes that crossed the link.
+/// `weir flush --all`: whether it wrote everything back.
+fn flush_all(cmd: &Path, w: &WeirServe) -> Result<bool, String> {
+    let status = std::process::Command::new(cmd)
+        .args(["flush", "--all", "--data-dir"])
+        .arg(&w.data)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("weir flush: {e}"))?;
+    Ok(status.success())
+}
+
+/// Write back what is dirty, timed, counting the bytes that crossed the
+/// link.
 fn measure_drain(cmd: &Path, w: &WeirServe, proxy: &DelayProxy) -> Result<Drain, String> {
     let dirty = w.metric("weir_dirty_bytes")?;
     let before = proxy.bytes_to_target();
     let t = Instant::now();
-    let status = std::process::Command::new(cmd)
-        .args(["flush", "--all", "--data-dir"])
-        .arg(&w.data)
-        .status()
-        .map_err(|e| format!("weir flush: {e}"))?;
+    let ok = flush_all(cmd, w)?;
     Ok(Drain {
         dirty,
         sent: proxy.bytes_to_target() - before,
         took: t.elapsed(),
-        ok: status.success(),
+        ok,
     })
 }
 
@@ -286,7 +301,7 @@ fn print_drain(d: &Drain, link: u64) {
         "flush ok",
     ]);
     t.cells(vec![
-        "weir flush --all after the workloads".into(),
+        "weir flush --all after sequential writes".into(),
         format!("{:.1}", d.dirty / 1e6),
         format!("{:.1}", d.sent as f64 / 1e6),
         format!("{:.2}", d.took.as_secs_f64()),
@@ -310,7 +325,7 @@ async fn workloads(args: &Args, ep: &Endpoint, way: &str) -> Result<Vec<Run>, St
     let root = c.root_nfs_fh3();
     let top = mkdir(&Pipe::connect(ep.nfs).await?, &root, &format!("w-{way}")).await?;
     let mut out = Vec::new();
-    out.push(sequential(args, ep, &top).await?);
+    out.push(sequential(args, ep, &top, args.seq_mib << 20).await?);
     out.push(random(args, ep, &top, stable_how::FILE_SYNC).await?);
     out.push(random(args, ep, &top, stable_how::UNSTABLE).await?);
     out.push(untar(args, ep, &top).await?);
@@ -318,9 +333,8 @@ async fn workloads(args: &Args, ep: &Endpoint, way: &str) -> Result<Vec<Run>, St
     Ok(out)
 }
 
-/// Every client writes a fresh file of `--seq-mib` MiB and commits it.
-async fn sequential(args: &Args, ep: &Endpoint, top: &nfs_fh3) -> Result<Run, String> {
-    let per_client = args.seq_mib << 20;
+/// Every client writes a fresh file of `per_client` bytes and commits it.
+async fn sequential(args: &Args, ep: &Endpoint, top: &nfs_fh3, per_client: u64) -> Result<Run, String> {
     let clients = connect_all(args, ep).await?;
     let mut files = Vec::new();
     for (i, p) in clients.iter().enumerate() {

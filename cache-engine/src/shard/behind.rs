@@ -275,6 +275,14 @@ impl Behind {
         .ok()
     }
 
+    /// Whether the journal is half full and a quarter of it holds only
+    /// bytes later writes replaced: compaction then frees more than it
+    /// writes again.
+    pub fn needs_compaction(&self) -> bool {
+        let (used, len) = self.journal.with_log(|l| (l.used_bytes(), l.geometry().log_len()));
+        used * 2 >= len && used.saturating_sub(self.dirty_bytes.get()) * 4 >= len
+    }
+
     /// Recount the dirty bytes after a file's went from `before` to `after`.
     pub fn account(&self, before: u64, after: u64) {
         self.dirty_bytes
@@ -666,9 +674,8 @@ impl Shard {
             b.account(bytes_before, e.file.dirty_bytes());
             done
         };
-        // Half full: the loop compacts now, while there is room to.
-        let (used, len) = b.journal.with_log(|l| (l.used_bytes(), l.geometry().log_len()));
-        if used * 2 >= len && !b.compacting.get() {
+        // The loop compacts now, while there is room to.
+        if b.needs_compaction() && !b.compacting.get() {
             b.wake.notify(usize::MAX);
         }
         let waited = Instant::now();

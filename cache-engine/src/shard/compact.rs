@@ -2,10 +2,13 @@
 //! record still needed; a file written over and over while write-back
 //! cannot run (the core filer unreachable, or the file never quiet) keeps
 //! old records alive and fills it with what later writes replaced. Once the
-//! journal is half full, the file holding the oldest record is journaled
-//! again as few records (its cut, its dirty extents, its size and times),
-//! and once those are durable its old records are confirmed, so the log
-//! moves on. One compaction at a time per shard.
+//! journal is half full and a quarter of it holds only such replaced bytes,
+//! the file holding the oldest record is journaled again as few records
+//! (its cut, its dirty extents, its size and times), and once those are
+//! durable its old records are confirmed, so the log moves on. A file with
+//! a write-back batch out is left to it: the batch retires those records,
+//! and compacting them meanwhile would make it retire nothing. One
+//! compaction at a time per shard.
 
 use std::rc::Rc;
 
@@ -45,15 +48,14 @@ impl Shard {
     }
 
     /// The file holding the oldest record, and that record, when the
-    /// journal is half full.
+    /// journal needs compacting and that file can be.
     fn compaction_target(&self) -> Option<(u64, u64)> {
         let b = self.behind.as_ref()?;
-        let (used, len, oldest) = b
-            .journal
-            .with_log(|l| (l.used_bytes(), l.geometry().log_len(), l.oldest_undone()));
-        let oldest = oldest.filter(|_| used * 2 >= len)?;
+        let oldest = b.journal.with_log(|l| l.oldest_undone()).filter(|_| b.needs_compaction())?;
         let files = b.files.borrow();
-        let key = files.iter().find(|(_, e)| e.file.oldest_seq() == Some(oldest))?.0;
+        let (key, _) = files
+            .iter()
+            .find(|(_, e)| e.file.oldest_seq() == Some(oldest) && !e.file.in_flight())?;
         Some((*key, oldest))
     }
 
@@ -61,13 +63,12 @@ impl Shard {
         let Some(b) = &self.behind else { return Ok(()) };
         let (c, r, head) = {
             let mut files = b.files.borrow_mut();
-            let Some(e) = files.get_mut(&key) else {
+            let Some(e) = files.get_mut(&key).filter(|e| !e.file.in_flight()) else {
                 return Ok(());
             };
             // Appends not yet durable are older than what this journals, so
-            // durable before it, and a batch out may finish or fail either
-            // way: neither need be waited for (the batch stands for nothing
-            // the new records do not say again).
+            // durable before it: they need not be waited for. No batch is
+            // taken while this runs.
             e.compacting = true;
             let head = Head {
                 filer_handle: e.r.filer_handle,
