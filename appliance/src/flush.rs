@@ -21,7 +21,19 @@ use crate::admin::{self, Context, Request, Responder, Response};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parked {
     pub file_id: u64,
+    /// Where it is, when Weir's name cache still knows.
+    #[serde(default)]
+    pub path: Option<String>,
     pub reason: String,
+}
+
+impl std::fmt::Display for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{p} (file id {})", self.file_id),
+            None => write!(f, "file id {}", self.file_id),
+        }
+    }
 }
 
 /// Dirty data of one core filer.
@@ -33,6 +45,9 @@ pub struct FilerStatus {
     pub oldest_ms: u64,
     pub reachable: bool,
     pub parked: Vec<Parked>,
+    /// Dirty files changed or removed on it behind Weir since start.
+    #[serde(default)]
+    pub conflicts: u64,
 }
 
 /// What `weir status` prints.
@@ -43,9 +58,13 @@ pub struct Status {
     pub journal_size: u64,
 }
 
-fn parked(list: Vec<(u64, String)>) -> Vec<Parked> {
+fn parked(list: Vec<cache_engine::ParkedFile>) -> Vec<Parked> {
     list.into_iter()
-        .map(|(file_id, reason)| Parked { file_id, reason })
+        .map(|p| Parked {
+            file_id: p.fileid,
+            path: p.path,
+            reason: p.why,
+        })
         .collect()
 }
 
@@ -62,6 +81,7 @@ async fn status(ctx: &Context) -> Result<Status, String> {
                 oldest_ms: f.oldest.as_millis().min(u64::MAX as u128) as u64,
                 reachable: f.reachable,
                 parked: parked(f.parked),
+                conflicts: f.conflicts,
             })
             .collect(),
         journal_used: s.journal_used,
@@ -219,7 +239,7 @@ pub fn run_flush(flags: &FlushFlags) -> anyhow::Result<bool> {
                     HumanDuration(Duration::from_millis(elapsed_ms))
                 );
                 for p in &parked {
-                    eprintln!("weir: flush: file {} not written back: {}", p.file_id, p.reason);
+                    eprintln!("weir: flush: {p} not written back: {}", p.reason);
                 }
                 return Ok(parked.is_empty());
             }
@@ -267,7 +287,13 @@ pub fn run_status(flags: &StatusFlags) -> anyhow::Result<()> {
             }
         );
         for p in &f.parked {
-            println!("  file {} waits: {}", p.file_id, p.reason);
+            println!("  {p} waits: {}", p.reason);
+        }
+        if f.conflicts > 0 {
+            println!(
+                "  {} dirty file(s) changed or removed on it behind Weir since start (Weir's changes were kept)",
+                f.conflicts
+            );
         }
     }
     Ok(())

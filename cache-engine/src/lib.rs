@@ -54,7 +54,7 @@ pub use handle::{FileHandle, MAX_TAG};
 pub use junction::{JunctionSpec, Mount};
 pub use rt::cpu::{allowed_cpus, pin_self};
 pub use rt::poll::note_work;
-pub use shard::{DirtyFiler, DirtyStatus, FlushReport, Prefetched, ReadReply, StartError};
+pub use shard::{DirtyFiler, DirtyStatus, FlushReport, ParkedFile, Prefetched, ReadReply, StartError};
 
 pub use core_filer::{error, Error, Result};
 

@@ -262,7 +262,8 @@ fn an_unreachable_core_filer_keeps_writes_and_a_flush_says_so() {
         assert_eq!(read_all(&fx, &fh).await, data);
         let report = fx.engine.flush(None).await.unwrap();
         assert_eq!(report.parked.len(), 1, "{report:?}");
-        assert!(report.parked[0].1.contains("unavailable"), "{report:?}");
+        assert!(report.parked[0].why.contains("unavailable"), "{report:?}");
+        assert_eq!(report.parked[0].path.as_deref(), Some("/u"), "{report:?}");
         fx.filer.set_unreachable(false);
         let report = fx.engine.flush(None).await.unwrap();
         assert!(report.parked.is_empty(), "{report:?}");
@@ -387,5 +388,34 @@ fn what_was_written_back_reads_from_the_cache_while_the_core_filer_is_away() {
             );
             fx.filer.set_unreachable(false);
         }
+    });
+}
+
+#[test]
+fn a_dirty_file_changed_on_the_core_filer_is_a_conflict_that_weir_wins() {
+    let fx = fixture(behind);
+    block_on(async {
+        let fh = new_file(&fx, "c").await;
+        let e = &fx.engine;
+        let ours = pattern(10_000, 7);
+        e.write(&root(), &fh, 0, Bytes::from(ours.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        assert!(e.flush(None).await.unwrap().parked.is_empty());
+        // Clean: a change behind the cache is no conflict.
+        std::fs::write(fx.origin().join("c"), b"theirs, before").unwrap();
+        assert_eq!(e.dirty_status().await.unwrap().filers[0].conflicts, 0);
+        e.write(&root(), &fh, 0, Bytes::from(ours.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(fx.origin().join("c"), b"theirs, while dirty here").unwrap();
+        assert!(e.flush(None).await.unwrap().parked.is_empty());
+        assert_eq!(
+            std::fs::read(fx.origin().join("c")).unwrap(),
+            ours,
+            "Weir's changes win"
+        );
+        assert_eq!(e.dirty_status().await.unwrap().filers[0].conflicts, 1);
     });
 }

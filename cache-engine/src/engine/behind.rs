@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::handle::FileHandle;
-use crate::shard::{DirtyFiler, DirtyStatus, FlushReport};
+use crate::shard::{file_key, DirtyFiler, DirtyStatus, FlushReport, ParkedFile};
 use crate::Result;
 
 impl Engine {
@@ -21,7 +21,9 @@ impl Engine {
                     .shards
                     .call(owner, move |s| async move { Ok(s.flush(Some(key)).await) })
                     .await?;
-                return Ok(rep);
+                total = rep;
+                self.find_paths(&mut total.parked).await;
+                return Ok(total);
             }
             None => (0..self.running.shards.len()).collect(),
         };
@@ -35,6 +37,7 @@ impl Engine {
             total.bytes += rep.bytes;
             total.parked.extend(rep.parked);
         }
+        self.find_paths(&mut total.parked).await;
         Ok(total)
     }
 
@@ -72,9 +75,55 @@ impl Engine {
                 t.bytes += d.bytes;
                 t.oldest = t.oldest.max(d.oldest);
                 t.reachable &= d.reachable;
+                t.conflicts += d.conflicts;
                 t.parked.extend(d.parked);
             }
         }
+        for f in &mut out.filers {
+            self.find_paths(&mut f.parked).await;
+        }
         Ok(out)
+    }
+
+    /// Fill in the paths of parked files, from the names the caches hold.
+    async fn find_paths(&self, parked: &mut [ParkedFile]) {
+        for p in parked {
+            p.path = self.path_of(p.key, p.filer).await;
+        }
+    }
+
+    /// `/`-joined names from the root to the file `key` on core filer
+    /// `filer`, if the caches hold every name on the way.
+    async fn path_of(&self, mut key: u64, filer: u8) -> Option<String> {
+        let root = file_key(&self.resolve(&self.root()).ok()?);
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        while key != root {
+            // A loop of names (a stale cache) must not spin.
+            if names.len() > 256 {
+                return None;
+            }
+            let mut found = None;
+            for i in 0..self.running.shards.len() {
+                found = self
+                    .running
+                    .shards
+                    .call(i, move |s| async move { Ok(s.name_of(key, filer)) })
+                    .await
+                    .ok()
+                    .flatten();
+                if found.is_some() {
+                    break;
+                }
+            }
+            let (dir, name) = found?;
+            names.push(name);
+            key = dir;
+        }
+        let path: Vec<String> = names
+            .iter()
+            .rev()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        Some(format!("/{}", path.join("/")))
     }
 }

@@ -196,11 +196,15 @@ pub(crate) struct DirtyEntry {
     /// Its records are being journaled again (compaction): no write-back
     /// batch meanwhile.
     pub compacting: bool,
+    /// The core filer's copy as Weir last saw or left it; `None` when not
+    /// known (after a failed batch, part of which may have landed).
+    pub base: Option<AttrStamp>,
 }
 
 impl DirtyEntry {
-    fn new(r: Resolved, cred: Credentials, size: u64, mtime: Timespec) -> DirtyEntry {
+    fn new(r: Resolved, cred: Credentials, base: Option<&Attr>, size: u64, mtime: Timespec) -> DirtyEntry {
         DirtyEntry {
+            base: base.map(AttrStamp::from),
             r,
             cred,
             file: DirtyFile::new(size),
@@ -233,6 +237,8 @@ pub(crate) struct Behind {
     pub progress: event_listener::Event,
     /// A compaction is under way (one at a time).
     pub compacting: Cell<bool>,
+    /// Dirty files changed or removed behind the cache, per core filer.
+    pub conflicts: RefCell<FastMap<u8, u64>>,
 }
 
 impl Behind {
@@ -246,6 +252,7 @@ impl Behind {
             wake: event_listener::Event::new(),
             progress: event_listener::Event::new(),
             compacting: Cell::new(false),
+            conflicts: RefCell::new(FastMap::default()),
         }
     }
 
@@ -279,7 +286,9 @@ impl Behind {
     /// bytes later writes replaced: compaction then frees more than it
     /// writes again.
     pub fn needs_compaction(&self) -> bool {
-        let (used, len) = self.journal.with_log(|l| (l.used_bytes(), l.geometry().log_len()));
+        let (used, len) = self
+            .journal
+            .with_log(|l| (l.used_bytes(), l.geometry().log_len()));
         used * 2 >= len && used.saturating_sub(self.dirty_bytes.get()) * 4 >= len
     }
 
@@ -391,6 +400,15 @@ impl Shard {
                 Some(a) => snap = self.install(r, a, true),
                 None => self.expire(r),
             }
+            // The core filer's copy moved on by this change of ours; if it
+            // had moved before, behind the cache, write-back reports it.
+            if let Some(mut e) = self.behind.as_ref().and_then(|b| b.entry_mut(r)) {
+                e.base = match (e.base, wcc.before) {
+                    (Some(b), Some(w)) if b == w => wcc.after.as_ref().map(AttrStamp::from),
+                    (Some(b), Some(_)) => Some(b),
+                    _ => None,
+                };
+            }
         }
         let behind = SetAttr {
             size: set.size,
@@ -445,7 +463,7 @@ impl Shard {
             );
         } else {
             // Removed on the core filer, not through Weir, while dirty here.
-            self.stats.writeback_conflicts.increment(1);
+            self.count_conflict(&gone.r);
             tracing::warn!(
                 shard = self.id,
                 file = fileid,
@@ -453,6 +471,15 @@ impl Shard {
             );
         }
         b.progress.notify(usize::MAX);
+    }
+
+    /// `r`, dirty here, was changed or removed on the core filer behind the
+    /// cache.
+    pub(super) fn count_conflict(&self, r: &Resolved) {
+        self.stats.writeback_conflicts.increment(1);
+        if let Some(b) = &self.behind {
+            *b.conflicts.borrow_mut().entry(r.filer).or_default() += 1;
+        }
     }
 
     /// A name of `r` was removed: its attributes are asked again, and if
@@ -663,9 +690,15 @@ impl Shard {
         // a later record (durable after this one) lays over it in turn.
         let superseded = {
             let mut files = b.files.borrow_mut();
-            let e = files
-                .entry(key)
-                .or_insert_with(|| DirtyEntry::new(*r, head.cred.clone(), snap.attr.size, snap.attr.mtime));
+            let e = files.entry(key).or_insert_with(|| {
+                DirtyEntry::new(
+                    *r,
+                    head.cred.clone(),
+                    Some(&snap.attr),
+                    snap.attr.size,
+                    snap.attr.mtime,
+                )
+            });
             let bytes_before = e.file.dirty_bytes();
             let done = apply(e, seq, &head, change);
             e.pending += 1;
@@ -731,8 +764,8 @@ impl Shard {
                         continue;
                     }
                 };
-                let size = match self.filer_call(filer.getattr(&head.cred, &r.filer_handle)).await {
-                    Ok(a) => a.size,
+                let (base, size) = match self.filer_call(filer.getattr(&head.cred, &r.filer_handle)).await {
+                    Ok(a) => (Some(a), a.size),
                     Err(e) => {
                         // Sized as it was last seen: records lay over it
                         // all the same, and write-back sets the size.
@@ -741,12 +774,13 @@ impl Shard {
                             file = r.fileid,
                             "replay: core filer getattr: {e}"
                         );
-                        0
+                        (None, 0)
                     }
                 };
-                b.files
-                    .borrow_mut()
-                    .insert(key, DirtyEntry::new(r, head.cred.clone(), size, head.time));
+                b.files.borrow_mut().insert(
+                    key,
+                    DirtyEntry::new(r, head.cred.clone(), base.as_ref(), size, head.time),
+                );
             }
             let mut files = b.files.borrow_mut();
             let e = files.get_mut(&key).expect("inserted above");

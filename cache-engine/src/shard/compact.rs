@@ -51,7 +51,10 @@ impl Shard {
     /// journal needs compacting and that file can be.
     fn compaction_target(&self) -> Option<(u64, u64)> {
         let b = self.behind.as_ref()?;
-        let oldest = b.journal.with_log(|l| l.oldest_undone()).filter(|_| b.needs_compaction())?;
+        let oldest = b
+            .journal
+            .with_log(|l| l.oldest_undone())
+            .filter(|_| b.needs_compaction())?;
         let files = b.files.borrow();
         let (key, _) = files
             .iter()

@@ -36,7 +36,7 @@ pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
 pub(crate) use set::ShardSet;
 pub use set::StartError;
-pub use writeback::{DirtyFiler, DirtyStatus, FlushReport};
+pub use writeback::{DirtyFiler, DirtyStatus, FlushReport, ParkedFile};
 
 /// The engine's state that all its shards share, read-only.
 pub struct EngineState {
@@ -77,7 +77,12 @@ impl EngineState {
 
 /// Cache key of a file: its file id, with the filer index in the top byte.
 pub(crate) fn file_key(r: &Resolved) -> u64 {
-    r.fileid ^ ((r.filer as u64) << 56)
+    key_of(r.filer, r.fileid)
+}
+
+/// [`file_key`] of file `fileid` on core filer `filer`.
+pub(crate) fn key_of(filer: u8, fileid: u64) -> u64 {
+    fileid ^ ((filer as u64) << 56)
 }
 
 /// A cached block in RAM.

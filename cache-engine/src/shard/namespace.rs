@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{file_key, NameEntry, Shard};
+use super::{file_key, key_of, NameEntry, Shard};
 use crate::filer::{FilerCreated, FilerDirEntryPlus};
 use crate::handle::Resolved;
 use crate::perm;
@@ -148,6 +148,30 @@ impl Shard {
     /// Forget what is cached of `name` in `dir` and of `dir` itself: the
     /// core filer lost the object the name led to, so the directory changed
     /// behind the cache's back.
+    /// A name the caches hold of the file `key` on core filer `filer`: its
+    /// directory's key and the name. For reports, not for serving.
+    pub(crate) fn name_of(&self, key: u64, filer: u8) -> Option<(u64, Vec<u8>)> {
+        let is = |fileid: u64| key_of(filer, fileid) == key;
+        for (dir, names) in self.names.borrow().iter() {
+            for (name, e) in names {
+                if e.child.is_some_and(|(_, id)| is(id)) {
+                    return Some((*dir, name.to_vec()));
+                }
+            }
+        }
+        for (dir, l) in self.listings.borrow().iter() {
+            let filled = l.filled.borrow();
+            let e = filled
+                .entries
+                .iter()
+                .find(|e| is(e.fileid) && e.name != b"." && e.name != b"..");
+            if let Some(e) = e {
+                return Some((*dir, e.name.clone()));
+            }
+        }
+        None
+    }
+
     pub(crate) fn forget_name(&self, dir: &Resolved, name: &[u8]) {
         if let Some(names) = self.names.borrow_mut().get_mut(&file_key(dir)) {
             names.remove(name);

@@ -56,7 +56,7 @@ pub(super) fn rewritten(
         }
     }
     // The old last block grows (zeros) if the file does.
-    if old_size % bs != 0 && low == old_size {
+    if !old_size.is_multiple_of(bs) && low == old_size {
         let last = old_size / bs;
         blocks.entry(last).or_insert_with(|| base(last, old_size));
     }

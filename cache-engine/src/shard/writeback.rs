@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt};
 
 use super::dirty::Batch;
-use super::Shard;
+use super::{file_key, Shard};
 use crate::filer::CoreFiler;
 use crate::handle::Resolved;
 use crate::types::*;
@@ -38,6 +38,18 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// When a refused write-back is tried again.
 const PARKED_RETRY: Duration = Duration::from_secs(60);
 
+/// One file's batch to write back, and what it is written as.
+struct Job {
+    key: u64,
+    r: Resolved,
+    cred: Credentials,
+    mtime: Timespec,
+    atime: Option<Timespec>,
+    /// The core filer's copy as Weir last left it, if known.
+    base: Option<AttrStamp>,
+    batch: Batch,
+}
+
 /// What one file's write-back amounts to, for a flush to report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlushReport {
@@ -45,7 +57,31 @@ pub struct FlushReport {
     pub files: u64,
     pub bytes: u64,
     /// Files that could not be written back, and why.
-    pub parked: Vec<(u64, String)>,
+    pub parked: Vec<ParkedFile>,
+}
+
+/// A file write-back gave up on for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedFile {
+    pub fileid: u64,
+    /// Where it is in the tree, if the engine's name cache still knows.
+    pub path: Option<String>,
+    pub why: String,
+    /// Its file key and core filer, to find its path by.
+    pub(crate) key: u64,
+    pub(crate) filer: u8,
+}
+
+impl ParkedFile {
+    fn of(e: &super::behind::DirtyEntry, why: &str) -> ParkedFile {
+        ParkedFile {
+            fileid: e.r.fileid,
+            path: None,
+            why: why.to_string(),
+            key: file_key(&e.r),
+            filer: e.r.filer,
+        }
+    }
 }
 
 /// Dirty data of one core filer (mount), over all shards.
@@ -58,8 +94,10 @@ pub struct DirtyFiler {
     pub oldest: Duration,
     /// The core filer answers (as far as the last calls showed).
     pub reachable: bool,
-    /// Files write-back gave up on for now: file id and why.
-    pub parked: Vec<(u64, String)>,
+    /// Files write-back gave up on for now.
+    pub parked: Vec<ParkedFile>,
+    /// Dirty files changed or removed on it behind the cache since start.
+    pub conflicts: u64,
 }
 
 /// What `weir status` shows of write-behind.
@@ -102,7 +140,12 @@ impl Shard {
             f.bytes += e.file.dirty_bytes();
             f.oldest = f.oldest.max(e.since.elapsed());
             if let Some((why, _)) = &e.parked {
-                f.parked.push((e.r.fileid, why.clone()));
+                f.parked.push(ParkedFile::of(e, why));
+            }
+        }
+        for (filer, n) in b.conflicts.borrow().iter() {
+            if let Some(f) = filers.get_mut(*filer as usize) {
+                f.conflicts += n;
             }
         }
         let (used, size) = b.journal.with_log(|l| (l.used_bytes(), l.geometry().log_len()));
@@ -169,35 +212,79 @@ impl Shard {
                 if let Some(batch) = e.file.take_batch() {
                     urgent.remove(key);
                     flying += 1;
-                    started.push((*key, e.r, e.cred.clone(), e.mtime, e.atime, batch));
+                    started.push(Job {
+                        key: *key,
+                        r: e.r,
+                        cred: e.cred.clone(),
+                        mtime: e.mtime,
+                        atime: e.atime,
+                        base: e.base,
+                        batch,
+                    });
                 }
             }
             self.writebacks.set(flying);
         }
-        for (key, r, cred, mtime, atime, batch) in started {
+        for job in started {
             let s = Rc::clone(self);
-            compio::runtime::spawn(async move { s.write_back(key, r, cred, mtime, atime, batch).await })
-                .detach();
+            compio::runtime::spawn(async move { s.write_back(job).await }).detach();
         }
     }
 
-    async fn write_back(
-        self: Rc<Self>,
-        key: u64,
-        r: Resolved,
-        cred: Credentials,
-        mtime: Timespec,
-        atime: Option<Timespec>,
-        batch: Batch,
-    ) {
+    /// Whether the core filer's copy of `r` is still as Weir last left it
+    /// (`base`): if not, someone changed it behind the cache while it was
+    /// dirty here. Weir's changes win; the conflict is logged and counted.
+    async fn check_conflict(
+        &self,
+        filer: &Arc<dyn CoreFiler>,
+        r: &Resolved,
+        cred: &Credentials,
+        base: AttrStamp,
+    ) -> Result<()> {
+        let now = self.filer_call(filer.getattr(cred, &r.filer_handle)).await?;
+        let now = AttrStamp::from(&now);
+        if now != base {
+            self.count_conflict(r);
+            tracing::warn!(
+                shard = self.id,
+                file = r.fileid,
+                "write-back: the file changed on the core filer while it had changes here \
+                 (size {} → {}, mtime {:?} → {:?}); Weir's changes are written over it",
+                base.size,
+                now.size,
+                base.mtime,
+                now.mtime
+            );
+        }
+        Ok(())
+    }
+
+    async fn write_back(self: Rc<Self>, job: Job) {
+        let Job {
+            key,
+            r,
+            cred,
+            mtime,
+            atime,
+            base,
+            batch,
+        } = job;
         let Some(b) = &self.behind else { return };
         let started = Instant::now();
         let bytes: u64 = batch.writes.iter().map(|(_, d)| d.len() as u64).sum();
         let res = match self.filer(&r) {
             Ok(f) => {
                 let f = Arc::clone(f);
-                self.send_batch(&f, &r, &cred, &batch, mtime, atime).await
+                match base {
+                    Some(base) => self.check_conflict(&f, &r, &cred, base).await,
+                    None => Ok(()),
+                }
+                .and(Ok(f))
             }
+            Err(e) => Err(e),
+        };
+        let res = match res {
+            Ok(f) => self.send_batch(&f, &r, &cred, &batch, mtime, atime).await,
             Err(e) => Err(e),
         };
         self.writebacks.set(self.writebacks.get() - 1);
@@ -212,6 +299,7 @@ impl Shard {
                 let done = e.file.batch_done(batch);
                 b.account(before, e.file.dirty_bytes());
                 e.batches += 1;
+                e.base = after.as_ref().map(AttrStamp::from);
                 e.parked = None;
                 e.failures = 0;
                 let clean = e.file.is_clean() && e.pending == 0;
@@ -245,6 +333,8 @@ impl Shard {
             }
             Err(err) => {
                 e.file.batch_failed();
+                // Part of it may have landed: the core filer's copy is unknown.
+                e.base = None;
                 e.failures += 1;
                 let transient = matches!(err, Error::Unavailable | Error::Io | Error::WritesLost);
                 let (why, wait) = if transient {
@@ -350,7 +440,7 @@ impl Shard {
                     let idle = !e.file.in_flight();
                     match &e.parked {
                         Some((why, _)) if idle && !urgent.contains_key(k) => {
-                            report.parked.push((e.r.fileid, why.clone()));
+                            report.parked.push(ParkedFile::of(e, why));
                         }
                         _ => {
                             waiting = true;

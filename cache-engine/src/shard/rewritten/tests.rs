@@ -25,7 +25,11 @@ fn writes() -> impl Strategy<Value = Vec<(u64, u64)>> {
     })
 }
 
-fn case() -> impl Strategy<Value = (u64, Option<u64>, Vec<(u64, u64)>, u64, BTreeSet<u64>)> {
+/// Old size, cut, writes (offset, length), what decides the final size,
+/// the old blocks cached.
+type Case = (u64, Option<u64>, Vec<(u64, u64)>, u64, BTreeSet<u64>);
+
+fn case() -> impl Strategy<Value = Case> {
     (
         0u64..120,
         proptest::option::of(0u64..150),
