@@ -190,7 +190,7 @@ impl Journal {
         Ok((seq, async move {
             match rx.await {
                 Ok(res) => res,
-                Err(_) => Err(JournalError::Failed("the journal was closed".into())),
+                Err(_) => Err(JournalError::Closed),
             }
         }))
     }

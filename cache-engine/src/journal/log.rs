@@ -472,7 +472,7 @@ impl Log {
             pos: self.tail_end,
             seq: self.next_seq,
         };
-        self.poisoned = Some(JournalError::Failed("the journal was closed".into()));
+        self.poisoned = Some(JournalError::Closed);
         Some(self.superblock_write(self.mem_head(), Some(tail)))
     }
 

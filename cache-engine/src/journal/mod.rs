@@ -39,6 +39,8 @@ pub enum JournalError {
     TooLarge { len: usize, max: usize },
     #[error("journal write failed ({0}); it takes no records until it is opened again")]
     Failed(String),
+    #[error("the journal is closed: the server is stopping")]
+    Closed,
     #[error("journal sequence {0} is not a record awaiting write-back")]
     UnknownSeq(u64),
     #[error("{0}")]

@@ -338,7 +338,7 @@ fn a_clean_close_spares_the_search_but_not_the_damage_report() {
     let w = log.close_write().unwrap();
     dev.apply(&w);
     log.write_done(w.id, Ok(()));
-    assert!(matches!(log.append(op(0, 1)), Err(JournalError::Failed(_))));
+    assert!(matches!(log.append(op(0, 1)), Err(JournalError::Closed)));
     let mut clean = Counting(&mut dev, 0);
     let r = replay(&mut clean, expect()).unwrap();
     assert_eq!(r.records.len(), 12);

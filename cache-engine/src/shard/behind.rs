@@ -303,6 +303,8 @@ pub(crate) fn journal_error(e: JournalError) -> Error {
     match e {
         e if e.is_retry_later() => Error::Unavailable,
         JournalError::TooLarge { .. } => Error::FBig,
+        // Stopping: the change was not acknowledged, the client sends it again.
+        JournalError::Closed => Error::Unavailable,
         other => {
             tracing::error!("write journal: {other}");
             Error::Io

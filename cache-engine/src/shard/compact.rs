@@ -35,7 +35,9 @@ impl Shard {
                 }
                 last = Some(oldest);
                 if let Err(e) = s.compact(key).await {
-                    tracing::warn!(shard = s.id, "journal compaction: {e}");
+                    if !s.stopping.get() {
+                        tracing::warn!(shard = s.id, "journal compaction: {e}");
+                    }
                     break;
                 }
             }
