@@ -233,6 +233,37 @@ fn negative_lookups_are_cached_until_the_directory_changes() {
 }
 
 #[test]
+fn a_directory_made_through_the_engine_answers_absent_names_itself() {
+    let fx = fixture(|_| {});
+    block_on(async {
+        let r = fx.engine.root();
+        let d = fx
+            .engine
+            .mkdir(&root(), &r, b"fresh", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        let lookups = fx.filer.lookups.load(Relaxed);
+        for name in [&b"a"[..], b"b", b"c"] {
+            assert_eq!(
+                fx.engine.lookup(&root(), &d, name).await.err(),
+                Some(Error::NoEnt)
+            );
+            fx.engine
+                .create(&root(), &d, name, CreateMode::Guarded, &SetAttr::default())
+                .await
+                .unwrap();
+            assert!(fx.engine.lookup(&root(), &d, name).await.is_ok());
+        }
+        assert_eq!(
+            fx.filer.lookups.load(Relaxed),
+            lookups,
+            "no LOOKUP reached the core filer"
+        );
+    });
+}
+
+#[test]
 fn handles_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("origin/sub")).unwrap();

@@ -161,6 +161,9 @@ impl Engine {
                     refreshed = engine.owns(&s, child);
                     if refreshed {
                         engine.refresh_on(*child, Some(*attr), true).await;
+                        if attr.ftype == FileType::Directory {
+                            s.made_empty(child);
+                        }
                     }
                     s.notify(c.origin, || ChangeKind::Created {
                         dir: s.handle(&d),
@@ -182,7 +185,11 @@ impl Engine {
                     self.running
                         .shards
                         .post(self.shard_of(&child), move |s| async move {
-                            s.refresh(&child, Some(attr), true)
+                            s.refresh(&child, Some(attr), true);
+                            // Made through the engine: it holds no names yet.
+                            if attr.ftype == FileType::Directory {
+                                s.made_empty(&child);
+                            }
                         })
                         .await;
                 }

@@ -134,7 +134,24 @@ pub(crate) struct Snapshot {
     pub epoch: u64,
 }
 
-type DirNames = HashMap<Box<[u8]>, NameEntry>;
+/// The names cached of one directory.
+#[derive(Default)]
+struct DirNames {
+    map: HashMap<Box<[u8]>, NameEntry>,
+    /// Since when `map` holds every name of the directory: it was made
+    /// empty through the engine and nothing dropped a name of it since. A
+    /// name not in `map` then does not exist, trusted as a negative entry.
+    complete: Option<Instant>,
+}
+
+impl DirNames {
+    fn remove(&mut self, name: &[u8]) {
+        self.map.remove(name);
+        if name != b".." {
+            self.complete = None;
+        }
+    }
+}
 
 /// A cached name in a directory: what it names, or that it does not exist.
 struct NameEntry {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{file_key, key_of, NameEntry, Shard};
+use super::{file_key, key_of, DirNames, NameEntry, Shard};
 use crate::filer::{FilerCreated, FilerDirEntryPlus};
 use crate::handle::Resolved;
 use crate::perm;
@@ -113,15 +113,15 @@ impl Shard {
 
     fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
         let mut names = self.names.borrow_mut();
-        let map = names.get_or_insert_mut(file_key(dir), HashMap::new);
+        let dn = names.get_or_insert_mut(file_key(dir), DirNames::default);
         if child.is_none() && !self.policy(dir).negative_lookups {
-            map.remove(name);
+            dn.remove(name);
             return;
         }
-        if map.len() >= super::NAMES_PER_DIR {
-            map.clear();
+        if dn.map.len() >= super::NAMES_PER_DIR {
+            *dn = DirNames::default();
         }
-        map.insert(
+        dn.map.insert(
             name.into(),
             NameEntry {
                 child,
@@ -130,15 +130,33 @@ impl Shard {
         );
     }
 
-    /// What the names cache says of `name` in `dir` while it is trusted:
-    /// `Some(None)` for a cached "no such name".
+    /// `dir` was just made, empty, through the engine: a name not cached
+    /// in it does not exist (while negative lookups are cached at all).
+    /// Names already cached under it came from a race with this news, and
+    /// the directory is then left as not complete.
+    pub(crate) fn made_empty(&self, dir: &Resolved) {
+        if self.policy(dir).negative_lookups {
+            let mut names = self.names.borrow_mut();
+            let dn = names.get_or_insert_mut(file_key(dir), DirNames::default);
+            if dn.map.keys().all(|n| &n[..] == b"..") {
+                dn.complete = Some(Instant::now());
+            }
+        }
+    }
+
     fn cached_name(&self, dir: &Resolved, name: &[u8]) -> Option<Option<(FilerHandle, u64)>> {
         let period = self.policy(dir).dir_verify;
-        self.names
-            .borrow_mut()
-            .get(&file_key(dir))
-            .and_then(|m| m.get(name))
-            .and_then(|e| e.trusted(period, self.filer_down()))
+        let down = self.filer_down();
+        let mut names = self.names.borrow_mut();
+        let dn = names.get(&file_key(dir))?;
+        match dn.map.get(name) {
+            Some(e) => e.trusted(period, down),
+            None if name != b"." && name != b".." => dn
+                .complete
+                .filter(|since| down || since.elapsed() < period)
+                .map(|_| None),
+            None => None,
+        }
     }
 
     fn drop_listing(&self, dir: &Resolved) {
@@ -153,7 +171,7 @@ impl Shard {
     pub(crate) fn name_of(&self, key: u64, filer: u8) -> Option<(u64, Vec<u8>)> {
         let is = |fileid: u64| key_of(filer, fileid) == key;
         for (dir, names) in self.names.borrow().iter() {
-            for (name, e) in names {
+            for (name, e) in &names.map {
                 if e.child.is_some_and(|(_, id)| is(id)) {
                     return Some((*dir, name.to_vec()));
                 }
@@ -600,7 +618,10 @@ impl Shard {
 
     /// How many names of `dir` the names cache holds.
     fn names_known(&self, dir: &Resolved) -> usize {
-        self.names.borrow().peek(&file_key(dir)).map_or(0, |m| m.len())
+        self.names
+            .borrow()
+            .peek(&file_key(dir))
+            .map_or(0, |m| m.map.len())
     }
 
     /// A page of `dir`'s listing from its names alone, with each entry's
@@ -625,7 +646,7 @@ impl Shard {
         };
         let mut out = Vec::with_capacity(page.entries.len());
         for e in page.entries {
-            match known.get(&e.name[..]).and_then(|n| n.trusted(period, down)) {
+            match known.map.get(&e.name[..]).and_then(|n| n.trusted(period, down)) {
                 Some(Some((fh, fileid))) if fileid == e.fileid => out.push(ListEntry {
                     name: e.name,
                     fileid,
