@@ -62,7 +62,13 @@ impl WeirServe {
                 tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
             ));
         }
-        let banner = std::fs::read_to_string(&log_path).unwrap_or_default();
+        // The port may answer a moment before the banner is written.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut banner = std::fs::read_to_string(&log_path).unwrap_or_default();
+        while !banner.contains("metrics ") && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            banner = std::fs::read_to_string(&log_path).unwrap_or_default();
+        }
         let metrics = banner
             .lines()
             .find(|l| l.trim_start().starts_with("metrics"))
