@@ -105,6 +105,8 @@ class File:
 
 
 class Stats:
+    """What the writers did, over the whole test."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.writes = self.written = self.resizes = self.flushes = self.retries = 0
@@ -132,7 +134,7 @@ def bounded(fn, what):
     def run():
         try:
             out["value"] = fn()
-        except BaseException as e:  # noqa: B036 - handed to the caller
+        except BaseException as e:  # handed to the caller
             out["error"] = e
 
     t = threading.Thread(target=run, daemon=True)
@@ -201,7 +203,7 @@ class Client:
         """Weir is gone: close the socket so nothing waits on it."""
         try:
             self.conn.disconnect(close=False)
-        except Exception:  # noqa: BLE001 - the connection is dead anyway
+        except Exception:  # the connection is dead anyway
             pass
 
 
@@ -262,7 +264,7 @@ class Writer:
             self.file.pending = op
             try:
                 self.perform(op)
-            except Exception as e:  # noqa: BLE001 - sorted below
+            except Exception as e:  # a kill, or an error: told apart below
                 if self.stop.is_set():
                     return  # Weir was killed: the change stays pending.
                 self.errors.append(f"{self.file.name}: {op.describe(self.file.write_through)} failed "
