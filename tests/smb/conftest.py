@@ -65,6 +65,10 @@ def pytest_configure(config):
         "markers",
         "differs(**servers): a documented difference of a server (KNOWN_DIFFERENCES.md); "
         "against that server the test runs as a strict xfail")
+    config.addinivalue_line(
+        "markers",
+        "not_against(**servers): a test of Weir itself (it starts its own weir); against "
+        "those servers it is skipped, with the reason given")
     if not _env("SMB_PORT"):
         pytest.exit("SMB_PORT is not set: run tests/smb/run-against-samba.sh or run-against-weir.sh, "
                     "or set the SMB_* variables (see conftest.py)", returncode=4)
@@ -77,6 +81,9 @@ def pytest_collection_modifyitems(config, items):
             if server in mark.kwargs:
                 item.add_marker(pytest.mark.xfail(
                     strict=True, reason=f"known difference of {server}: {mark.kwargs[server]}"))
+        for mark in item.iter_markers("not_against"):
+            if server in mark.kwargs:
+                item.add_marker(pytest.mark.skip(reason=f"not run against {server}: {mark.kwargs[server]}"))
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export WEIR_BIN="${WEIR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/weir}"
+# Absolute: the suite runs in tests/smb and starts weirs of its own.
+[[ $WEIR_BIN == /* ]] || WEIR_BIN=$PWD/$WEIR_BIN
 SMB_USER="${SMB_USER:-weir-test}"
 SMB_PASS="${SMB_PASS:-weir-test-pass}"
 
