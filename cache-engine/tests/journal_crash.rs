@@ -110,6 +110,9 @@ impl Case {
             let n = 8.min(len - at);
             data[at..at + n].copy_from_slice(&tag[..n]);
         }
+        // Split anywhere between payload and tail, as a write's data is.
+        let mut payload = Bytes::from(data);
+        let tail = payload.split_off(self.rng.random_range(0..=len));
         Op {
             kind: KINDS[self.rng.random_range(0..KINDS.len())],
             file: FileRef {
@@ -117,7 +120,8 @@ impl Case {
                 id: self.rng.random(),
             },
             offset: self.rng.random(),
-            payload: Bytes::from(data),
+            payload,
+            tail,
         }
     }
 

@@ -268,7 +268,10 @@ impl Inner {
             let buf = Rc::new(req.buf);
             this.writes.set(this.writes.get() + 1);
             let task = async move {
-                let res = write_all_at(&inner.file, buf, at).await;
+                let res = write_all_at(&inner.file, Rc::clone(&buf), at).await;
+                if let Ok(buf) = Rc::try_unwrap(buf) {
+                    inner.log.borrow_mut().recycle(buf);
+                }
                 inner.finish(id, res);
             };
             if !spawn_detached(task) {

@@ -169,14 +169,18 @@ impl OpKind {
     }
 }
 
-/// One operation to journal.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// One operation to journal. Its record's payload is `payload` followed by
+/// `tail`: a write's data kept apart from what precedes it, so that
+/// journaling copies it once, into the group. Replay returns the whole
+/// payload in `payload`; two ops are equal when their bytes are.
+#[derive(Clone, Debug)]
 pub struct Op {
     pub kind: OpKind,
     pub file: FileRef,
     /// File offset of a write's data; the engine's to use for other kinds.
     pub offset: u64,
     pub payload: Bytes,
+    pub tail: Bytes,
 }
 
 impl Op {
@@ -186,9 +190,35 @@ impl Op {
             file,
             offset,
             payload: data,
+            tail: Bytes::new(),
         }
     }
+
+    /// Bytes of the record's payload.
+    pub fn len(&self) -> usize {
+        self.payload.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
+
+impl PartialEq for Op {
+    fn eq(&self, o: &Op) -> bool {
+        let bytes = |op: &Op| {
+            op.payload
+                .iter()
+                .chain(op.tail.iter())
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        (self.kind, self.file, self.offset, self.len()) == (o.kind, o.file, o.offset, o.len())
+            && bytes(self) == bytes(o)
+    }
+}
+
+impl Eq for Op {}
 
 /// A record read back by replay.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -340,19 +370,30 @@ pub const fn header_size(ndones: usize) -> usize {
     GROUP_HDR + ndones * 8
 }
 
-/// Encode a group into a fresh aligned buffer padded to 4 KiB. `hdr.ndones`,
-/// `hdr.count` and `hdr.byte_len` are filled in here.
+/// Encode a group into `spare` (a buffer of an earlier group, if large
+/// enough: reused, it spares the kernel zeroing fresh pages) or a fresh
+/// aligned buffer, padded with zeros to 4 KiB. `hdr.ndones`, `hdr.count`
+/// and `hdr.byte_len` are filled in here.
 pub fn encode_group<'a>(
     mut hdr: GroupHeader,
     dones: &[u64],
     records: impl ExactSizeIterator<Item = (u64, &'a Op)> + Clone,
+    spare: Option<AlignedBuf>,
 ) -> AlignedBuf {
     let len = header_size(dones.len())
         + records
             .clone()
-            .map(|(_, op)| record_size(op.payload.len()))
+            .map(|(_, op)| record_size(op.len()))
             .sum::<usize>();
-    let mut buf = AlignedBuf::zeroed(len.next_multiple_of(ALIGN));
+    let padded = len.next_multiple_of(ALIGN);
+    let mut buf = match spare.filter(|b| b.capacity() >= padded) {
+        Some(mut b) => {
+            b.clear();
+            b.extend_zeroed(padded);
+            b
+        }
+        None => AlignedBuf::zeroed(padded),
+    };
     hdr.ndones = dones.len() as u32;
     hdr.count = records.len() as u32;
     hdr.byte_len = len as u32;
@@ -376,8 +417,9 @@ pub fn encode_group<'a>(
     put32(b, 0, crc);
     let mut at = hlen;
     for (seq, op) in records {
-        let r = &mut b[at..at + record_size(op.payload.len())];
-        put32(r, 4, op.payload.len() as u32);
+        let plen = op.len();
+        let r = &mut b[at..at + record_size(plen)];
+        put32(r, 4, plen as u32);
         r[8] = op.kind as u8;
         r[9] = op.file.filer;
         put32(r, 12, hdr.shard);
@@ -385,8 +427,10 @@ pub fn encode_group<'a>(
         put64(r, 24, seq);
         put64(r, 32, op.file.id);
         put64(r, 40, op.offset);
-        r[REC_HDR..REC_HDR + op.payload.len()].copy_from_slice(&op.payload);
-        let crc = crate::crc32c(&r[4..REC_HDR + op.payload.len()]);
+        let split = REC_HDR + op.payload.len();
+        r[REC_HDR..split].copy_from_slice(&op.payload);
+        r[split..REC_HDR + plen].copy_from_slice(&op.tail);
+        let crc = crate::crc32c(&r[4..REC_HDR + plen]);
         put32(r, 0, crc);
         at += r.len();
     }
@@ -465,6 +509,7 @@ pub fn decode_records(group: &Bytes, hdr: &GroupHeader) -> (Vec<Record>, bool) {
                 },
                 offset: u64_at(r, 40),
                 payload: group.slice(at + REC_HDR..at + REC_HDR + len),
+                tail: Bytes::new(),
             },
         });
         at += record_size(len);

@@ -144,6 +144,8 @@ pub struct Log {
     /// Group and superblock writes completed.
     groups_written: u64,
     superblocks_written: u64,
+    /// Buffers of written groups, for the next groups (see [`Log::recycle`]).
+    spare: Vec<AlignedBuf>,
 }
 
 impl Log {
@@ -191,6 +193,7 @@ impl Log {
             poisoned: None,
             groups_written: 0,
             superblocks_written: 0,
+            spare: Vec::new(),
         };
         log.trim();
         log
@@ -254,7 +257,7 @@ impl Log {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
-        let len = op.payload.len();
+        let len = op.len();
         let max = self.geo.max_payload();
         if len > max {
             return Err(JournalError::TooLarge { len, max });
@@ -385,10 +388,7 @@ impl Log {
         let l = self.geo.log_len();
         let mut pos = self.tail_end;
         let mut lap_end = (pos / l + 1) * l;
-        let first = self
-            .queue
-            .front()
-            .map_or(0, |(_, op)| record_size(op.payload.len()));
+        let first = self.queue.front().map_or(0, |(_, op)| record_size(op.len()));
         if pos + align_up(hlen + first) as u64 > lap_end {
             pos = lap_end;
             lap_end += l;
@@ -396,7 +396,7 @@ impl Log {
         let mut size = hlen;
         let mut count = 0;
         for (_, op) in &self.queue {
-            let rs = record_size(op.payload.len());
+            let rs = record_size(op.len());
             if count > 0 && (size + rs > self.geo.group_max() || pos + (size + rs) as u64 > lap_end) {
                 break;
             }
@@ -430,10 +430,15 @@ impl Log {
             hdr,
             &dones,
             self.queue.iter().take(p.count).map(|(s, op)| (*s, op)),
+            Some(
+                self.spare
+                    .pop()
+                    .unwrap_or_else(|| AlignedBuf::with_capacity(self.geo.group_max())),
+            ),
         );
         let mut undone = 0;
         for (seq, op) in self.queue.drain(..p.count) {
-            self.queued_bytes -= (record_size(op.payload.len()) + 8) as u64;
+            self.queued_bytes -= (record_size(op.len()) + 8) as u64;
             undone += u32::from(self.undone.contains(&seq));
         }
         self.groups.push_back(GroupMeta {
@@ -512,6 +517,14 @@ impl Log {
     /// write fails every record not yet acknowledged, and the journal
     /// refuses appends until it is opened again (replay): a device that
     /// failed a write is not trusted with the next one in its place.
+    /// Give back the buffer of a finished group write, so that a later group
+    /// reuses its pages instead of faulting in fresh (zeroed) ones.
+    pub fn recycle(&mut self, buf: AlignedBuf) {
+        if self.spare.len() <= MAX_IN_FLIGHT && buf.capacity() >= self.geo.group_max() {
+            self.spare.push(buf);
+        }
+    }
+
     pub fn write_done(&mut self, id: WriteId, result: io::Result<()>) -> Completion {
         let mut c = Completion {
             acked: self.acked_end..self.acked_end,

@@ -157,9 +157,11 @@ pub(crate) fn encode(r: &Resolved, head: &Head, change: &Change) -> Op {
             (OpKind::SetAttr, 0)
         }
     };
-    if let Change::Write { data, .. } = change {
-        p.put_slice(data);
-    }
+    // A write's data follows as the record's tail, copied once, into the group.
+    let tail = match change {
+        Change::Write { data, .. } => data.clone(),
+        _ => Bytes::new(),
+    };
     Op {
         kind,
         file: FileRef {
@@ -168,6 +170,7 @@ pub(crate) fn encode(r: &Resolved, head: &Head, change: &Change) -> Op {
         },
         offset,
         payload: p.freeze(),
+        tail,
     }
 }
 
@@ -873,7 +876,9 @@ mod tests {
             Change::SetSize(12345),
             Change::SetTimes,
         ] {
-            let op = encode(&r, &head, &change);
+            let mut op = encode(&r, &head, &change);
+            // As replay returns it: the tail read back with the payload.
+            op.payload = [op.payload.clone(), std::mem::take(&mut op.tail)].concat().into();
             let rec = Record { seq: 9, epoch: 1, op };
             assert_eq!(decode(&rec), Some((head.clone(), change)));
         }
