@@ -26,8 +26,11 @@ use crate::{Error, Result};
 
 /// Files written back at once per shard.
 const FILES_IN_FLIGHT: usize = 16;
-/// Writes in flight per file.
-const WRITES_IN_FLIGHT: usize = 8;
+/// Bytes of writes in flight per file: small writes (scattered extents)
+/// go many at once, so that the link's round trip does not bound them.
+const BYTES_IN_FLIGHT: usize = 8 << 20;
+/// Writes in flight per file, at least and at most.
+const WRITES_IN_FLIGHT: (usize, usize) = (8, 64);
 /// Largest write sent.
 const MAX_WRITE: usize = 1 << 20;
 /// How often the loop looks for due files when nothing wakes it.
@@ -378,13 +381,15 @@ impl Shard {
             self.filer_call(filer.setattr(cred, fh, &set)).await?;
         }
         let writes = merge(&batch.writes);
+        let bytes: usize = writes.iter().map(|(_, d)| d.len()).sum();
+        let in_flight = (BYTES_IN_FLIGHT / (bytes / writes.len().max(1)).max(1)).clamp(WRITES_IN_FLIGHT.0, WRITES_IN_FLIGHT.1);
         let mut unstable = false;
         let mut sent = stream::iter(writes.into_iter().map(|(off, data)| {
             let len = data.len();
             let fut = self.filer_call(filer.write(cred, fh, off, data, Stability::Unstable));
             async move { (len, fut.await) }
         }))
-        .buffer_unordered(WRITES_IN_FLIGHT);
+        .buffer_unordered(in_flight);
         while let Some((len, res)) = sent.next().await {
             let w = res?;
             if (w.count as usize) < len {
