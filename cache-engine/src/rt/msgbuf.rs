@@ -95,6 +95,31 @@ pub(crate) fn push(mut b: AlignedBuf) {
     }
 }
 
+/// Fill the pool, from a thread of its own, with up to `count` buffers of
+/// `cap` bytes whose pages are touched now: under write-behind each large
+/// write holds its buffer until written back, so a burst takes fresh
+/// memory, and faulting it in (zeroing) would cost more than the journal.
+pub(crate) fn prefill(count: usize, cap: usize) {
+    let fill = move || {
+        for _ in 0..count {
+            let mut b = AlignedBuf::with_capacity(cap);
+            b.extend_zeroed(b.capacity());
+            b.clear();
+            let held = POOL_BYTES.fetch_add(b.capacity(), Ordering::Relaxed) + b.capacity();
+            if held > POOL_LIMIT.load(Ordering::Relaxed) || POOL.push(b).is_err() {
+                POOL_BYTES.fetch_sub(cap, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("weir-prefill".into())
+        .spawn(fill)
+    {
+        tracing::warn!("message buffers not prefilled: {e}");
+    }
+}
+
 struct Recycled(Option<AlignedBuf>);
 
 impl AsRef<[u8]> for Recycled {

@@ -49,6 +49,15 @@ impl ShardSet {
         let cpus = cpu::allowed_cpus();
         let pool = usize::try_from(shared.cfg.ram_bytes / 8).unwrap_or(usize::MAX);
         msgbuf::set_pool_limit(pool.max(msgbuf::MIN_POOL));
+        if shared.policies.iter().any(|p| p.writeback_delay.is_some()) {
+            // Buffers for 1 MiB writes (and their headers), as many as the
+            // pool and the dirty quota take.
+            const CAP: usize = (1 << 20) + (64 << 10);
+            let bytes = pool
+                .max(msgbuf::MIN_POOL)
+                .min(usize::try_from(shared.cfg.dirty_max).unwrap_or(usize::MAX));
+            msgbuf::prefill(bytes / CAP, CAP);
+        }
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut queues = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);

@@ -382,7 +382,8 @@ impl Shard {
         }
         let writes = merge(&batch.writes);
         let bytes: usize = writes.iter().map(|(_, d)| d.len()).sum();
-        let in_flight = (BYTES_IN_FLIGHT / (bytes / writes.len().max(1)).max(1)).clamp(WRITES_IN_FLIGHT.0, WRITES_IN_FLIGHT.1);
+        let in_flight = (BYTES_IN_FLIGHT / (bytes / writes.len().max(1)).max(1))
+            .clamp(WRITES_IN_FLIGHT.0, WRITES_IN_FLIGHT.1);
         let mut unstable = false;
         let mut sent = stream::iter(writes.into_iter().map(|(off, data)| {
             let len = data.len();
