@@ -5,10 +5,11 @@
 //! journal is half full and a quarter of it holds only such replaced bytes,
 //! the file holding the oldest record is journaled again as few records
 //! (its cut, its dirty extents, its size and times), and once those are
-//! durable its old records are confirmed, so the log moves on. A file with
-//! a write-back batch out is left to it: the batch retires those records,
-//! and compacting them meanwhile would make it retire nothing. One
-//! compaction at a time per shard.
+//! durable its old records are confirmed, so the log moves on. Only
+//! replaced bytes make it run: compacting a file renumbers its records, so
+//! a write-back batch out at the time retires none of them and its data
+//! goes again; run while all bytes are live (a full dirty quota), it would
+//! undo every batch. One compaction at a time per shard.
 
 use std::rc::Rc;
 
@@ -50,7 +51,7 @@ impl Shard {
     }
 
     /// The file holding the oldest record, and that record, when the
-    /// journal needs compacting and that file can be.
+    /// journal needs compacting.
     fn compaction_target(&self) -> Option<(u64, u64)> {
         let b = self.behind.as_ref()?;
         let oldest = b
@@ -58,9 +59,7 @@ impl Shard {
             .with_log(|l| l.oldest_undone())
             .filter(|_| b.needs_compaction())?;
         let files = b.files.borrow();
-        let (key, _) = files
-            .iter()
-            .find(|(_, e)| e.file.oldest_seq() == Some(oldest) && !e.file.in_flight())?;
+        let (key, _) = files.iter().find(|(_, e)| e.file.oldest_seq() == Some(oldest))?;
         Some((*key, oldest))
     }
 
@@ -68,12 +67,14 @@ impl Shard {
         let Some(b) = &self.behind else { return Ok(()) };
         let (c, r, head) = {
             let mut files = b.files.borrow_mut();
-            let Some(e) = files.get_mut(&key).filter(|e| !e.file.in_flight()) else {
+            let Some(e) = files.get_mut(&key) else {
                 return Ok(());
             };
             // Appends not yet durable are older than what this journals, so
-            // durable before it: they need not be waited for. No batch is
-            // taken while this runs.
+            // durable before it, and a batch out may finish or fail either
+            // way: neither need be waited for (the batch stands for nothing
+            // the new records do not say again). No batch is taken while
+            // this runs.
             e.compacting = true;
             let head = Head {
                 filer_handle: e.r.filer_handle,
