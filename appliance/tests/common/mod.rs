@@ -98,11 +98,20 @@ impl Daemon {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let (mut err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        // WEIR_TEST_LOGS=DIR keeps every weir's log there, for a failure
+        // that does not come back when run again.
+        let mut keep = std::env::var_os("WEIR_TEST_LOGS").and_then(|d| {
+            let path = Path::new(&d).join(format!("weir-{}.log", child.id()));
+            std::fs::File::create(path).ok()
+        });
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                if let Some(f) = &mut keep {
+                    let _ = std::io::Write::write_all(f, &buf[..n]);
                 }
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
