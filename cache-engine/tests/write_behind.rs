@@ -419,3 +419,71 @@ fn a_dirty_file_changed_on_the_core_filer_is_a_conflict_that_weir_wins() {
         assert_eq!(e.dirty_status().await.unwrap().filers[0].conflicts, 1);
     });
 }
+
+#[test]
+fn a_replay_waits_for_a_core_filer_that_does_not_answer_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("origin")).unwrap();
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    let mut want = pattern(150_000, 5);
+    let fh = block_on(async {
+        let fh = new_file_on(&engine, "s").await;
+        engine
+            .write(&root(), &fh, 0, Bytes::from(want.clone()), Stability::FileSync)
+            .await
+            .unwrap();
+        assert!(engine.flush(None).await.unwrap().parked.is_empty());
+        engine
+            .write(
+                &root(),
+                &fh,
+                1000,
+                Bytes::from_static(b"later"),
+                Stability::FileSync,
+            )
+            .await
+            .unwrap();
+        fh
+    });
+    engine.shutdown();
+    want[1000..1005].copy_from_slice(b"later");
+
+    // The core filer answers only a second after the start began, past its
+    // timeout: the replay asks it again, so the bytes no record covers
+    // read as its own (not as zeros).
+    let mut cfg = engine_config(dir.path());
+    behind(&mut cfg);
+    cfg.filer_timeout = Duration::from_millis(300);
+    let local = cache_engine::filer::local::LocalFiler::open(&dir.path().join("origin")).unwrap();
+    let filer = std::sync::Arc::new(cache_engine::filer::counting::CountingFiler::with_read_delay(
+        local,
+        Duration::ZERO,
+    ));
+    filer.set_unreachable(true);
+    let f = filer.clone();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        f.set_unreachable(false);
+    });
+    let engine = cache_engine::Engine::start(cfg, filer).unwrap();
+    waker.join().unwrap();
+    block_on(async {
+        let r = engine.read(&root(), &fh, 0, 1 << 20).await.unwrap();
+        assert!(r.to_bytes()[..] == want[..], "read after a replay that waited");
+    });
+    engine.shutdown();
+}
+
+async fn new_file_on(engine: &cache_engine::Engine, name: &str) -> cache_engine::FileHandle {
+    engine
+        .create(
+            &root(),
+            &engine.root(),
+            name.as_bytes(),
+            CreateMode::Unchecked,
+            &SetAttr::default(),
+        )
+        .await
+        .unwrap()
+        .handle
+}

@@ -24,6 +24,9 @@ use crate::{Error, Result};
 /// How long a writer waits for write-back to make room under the dirty
 /// quota before it is told to retry later.
 const QUOTA_WAIT: Duration = Duration::from_secs(2);
+/// How long a replay asks a core filer that does not answer for the size
+/// of a dirty file.
+const REPLAY_WAIT: Duration = Duration::from_secs(60);
 
 /// What every record carries before its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -742,6 +745,30 @@ impl Shard {
         Ok(Some(self.presented(r, filer_attr)))
     }
 
+    /// A replayed file's attributes from the core filer, asked again while
+    /// it does not answer (it may be starting, or slow under load), for up
+    /// to [`REPLAY_WAIT`]: a dirty file's size is what its other bytes
+    /// are read against.
+    async fn replay_getattr(
+        &self,
+        filer: &std::sync::Arc<dyn crate::filer::CoreFiler>,
+        cred: &Credentials,
+        r: &Resolved,
+    ) -> Result<Attr> {
+        let deadline = Instant::now() + REPLAY_WAIT;
+        loop {
+            // A call that timed out marks the core filer down for a while;
+            // here it is asked again regardless.
+            self.filer_down_until.set(None);
+            match self.filer_call(filer.getattr(cred, &r.filer_handle)).await {
+                Err(Error::Unavailable | Error::Io) if Instant::now() < deadline => {
+                    compio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Rebuild the dirty files from the records a journal replay returned,
     /// in order; each file's size on the core filer is asked first. Files
     /// whose core filer does not answer are parked until it does.
@@ -769,15 +796,18 @@ impl Shard {
                         continue;
                     }
                 };
-                let (base, size) = match self.filer_call(filer.getattr(&head.cred, &r.filer_handle)).await {
+                let (base, size) = match self.replay_getattr(&filer, &head.cred, &r).await {
                     Ok(a) => (Some(a), a.size),
                     Err(e) => {
-                        // Sized as it was last seen: records lay over it
-                        // all the same, and write-back sets the size.
-                        tracing::warn!(
+                        // Sized as nothing: records lay over it all the same,
+                        // and write-back sets the size; but bytes of the core
+                        // filer's copy that no record covers read as zeros
+                        // until then.
+                        tracing::error!(
                             shard = self.id,
                             file = r.fileid,
-                            "replay: core filer getattr: {e}"
+                            "replay: the core filer did not give the file's size ({e}); \
+                             its bytes no change covers read as zeros until it is written back"
                         );
                         (None, 0)
                     }
