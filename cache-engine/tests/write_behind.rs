@@ -19,11 +19,14 @@ fn behind(cfg: &mut EngineConfig) {
 }
 
 async fn new_file(fx: &Fixture, name: &str) -> cache_engine::FileHandle {
-    let root_fh = fx.engine.root();
-    fx.engine
+    new_file_on(&fx.engine, name).await
+}
+
+async fn new_file_on(engine: &cache_engine::Engine, name: &str) -> cache_engine::FileHandle {
+    engine
         .create(
             &root(),
-            &root_fh,
+            &engine.root(),
             name.as_bytes(),
             CreateMode::Unchecked,
             &SetAttr::default(),
@@ -31,6 +34,14 @@ async fn new_file(fx: &Fixture, name: &str) -> cache_engine::FileHandle {
         .await
         .unwrap()
         .handle
+}
+
+/// A FILE_SYNC write that must succeed.
+async fn write_at(engine: &cache_engine::Engine, fh: &cache_engine::FileHandle, offset: u64, data: Bytes) {
+    engine
+        .write(&root(), fh, offset, data, Stability::FileSync)
+        .await
+        .unwrap();
 }
 
 async fn read_all(fx: &Fixture, fh: &cache_engine::FileHandle) -> Vec<u8> {
@@ -143,32 +154,9 @@ fn a_restart_replays_what_was_not_written_back() {
     let (engine, _) = start(dir.path(), Duration::ZERO, behind);
     let data = pattern(150_000, 3);
     let fh = block_on(async {
-        let root_fh = engine.root();
-        let fh = engine
-            .create(
-                &root(),
-                &root_fh,
-                b"r",
-                CreateMode::Unchecked,
-                &SetAttr::default(),
-            )
-            .await
-            .unwrap()
-            .handle;
-        engine
-            .write(&root(), &fh, 0, Bytes::from(data.clone()), Stability::FileSync)
-            .await
-            .unwrap();
-        engine
-            .write(
-                &root(),
-                &fh,
-                1000,
-                Bytes::from_static(b"later"),
-                Stability::FileSync,
-            )
-            .await
-            .unwrap();
+        let fh = new_file_on(&engine, "r").await;
+        write_at(&engine, &fh, 0, Bytes::from(data.clone())).await;
+        write_at(&engine, &fh, 1000, Bytes::from_static(b"later")).await;
         fh
     });
     let verifier = engine.write_verifier();
@@ -428,21 +416,9 @@ fn a_replay_waits_for_a_core_filer_that_does_not_answer_yet() {
     let mut want = pattern(150_000, 5);
     let fh = block_on(async {
         let fh = new_file_on(&engine, "s").await;
-        engine
-            .write(&root(), &fh, 0, Bytes::from(want.clone()), Stability::FileSync)
-            .await
-            .unwrap();
+        write_at(&engine, &fh, 0, Bytes::from(want.clone())).await;
         assert!(engine.flush(None).await.unwrap().parked.is_empty());
-        engine
-            .write(
-                &root(),
-                &fh,
-                1000,
-                Bytes::from_static(b"later"),
-                Stability::FileSync,
-            )
-            .await
-            .unwrap();
+        write_at(&engine, &fh, 1000, Bytes::from_static(b"later")).await;
         fh
     });
     engine.shutdown();
@@ -472,18 +448,4 @@ fn a_replay_waits_for_a_core_filer_that_does_not_answer_yet() {
         assert!(r.to_bytes()[..] == want[..], "read after a replay that waited");
     });
     engine.shutdown();
-}
-
-async fn new_file_on(engine: &cache_engine::Engine, name: &str) -> cache_engine::FileHandle {
-    engine
-        .create(
-            &root(),
-            &engine.root(),
-            name.as_bytes(),
-            CreateMode::Unchecked,
-            &SetAttr::default(),
-        )
-        .await
-        .unwrap()
-        .handle
 }
