@@ -33,12 +33,15 @@ PY="$(ensure_venv)" || { say "could not set up the Python venv"; exit 2; }
 
 weir_run_dir weir-smb-weir
 
-# serve NAME [TOML]: stop the weir of the previous pass and start one over $TMP/NAME (its
+# serve NAME [TOML]: stop the weir of the previous pass, drop its cache files, and start one over $TMP/NAME (its
 # own state, user and export directory), with TOML as its config file; sets PORT and
 # SMB_BACKDIR.
 serve() {
     local dir=$TMP/$1 conf=()
     stop_pid "$(cat "$TMP/weir.pid" 2>/dev/null)" weir
+    # The previous pass's preallocated cache files (a GiB a shard): three passes'
+    # worth can outgrow a small disk.
+    rm -rf "$TMP"/*/state/cache
     mkdir -p "$dir/state" "$dir/export"
     if [ -n "${2:-}" ]; then
         printf '%s\n' "$2" >"$dir/weir.toml"
