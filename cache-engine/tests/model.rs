@@ -419,6 +419,8 @@ async fn through_engine(e: &Engine, origin: &Path, op: &Op) -> Out {
 }
 
 /// Every object under `root`: path, type, size, mode, contents or target.
+/// Weir's pool of spare objects for write-behind creates is not the
+/// clients' and not compared.
 fn tree(root: &Path) -> Vec<(String, FileType, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -426,6 +428,9 @@ fn tree(root: &Path) -> Vec<(String, FileType, u32, Vec<u8>)> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
+            if dir == root && entry.file_name() == ".weir-pool" {
+                continue;
+            }
             let m = std::fs::symlink_metadata(&path).unwrap();
             let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let content = match ftype(&m) {

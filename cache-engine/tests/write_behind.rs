@@ -45,7 +45,11 @@ async fn write_at(engine: &cache_engine::Engine, fh: &cache_engine::FileHandle, 
 }
 
 async fn read_all(fx: &Fixture, fh: &cache_engine::FileHandle) -> Vec<u8> {
-    let r = fx.engine.read(&root(), fh, 0, 4 << 20).await.unwrap();
+    read_all_on(&fx.engine, fh).await
+}
+
+async fn read_all_on(engine: &cache_engine::Engine, fh: &cache_engine::FileHandle) -> Vec<u8> {
+    let r = engine.read(&root(), fh, 0, 4 << 20).await.unwrap();
     assert!(r.eof);
     r.to_bytes().to_vec()
 }
@@ -68,11 +72,7 @@ fn writes_are_durable_answers_read_back_and_reach_the_core_filer_at_a_flush() {
             "durable in the journal when answered"
         );
         assert_eq!(w.wcc.after.unwrap().size, 300_000);
-        assert_eq!(
-            std::fs::metadata(fx.origin().join("w")).unwrap().len(),
-            0,
-            "not written back yet"
-        );
+        assert!(!fx.origin().join("w").exists(), "not written back yet, its name neither");
         assert_eq!(read_all(&fx, &fh).await, data);
         assert_eq!(fx.engine.getattr(&fh).await.unwrap().size, 300_000);
 
@@ -162,7 +162,7 @@ fn a_restart_replays_what_was_not_written_back() {
     let verifier = engine.write_verifier();
     // Stopped without a flush: the journal keeps it.
     engine.shutdown();
-    assert_eq!(std::fs::metadata(dir.path().join("origin/r")).unwrap().len(), 0);
+    assert!(!dir.path().join("origin/r").exists());
     let mut want = data.clone();
     want[1000..1005].copy_from_slice(b"later");
 
@@ -448,4 +448,119 @@ fn a_replay_waits_for_a_core_filer_that_does_not_answer_yet() {
         assert!(r.to_bytes()[..] == want[..], "read after a replay that waited");
     });
     engine.shutdown();
+}
+
+fn user(uid: u32) -> Credentials {
+    Credentials {
+        uid,
+        gid: uid,
+        gids: vec![uid],
+        origin: 0,
+    }
+}
+
+#[test]
+fn creates_and_mkdirs_are_journaled_and_placed_whole_at_write_back_after_a_restart() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    std::fs::set_permissions(&origin, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let (engine, filer) = start(dir.path(), Duration::ZERO, behind);
+    let data = pattern(70_000, 4);
+    let (d, f) = block_on(async {
+        let top = engine.root();
+        let lookups = || filer.lookups.load(std::sync::atomic::Ordering::Relaxed);
+        let before = lookups();
+        let mode = |m| SetAttr {
+            mode: Some(m),
+            ..SetAttr::default()
+        };
+        let d = engine.mkdir(&user(1000), &top, b"shots", &mode(0o750)).await.unwrap();
+        let f = engine
+            .create(&user(1000), &d.handle, b"frame.exr", CreateMode::Guarded, &mode(0o640))
+            .await
+            .unwrap();
+        write_at(&engine, &f.handle, 0, Bytes::from(data.clone())).await;
+        let chown = SetAttr {
+            gid: Some(0),
+            ..SetAttr::default()
+        };
+        engine.setattr(&root(), &f.handle, &chown, None).await.unwrap();
+        assert_eq!(
+            lookups(),
+            before + 1,
+            "only the name in a directory not made here was looked up on the core filer"
+        );
+        // Clients see it whole; the core filer has none of it yet.
+        let (h, attr, _) = engine.lookup(&user(1000), &d.handle, b"frame.exr").await.unwrap();
+        assert_eq!(h, f.handle);
+        assert_eq!((attr.mode, attr.uid, attr.gid, attr.size), (0o640, 1000, 0, 70_000));
+        let dattr = engine.getattr(&d.handle).await.unwrap();
+        assert_eq!((dattr.mode, dattr.uid), (0o750, 1000));
+        assert_eq!(
+            engine.create(&user(1000), &top, b"shots", CreateMode::Guarded, &mode(0o600)).await.err(),
+            Some(Error::Exist)
+        );
+        assert!(
+            engine.lookup(&user(1001), &d.handle, b"frame.exr").await.is_err(),
+            "the mode it was made with stands: others may not search it"
+        );
+        assert!(!origin.join("shots").exists());
+        (d.handle, f.handle)
+    });
+    engine.shutdown();
+
+    // Replayed: the same handles, names and attributes.
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    block_on(async {
+        let (h, attr, _) = engine.lookup(&user(1000), &d, b"frame.exr").await.unwrap();
+        assert_eq!(h, f);
+        assert_eq!((attr.mode, attr.gid), (0o640, 0));
+        assert_eq!(read_all_on(&engine, &f).await, data);
+        // A listing shows the core filer's names: what is pending goes first.
+        let top = engine.root();
+        let list = engine.readdir(&root(), &top, 0, 0, 100).await.unwrap();
+        let names: Vec<&[u8]> = list.entries.iter().map(|e| &e.name[..]).collect();
+        assert_eq!(names, vec![&b"shots"[..]], "the pool is not listed");
+        assert!(engine.flush(None).await.unwrap().parked.is_empty());
+    });
+    let m = std::fs::metadata(origin.join("shots/frame.exr")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 1000, 0));
+    assert_eq!(std::fs::read(origin.join("shots/frame.exr")).unwrap(), data);
+    let m = std::fs::metadata(origin.join("shots")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o750, 1000));
+    block_on(async {
+        let top = engine.root();
+        assert_eq!(
+            engine.lookup(&root(), &top, b".weir-pool").await.err(),
+            Some(Error::NoEnt),
+            "the pool is hidden"
+        );
+        // Removed through Weir once placed: nothing left behind.
+        engine.remove(&user(1000), &d, b"frame.exr").await.unwrap();
+        engine.rmdir(&user(1000), &top, b"shots").await.unwrap();
+    });
+    assert!(!origin.join("shots").exists());
+    engine.shutdown();
+}
+
+#[test]
+fn a_directory_made_here_is_written_back_before_it_is_removed() {
+    let fx = fixture(behind);
+    block_on(async {
+        let (e, top) = (&fx.engine, fx.engine.root());
+        let d = e.mkdir(&root(), &top, b"tmp", &SetAttr::default()).await.unwrap();
+        let f = e
+            .create(&root(), &d.handle, b"x", CreateMode::Guarded, &SetAttr::default())
+            .await
+            .unwrap();
+        write_at(e, &f.handle, 0, Bytes::from_static(b"scratch")).await;
+        assert_eq!(e.rmdir(&root(), &top, b"tmp").await.err(), Some(Error::NotEmpty));
+        e.rename(&root(), &d.handle, b"x", &top, b"kept").await.unwrap();
+        e.rmdir(&root(), &top, b"tmp").await.unwrap();
+        assert!(e.flush(None).await.unwrap().parked.is_empty());
+    });
+    assert!(!fx.origin().join("tmp").exists());
+    assert_eq!(std::fs::read(fx.origin().join("kept")).unwrap(), b"scratch");
 }

@@ -4,7 +4,7 @@
 use super::{DirEntry, DirListing, Engine, Seeded};
 use crate::handle::{FileHandle, Resolved};
 use crate::junction::{self, Junction};
-use crate::shard::ListEntry;
+use crate::shard::{ListEntry, POOL_DIR};
 use crate::stats::Op;
 use crate::types::*;
 use crate::{Error, Result};
@@ -51,6 +51,8 @@ impl Engine {
             if cookie != 0 && verifier != 0 && verifier != expected {
                 return Err(Error::BadCookie);
             }
+            self.settle(&d).await;
+            let hide_pool = self.writes_behind_on(d.filer);
             let here: Vec<&Junction> = self
                 .junctions()
                 .map(|t| t.in_dir(&d).collect())
@@ -70,7 +72,10 @@ impl Engine {
                     let last = page.last().map(|e| e.cookie);
                     // What a junction hides is not listed; a page left empty
                     // by that must not end the listing early.
-                    page.retain(|e| !here.iter().any(|j| j.name == e.name));
+                    let hidden = |name: &[u8]| {
+                        here.iter().any(|j| j.name == name) || (hide_pool && name == POOL_DIR)
+                    };
+                    page.retain(|e| !hidden(&e.name));
                     match last {
                         Some(last) if page.is_empty() && !eof => from = last,
                         _ => break (page, eof, dir_attr),

@@ -25,6 +25,7 @@ mod behind;
 mod data;
 mod dirs;
 mod names;
+mod placing;
 mod start;
 
 /// A listed entry to stat on its shard: position, object, attributes as listed.

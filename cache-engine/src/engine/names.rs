@@ -133,6 +133,12 @@ impl Engine {
         self.timed(Op::Create, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Exist)?;
+            self.not_the_pool(&d, name)?;
+            if self.writes_behind_on(d.filer) {
+                if let Some(made) = self.make_behind(cred, d, name, &node, set).await? {
+                    return Ok(made);
+                }
+            }
             self.once_more_if_stale(d, name, || self.make_once(cred, d, name, node.clone(), set))
                 .await
         })
@@ -305,6 +311,8 @@ impl Engine {
                 return Err(Error::XDev);
             }
             self.not_a_junction(&d, name, Error::Exist)?;
+            self.not_the_pool(&d, name)?;
+            self.settle(&d).await;
             // The file must still exist before its link is made.
             self.attr_on(f, cred, None).await?;
             let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
@@ -343,6 +351,15 @@ impl Engine {
         self.timed(Op::Remove, async {
             let d = self.resolve(dir)?;
             self.not_a_junction(&d, name, Error::Access)?;
+            self.not_the_pool(&d, name)?;
+            if rmdir && self.writes_behind_on(d.filer) {
+                // What was made in it must be on the core filer, or the
+                // core filer would find it empty.
+                if let Ok((h, _, _)) = self.lookup(cred, dir, name).await {
+                    self.settle(&self.resolve(&h)?).await;
+                }
+            }
+            self.settle(&d).await;
             let (c, n, engine) = (cred.clone(), name.to_vec(), self.clone());
             let (wcc, victim, refreshed) = self
                 .running
@@ -392,6 +409,10 @@ impl Engine {
             }
             self.not_a_junction(&f, from_name, Error::Access)?;
             self.not_a_junction(&t, to_name, Error::Access)?;
+            self.not_the_pool(&f, from_name)?;
+            self.not_the_pool(&t, to_name)?;
+            self.settle(&f).await;
+            self.settle(&t).await;
             let to_attr = self.attr_on(t, cred, None).await?;
             let (c, fname, tname) = (cred.clone(), from_name.to_vec(), to_name.to_vec());
             let out = self

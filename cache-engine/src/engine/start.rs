@@ -112,6 +112,7 @@ impl Engine {
             write_verifier: verifier.into(),
             changes: crate::change::ChangeHub::new(),
             published: Default::default(),
+            placing: Default::default(),
         });
         let shards = ShardSet::start(shared.clone())?;
         let mut roots = Vec::with_capacity(mounts.len());
@@ -139,6 +140,7 @@ impl Engine {
         match futures::executor::block_on(engine.join(&roots, junctions)) {
             Ok(table) => {
                 let _ = engine.running.junctions.set(table);
+                futures::executor::block_on(engine.start_pools(&roots));
                 Ok(engine)
             }
             Err(why) => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::dirty::DirtyFile;
+use super::placing::{OwnerChange, PendingName, Placement};
 use super::{file_key, ReadReply, Shard, Snapshot};
 use crate::handle::Resolved;
 use crate::journal::{FileRef, Journal, JournalError, Op, OpKind, Record};
@@ -46,6 +47,7 @@ const HEAD_MAX: usize = 1 + 64 + 9 + 4 * 255 + 13 + 12 + 1;
 /// Record kinds of this module, inside the journal's `SetAttr`.
 const SET_SIZE: u8 = 1;
 const SET_TIMES: u8 = 2;
+const SET_OWNER: u8 = 3;
 
 impl Head {
     fn encode(&self, out: &mut BytesMut) {
@@ -126,6 +128,10 @@ pub(crate) enum Change {
     SetSize(u64),
     /// mtime in the head, atime too when set.
     SetTimes,
+    SetOwner(OwnerChange),
+    /// The object was made from the pool: where it belongs, with its mode
+    /// and owner.
+    Create(Box<Placement>, OwnerChange),
 }
 
 /// Decode a record this module wrote.
@@ -139,8 +145,17 @@ pub(crate) fn decode(rec: &Record) -> Option<(Head, Change)> {
         OpKind::SetAttr => match *rest.first()? {
             SET_SIZE => Change::SetSize(rec.op.offset),
             SET_TIMES => Change::SetTimes,
+            SET_OWNER => {
+                let mut rest = rest.slice(1..);
+                Change::SetOwner(OwnerChange::decode(&mut rest)?)
+            }
             _ => return None,
         },
+        OpKind::Create => {
+            let mut rest = rest;
+            let placement = Placement::decode(&mut rest, rec.op.file.filer)?;
+            Change::Create(Box::new(placement), OwnerChange::decode(&mut rest)?)
+        }
         _ => return None,
     };
     Some((head, change))
@@ -158,6 +173,16 @@ pub(crate) fn encode(r: &Resolved, head: &Head, change: &Change) -> Op {
         Change::SetTimes => {
             p.put_u8(SET_TIMES);
             (OpKind::SetAttr, 0)
+        }
+        Change::SetOwner(o) => {
+            p.put_u8(SET_OWNER);
+            o.encode(&mut p);
+            (OpKind::SetAttr, 0)
+        }
+        Change::Create(placement, o) => {
+            placement.encode(&mut p);
+            o.encode(&mut p);
+            (OpKind::Create, 0)
         }
     };
     // A write's data follows as the record's tail, copied once, into the group.
@@ -205,6 +230,10 @@ pub(crate) struct DirtyEntry {
     /// The core filer's copy as Weir last saw or left it; `None` when not
     /// known (after a failed batch, part of which may have landed).
     pub base: Option<AttrStamp>,
+    /// Mode and owner changes not yet written back.
+    pub owner: OwnerChange,
+    /// Made from the pool and not yet in place on the core filer.
+    pub placement: Option<Box<Placement>>,
 }
 
 impl DirtyEntry {
@@ -224,6 +253,8 @@ impl DirtyEntry {
             batches: 0,
             unlinked: false,
             compacting: false,
+            owner: OwnerChange::default(),
+            placement: None,
         }
     }
 }
@@ -382,61 +413,6 @@ impl Shard {
         }
     }
 
-    /// A setattr under write-behind: mode and owner go to the core filer
-    /// now, size and times to the journal.
-    pub(crate) async fn setattr_split(
-        &self,
-        r: &Resolved,
-        cred: &Credentials,
-        snap: &Snapshot,
-        set: &SetAttr,
-    ) -> Result<BeforeAfter> {
-        let before = AttrStamp::from(&self.presented(r, snap.attr));
-        let through = SetAttr {
-            mode: set.mode,
-            uid: set.uid,
-            gid: set.gid,
-            ..SetAttr::default()
-        };
-        let mut snap = *snap;
-        if through != SetAttr::default() {
-            let filer = self.filer(r)?.clone();
-            let wcc = self
-                .filer_call(filer.setattr(cred, &r.filer_handle, &through))
-                .await?;
-            match wcc.after {
-                Some(a) => snap = self.install(r, a, true),
-                None => self.expire(r),
-            }
-            // The core filer's copy moved on by this change of ours; if it
-            // had moved before, behind the cache, write-back reports it.
-            if let Some(mut e) = self.behind.as_ref().and_then(|b| b.entry_mut(r)) {
-                e.base = match (e.base, wcc.before) {
-                    (Some(b), Some(w)) if b == w => wcc.after.as_ref().map(AttrStamp::from),
-                    (Some(b), Some(_)) => Some(b),
-                    _ => None,
-                };
-            }
-        }
-        let behind = SetAttr {
-            size: set.size,
-            atime: set.atime,
-            mtime: set.mtime,
-            ..SetAttr::default()
-        };
-        let mut out = if behind == SetAttr::default() {
-            let after = self.presented(r, snap.attr);
-            BeforeAfter {
-                before: None,
-                after: Some(after),
-            }
-        } else {
-            self.setattr_behind(r, cred, &snap, &behind).await?
-        };
-        out.before = Some(before);
-        Ok(out)
-    }
-
     /// A dirty entry under `r`'s key for another handle is of a removed
     /// file whose id the core filer gave to `r`: its data has nowhere to go.
     fn retire_reused(&self, b: &Behind, r: &Resolved) {
@@ -459,6 +435,9 @@ impl Shard {
         let bytes = gone.file.dirty_bytes();
         b.account(bytes, 0);
         b.urgent.borrow_mut().remove(&file_key(&gone.r));
+        if let Some(p) = &gone.placement {
+            self.shared.placing.remove(file_key(&p.dir), &p.name, &gone.r);
+        }
         let (fileid, unlinked) = (gone.r.fileid, gone.unlinked);
         for s in gone.file.discard() {
             let _ = b.journal.done(s);
@@ -510,6 +489,9 @@ impl Shard {
     /// filer's, with the size and times of the changes not written back.
     pub(crate) fn presented(&self, r: &Resolved, mut attr: Attr) -> Attr {
         let Some(b) = &self.behind else { return attr };
+        if attr.ftype == FileType::Directory {
+            self.shared.placing.present_dir(file_key(r), &mut attr);
+        }
         if let Some(e) = b.entry(r) {
             attr.size = e.file.size();
             attr.used = attr.used.max(attr.size);
@@ -518,6 +500,7 @@ impl Shard {
             if let Some(a) = e.atime {
                 attr.atime = a;
             }
+            e.owner.present(&mut attr);
             attr.change = attr.change.wrapping_add(e.file.applied_seq());
         }
         attr
@@ -573,8 +556,8 @@ impl Shard {
         ))
     }
 
-    /// A change of size and/or times under write-behind; the rest of
-    /// `set` (mode, owner) is not for here.
+    /// A change of attributes under write-behind (`set` checked already),
+    /// journaled: size, times, mode and owner.
     pub(crate) async fn setattr_behind(
         &self,
         r: &Resolved,
@@ -602,6 +585,14 @@ impl Shard {
                 .journal_change(b, r, cred, snap, Change::SetTimes, Some((mtime, atime)))
                 .await?;
         }
+        let owner = OwnerChange::of(set);
+        if !owner.is_empty() {
+            // A change of mode or owner leaves mtime as it was.
+            let times = Some((after.mtime, None));
+            after = self
+                .journal_change(b, r, cred, snap, Change::SetOwner(owner), times)
+                .await?;
+        }
         Ok(BeforeAfter {
             before: Some(before),
             after: Some(after),
@@ -625,7 +616,7 @@ impl Shard {
 
     /// Journal `change` to `r`, lay it over the file, and once durable
     /// return the attributes clients see after it.
-    async fn journal_change(
+    pub(super) async fn journal_change(
         &self,
         b: &Behind,
         r: &Resolved,
@@ -817,6 +808,20 @@ impl Shard {
                     DirtyEntry::new(r, head.cred.clone(), base.as_ref(), size, head.time),
                 );
             }
+            if let Change::Create(p, _) = &change {
+                let pending = PendingName {
+                    child: r,
+                    pool_name: p.pool_name.clone(),
+                };
+                let held = self.shared.placing.reserve(file_key(&p.dir), &p.name, pending);
+                if held.is_err_and(|there| there.child != r) {
+                    tracing::error!(
+                        shard = self.id,
+                        file = r.fileid,
+                        "replay: two objects made under one name; the later is written back over the earlier"
+                    );
+                }
+            }
             let mut files = b.files.borrow_mut();
             let e = files.get_mut(&key).expect("inserted above");
             let before = e.file.dirty_bytes();
@@ -860,6 +865,17 @@ fn apply(e: &mut DirtyEntry, seq: u64, head: &Head, change: Change) -> Vec<u64> 
         Change::SetTimes => {
             e.mtime = head.time;
             e.atime = head.atime.or(e.atime);
+            e.file.set_times(seq)
+        }
+        // Needed, like a change of times, until a batch carries it.
+        Change::SetOwner(o) => {
+            e.owner.merge(o);
+            e.file.set_times(seq)
+        }
+        Change::Create(placement, o) => {
+            e.mtime = head.time;
+            e.owner.merge(o);
+            e.placement = Some(placement);
             e.file.set_times(seq)
         }
     }

@@ -65,7 +65,7 @@ impl Shard {
 
     async fn compact(&self, key: u64) -> Result<()> {
         let Some(b) = &self.behind else { return Ok(()) };
-        let (c, r, head) = {
+        let (c, r, head, placement, owner) = {
             let mut files = b.files.borrow_mut();
             let Some(e) = files.get_mut(&key) else {
                 return Ok(());
@@ -82,7 +82,7 @@ impl Shard {
                 time: e.mtime,
                 atime: e.atime,
             };
-            (e.file.compacted(), e.r, head)
+            (e.file.compacted(), e.r, head, e.placement.clone(), e.owner)
         };
         let mut writes = Vec::new();
         let mut attrs = Vec::new();
@@ -98,6 +98,11 @@ impl Shard {
         }
         changes.push((Change::SetSize(c.size), false));
         changes.push((Change::SetTimes, false));
+        match placement {
+            Some(p) => changes.push((Change::Create(p, owner), false)),
+            None if !owner.is_empty() => changes.push((Change::SetOwner(owner), false)),
+            None => {}
+        }
         let mut failed = None;
         for (change, is_write) in changes {
             match b.journal.submit(encode(&r, &head, &change)) {

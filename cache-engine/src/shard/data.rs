@@ -306,7 +306,7 @@ impl Shard {
             FileType::Directory => return Err(Error::IsDir),
             _ => return Err(Error::Inval),
         }
-        perm::require_read(cred, &snap.attr)?;
+        perm::require_read(cred, &self.presented(r, snap.attr))?;
         Ok(snap)
     }
 
@@ -610,7 +610,7 @@ impl Shard {
             _ => return Err(Error::Inval),
         }
         if !opened {
-            perm::require_write(cred, &snap.attr)?;
+            perm::require_write(cred, &self.presented(r, snap.attr))?;
         }
         if self.writes_behind(r) {
             return self.write_behind(r, cred, &snap, offset, data).await;
@@ -860,9 +860,11 @@ impl Shard {
         if guard.is_some_and(|ctime| ctime != snap.attr.ctime) {
             return Err(Error::GuardMismatch);
         }
-        let set = perm::check_setattr(cred, &snap.attr, set)?;
-        if self.writes_behind(r) && snap.attr.ftype == FileType::Regular {
-            return self.setattr_split(r, cred, &snap, &set).await;
+        let set = perm::check_setattr(cred, &self.presented(r, snap.attr), set)?;
+        // A file's changes are journaled, and those of an object made from
+        // the pool and not yet in place, whose mode and owner are.
+        if self.writes_behind(r) && (snap.attr.ftype == FileType::Regular || self.is_dirty(r)) {
+            return self.setattr_behind(r, cred, &snap, &set).await;
         }
         let bs = self.bs();
         // Other attributes change no blocks, but do change what a write finds.

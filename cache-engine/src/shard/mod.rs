@@ -7,6 +7,8 @@ mod compact;
 mod data;
 mod dirty;
 mod namespace;
+mod placing;
+mod pool;
 mod rewritten;
 mod set;
 mod writeback;
@@ -34,6 +36,8 @@ use crate::{Error, Result};
 pub(crate) use behind::spawn_writeback;
 pub use data::{Prefetched, ReadReply};
 pub(crate) use namespace::{Created, ListEntry, Listing};
+pub(crate) use placing::{Claim, Claimed};
+pub(crate) use pool::POOL_DIR;
 pub(crate) use set::ShardSet;
 pub use set::StartError;
 pub use writeback::{DirtyFiler, DirtyStatus, FlushReport, ParkedFile};
@@ -56,6 +60,8 @@ pub struct EngineState {
     /// owner. Only a file's owner writes its entry: before it answers the
     /// operation that changed the file, so no later getattr reads older ones.
     pub(crate) published: papaya::HashMap<u64, Published, ahash::RandomState>,
+    /// Names made under write-behind, not yet on the core filer.
+    pub(crate) placing: placing::Placing,
 }
 
 /// A file's attributes as its owner published them.
@@ -192,6 +198,8 @@ pub struct Shard {
     writebacks: Cell<usize>,
     /// The shard is stopping: background loops end.
     stopping: Cell<bool>,
+    /// Spare objects for creates under write-behind, per core filer.
+    pool: RefCell<crate::rt::FastMap<u8, pool::Pool>>,
 }
 
 const FILES: usize = 256 * 1024;
@@ -275,6 +283,7 @@ impl Shard {
             behind,
             writebacks: Cell::new(0),
             stopping: Cell::new(false),
+            pool: RefCell::new(Default::default()),
             shared,
         };
         Ok((shard, records))

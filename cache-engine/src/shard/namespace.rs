@@ -95,12 +95,13 @@ pub(crate) struct RenameOutcome {
 }
 
 impl Shard {
-    async fn dir_state(&self, dir: &Resolved, cred: &Credentials) -> Result<Attr> {
+    pub(super) async fn dir_state(&self, dir: &Resolved, cred: &Credentials) -> Result<Attr> {
         let attr = self.state(dir, cred).await?.attr;
         if attr.ftype != FileType::Directory {
             return Err(Error::NotDir);
         }
-        Ok(attr)
+        // A directory made from the pool: the mode and owner it was made with.
+        Ok(self.presented(dir, attr))
     }
 
     fn child(&self, dir: &Resolved, fh: FilerHandle, fileid: u64) -> Resolved {
@@ -111,7 +112,7 @@ impl Shard {
         }
     }
 
-    fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
+    pub(super) fn cache_name(&self, dir: &Resolved, name: &[u8], child: Option<(FilerHandle, u64)>) {
         let mut names = self.names.borrow_mut();
         let dn = names.get_or_insert_mut(file_key(dir), DirNames::default);
         if child.is_none() && !self.policy(dir).negative_lookups {
@@ -159,7 +160,7 @@ impl Shard {
         }
     }
 
-    fn drop_listing(&self, dir: &Resolved) {
+    pub(super) fn drop_listing(&self, dir: &Resolved) {
         self.listings.borrow_mut().pop(&file_key(dir));
     }
 
@@ -208,6 +209,12 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
         check_name(name)?;
+        if let Some(p) = self.shared.placing.get(file_key(dir), name) {
+            return Ok((p.child, None, dattr));
+        }
+        if self.is_pool_dir(dir, name) {
+            return Err(Error::NoEnt);
+        }
         match self.cached_name(dir, name) {
             Some(Some((fh, fileid))) => return Ok((self.child(dir, fh, fileid), None, dattr)),
             Some(None) => return Err(Error::NoEnt),
@@ -264,6 +271,14 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::W | perm::X)?;
         check_name(name)?;
+        if self.is_pool_dir(dir, name) {
+            return Err(Error::Access);
+        }
+        if self.shared.placing.get(file_key(dir), name).is_some()
+            && !matches!(node, NewNode::File(CreateMode::Unchecked))
+        {
+            return Err(Error::Exist);
+        }
         if matches!(node, NewNode::File(CreateMode::Unchecked)) {
             match self.lookup(dir, cred, name).await {
                 Ok((child, seed, _)) => return Ok(Created::Existing(child, seed, dattr)),
@@ -274,26 +289,8 @@ impl Shard {
         if matches!(node, NewNode::CharDev(..) | NewNode::BlockDev(..)) && cred.uid != 0 {
             return Err(Error::Perm);
         }
-        let default_mode = match node {
-            NewNode::Directory => 0o755,
-            NewNode::Symlink(_) => 0o777,
-            _ => 0o644,
-        };
-        // New objects belong to the caller; a setgid directory passes its group on.
-        let gid = if dattr.mode & 0o2000 != 0 {
-            dattr.gid
-        } else {
-            cred.gid
-        };
-        let mut mode = attrs.mode.unwrap_or(default_mode) & 0o7777;
-        if matches!(node, NewNode::Directory) && dattr.mode & 0o2000 != 0 {
-            mode |= 0o2000;
-        }
         let set = SetAttr {
-            mode: Some(mode),
-            uid: Some(cred.uid),
-            gid: Some(gid),
-            ..*attrs
+            ..new_owner(cred, &dattr, node, attrs)
         };
         let filer = self.filer(dir)?.clone();
         let FilerCreated {
@@ -659,6 +656,32 @@ impl Shard {
             }
         }
         Ok(Some((out, page.eof)))
+    }
+}
+
+/// What a new object in a directory with attributes `dattr` is made
+/// with: `attrs`, with its mode and the owner it gets. New objects belong
+/// to the caller; a setgid directory passes its group on.
+pub(super) fn new_owner(cred: &Credentials, dattr: &Attr, node: &NewNode, attrs: &SetAttr) -> SetAttr {
+    let default_mode = match node {
+        NewNode::Directory => 0o755,
+        NewNode::Symlink(_) => 0o777,
+        _ => 0o644,
+    };
+    let gid = if dattr.mode & 0o2000 != 0 {
+        dattr.gid
+    } else {
+        cred.gid
+    };
+    let mut mode = attrs.mode.unwrap_or(default_mode) & 0o7777;
+    if matches!(node, NewNode::Directory) && dattr.mode & 0o2000 != 0 {
+        mode |= 0o2000;
+    }
+    SetAttr {
+        mode: Some(mode),
+        uid: Some(cred.uid),
+        gid: Some(gid),
+        ..*attrs
     }
 }
 

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, StreamExt};
 
 use super::dirty::Batch;
+use super::placing::{OwnerChange, Placement};
 use super::{file_key, Shard};
 use crate::filer::CoreFiler;
 use crate::handle::Resolved;
@@ -51,6 +52,17 @@ struct Job {
     /// The core filer's copy as Weir last left it, if known.
     base: Option<AttrStamp>,
     batch: Batch,
+    owner: OwnerChange,
+    placement: Option<Box<Placement>>,
+}
+
+/// What a batch's closing SETATTR sets besides the size.
+struct LastSet {
+    mtime: Timespec,
+    atime: Option<Timespec>,
+    owner: OwnerChange,
+    /// A directory made from the pool: it has no size to set.
+    is_dir: bool,
 }
 
 /// What one file's write-back amounts to, for a flush to report.
@@ -223,6 +235,8 @@ impl Shard {
                         atime: e.atime,
                         base: e.base,
                         batch,
+                        owner: e.owner,
+                        placement: e.placement.clone(),
                     });
                 }
             }
@@ -271,7 +285,17 @@ impl Shard {
             atime,
             base,
             batch,
+            owner,
+            placement,
         } = job;
+        // A change of owner, or an object made from the pool (owned by
+        // root until placed), is written back as root: the caller's rights
+        // were checked when it was journaled.
+        let cred = if owner.is_empty() && placement.is_none() {
+            cred
+        } else {
+            Credentials::root()
+        };
         let Some(b) = &self.behind else { return };
         let started = Instant::now();
         let bytes: u64 = batch.writes.iter().map(|(_, d)| d.len() as u64).sum();
@@ -287,7 +311,20 @@ impl Shard {
             Err(e) => Err(e),
         };
         let res = match res {
-            Ok(f) => self.send_batch(&f, &r, &cred, &batch, mtime, atime).await,
+            Ok(f) => {
+                let is_dir = placement.as_ref().is_some_and(|p| p.ftype == FileType::Directory);
+                let last = LastSet {
+                    mtime,
+                    atime,
+                    owner,
+                    is_dir,
+                };
+                let sent = self.send_batch(&f, &r, &cred, &batch, last).await;
+                match (sent, &placement) {
+                    (Ok(after), Some(p)) => self.place(&f, &r, p).await.map(|()| after),
+                    (sent, _) => sent,
+                }
+            }
             Err(e) => Err(e),
         };
         self.writebacks.set(self.writebacks.get() - 1);
@@ -305,6 +342,13 @@ impl Shard {
                 e.base = after.as_ref().map(AttrStamp::from);
                 e.parked = None;
                 e.failures = 0;
+                if e.owner == owner {
+                    e.owner = OwnerChange::default();
+                }
+                if let Some(p) = &placement {
+                    e.placement = None;
+                    self.shared.placing.remove(file_key(&p.dir), &p.name, &r);
+                }
                 let clean = e.file.is_clean() && e.pending == 0;
                 if clean {
                     files.remove(&key);
@@ -369,9 +413,14 @@ impl Shard {
         r: &Resolved,
         cred: &Credentials,
         batch: &Batch,
-        mtime: Timespec,
-        atime: Option<Timespec>,
+        last: LastSet,
     ) -> Result<Option<Attr>> {
+        let LastSet {
+            mtime,
+            atime,
+            owner,
+            is_dir,
+        } = last;
         let fh = &r.filer_handle;
         if let Some(cut) = batch.cut {
             let set = SetAttr {
@@ -403,10 +452,12 @@ impl Shard {
             self.filer_call(filer.commit(cred, fh)).await?;
         }
         let set = SetAttr {
-            size: Some(batch.end_size()),
+            size: (!is_dir).then_some(batch.end_size()),
             mtime: SetTime::Client(mtime),
             atime: atime.map_or(SetTime::DontChange, SetTime::Client),
-            ..SetAttr::default()
+            mode: owner.mode,
+            uid: owner.uid,
+            gid: owner.gid,
         };
         Ok(self.filer_call(filer.setattr(cred, fh, &set)).await?.after)
     }
