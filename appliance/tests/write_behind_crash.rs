@@ -1,9 +1,10 @@
 //! Write-behind's durability promise with real processes: `weir serve`
 //! ("read-write" policy) caching nfs-ganesha behind the delay proxy, NFSv3
 //! clients writing through it. A change Weir acknowledged (a FILE_SYNC
-//! WRITE, a COMMIT, a SETATTR of the size) survives `kill -9` of Weir at any
-//! instant, and an outage of the core filer, and reaches the NAS in the end
-//! byte for byte.
+//! WRITE, a COMMIT, a SETATTR of the size, a MKDIR, CREATE, RENAME or
+//! REMOVE) survives `kill -9` of Weir at any instant, and an outage of the
+//! core filer, and reaches the NAS in the end byte for byte and name for
+//! name.
 //!
 //! The kill instants come from a seeded RNG: the seed is printed, and
 //! `WEIR_CRASH_SEED=N` runs the same sequence again (`WEIR_CRASH_KILLS=N`
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::namer::{namer, Tree};
 use common::nas::*;
 use common::writers::{self, check, File, Stats};
 use common::*;
@@ -168,6 +170,35 @@ impl Rig {
         tasks
     }
 
+    /// The namespace writer's top directory (`ns`, made on the NAS before
+    /// the test), looked up through Weir.
+    fn open_tree(&self) -> Arc<Mutex<Tree>> {
+        self.rt.block_on(bounded(async {
+            let ep = Endpoint {
+                nfs: self.nfs,
+                mount_port: self.nfs.port(),
+            };
+            let mut c = nfs::connect(&ep).await.unwrap();
+            let root = c.root_nfs_fh3();
+            let top = nfs::lookup(&mut c, &root, "ns").await.unwrap();
+            Arc::new(Mutex::new(Tree::new(top)))
+        }))
+    }
+
+    /// The namespace writer, on a connection of its own.
+    fn launch_namer(
+        &self,
+        tree: &Arc<Mutex<Tree>>,
+        rng: &mut StdRng,
+        stats: &Arc<Stats>,
+        stop: &Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let pipe = Arc::new(self.pipe());
+        let rng = StdRng::seed_from_u64(rng.next_u64());
+        self.rt
+            .spawn(namer(pipe, tree.clone(), rng, stats.clone(), stop.clone()))
+    }
+
     /// Wait for the writers; a writer's panic fails the test here.
     fn join(&self, tasks: Vec<tokio::task::JoinHandle<()>>) {
         for t in tasks {
@@ -278,13 +309,16 @@ fn acknowledged_writes_survive_kill_9_and_reach_the_nas() {
     eprintln!("seed {seed} (WEIR_CRASH_SEED={seed} runs this sequence again), {kills} kills");
     let mut rng = StdRng::seed_from_u64(seed);
     let rig = Rig::new("3s");
+    std::fs::create_dir(rig.export().join("ns")).unwrap();
     let stats = Arc::new(Stats::default());
     let mut weir = rig.start_weir();
     let files = rig.open_files();
+    let tree = rig.open_tree();
     let started = Instant::now();
     for kill in 1..=kills {
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = rig.launch(&files, &mut rng, &stats, &stop);
+        let mut tasks = rig.launch(&files, &mut rng, &stats, &stop);
+        tasks.push(rig.launch_namer(&tree, &mut rng, &stats, &stop));
         // Before and after the write-back delay (300ms; 900ms for a file
         // written all the time), and across write-back of earlier runs.
         let after = Duration::from_millis(rng.random_range(10..1200));
@@ -293,21 +327,32 @@ fn acknowledged_writes_survive_kill_9_and_reach_the_nas() {
         weir.wait();
         rig.join(tasks);
         weir = rig.start_weir();
-        rig.check(
-            &files,
-            &stats,
-            &format!("seed {seed}, after kill {kill} ({after:?} into the run)"),
-        );
+        let context = format!("seed {seed}, after kill {kill} ({after:?} into the run)");
+        rig.check(&files, &stats, &context);
+        let pipe = rig.pipe();
+        let mut t = tree.lock().unwrap();
+        rig.rt.block_on(bounded(t.check(&pipe, &context)));
     }
-    eprintln!("{kills} kills in {:?}: {}", started.elapsed(), stats.summary());
+    let (ns_acked, ns_landed) = {
+        let t = tree.lock().unwrap();
+        (t.acknowledged, t.landed)
+    };
+    eprintln!(
+        "{kills} kills in {:?}: {}; {ns_acked} namespace operations acknowledged, of those in flight at a kill {ns_landed} landed",
+        started.elapsed(),
+        stats.summary()
+    );
+    assert!(ns_acked > 0, "no namespace operation was acknowledged");
     assert!(stats.writes.load(Relaxed) > 0 && stats.resizes.load(Relaxed) > 0);
 
     flush_all(&rig.data(), rig.tmp.path());
     assert_eq!(rig.status().bytes, 0, "dirty bytes left after a flush");
     stop_weir(weir);
     let bytes = rig.compare_nas(&files);
+    let names = tree.lock().unwrap().compare_nas(&rig.export().join("ns"));
     eprintln!(
-        "the NAS holds every acknowledged change: {bytes} bytes in {} files compared",
+        "the NAS holds every acknowledged change: {bytes} bytes in {} files compared, \
+         and exactly the {names} names made under ns/",
         files.len()
     );
 }

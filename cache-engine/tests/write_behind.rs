@@ -498,6 +498,8 @@ fn creates_and_mkdirs_are_journaled_and_placed_whole_at_write_back_after_a_resta
         assert_eq!((attr.mode, attr.uid, attr.gid, attr.size), (0o640, 1000, 0, 70_000));
         let dattr = engine.getattr(&d.handle).await.unwrap();
         assert_eq!((dattr.mode, dattr.uid), (0o750, 1000));
+        let (up, _, _) = engine.lookup(&user(1000), &d.handle, b"..").await.unwrap();
+        assert_eq!(up, top, "its parent is where it was made, not the pool");
         assert_eq!(
             engine.create(&user(1000), &top, b"shots", CreateMode::Guarded, &mode(0o600)).await.err(),
             Some(Error::Exist)

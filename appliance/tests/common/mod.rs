@@ -2,6 +2,7 @@
 //! `weir serve` child, and reading its banner and metrics.
 #![allow(dead_code)]
 
+pub mod namer;
 pub mod nas;
 pub mod writers;
 

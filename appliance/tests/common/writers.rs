@@ -120,7 +120,7 @@ impl Stats {
 }
 
 /// Why an operation did not complete.
-enum Fail {
+pub enum Fail {
     /// The connection broke: Weir is gone.
     Gone(String),
     /// Told to stop while Weir answered JUKEBOX.
@@ -130,13 +130,17 @@ enum Fail {
 }
 
 /// An NFS call's outcome: transport errors mean Weir is gone.
-fn outcome<T, E>(r: Result<nfs3::Nfs3Result<T, E>, String>, what: &str) -> Result<T, Fail> {
+pub fn outcome<T, E>(r: Result<nfs3::Nfs3Result<T, E>, String>, what: &str) -> Result<T, Fail> {
     nfs::status(r.map_err(Fail::Gone)?, what, "").map_err(Fail::Nfs)
 }
 
 /// `call` again while Weir answers JUKEBOX (the dirty quota is full), for
 /// up to [`HANG`].
-async fn retrying<T, E, F>(w: &Writer, what: &str, mut call: impl FnMut() -> F) -> Result<T, Fail>
+pub async fn retrying<T, E, F>(
+    (stats, stop): (&Stats, &AtomicBool),
+    what: &str,
+    mut call: impl FnMut() -> F,
+) -> Result<T, Fail>
 where
     F: std::future::Future<Output = Result<nfs3::Nfs3Result<T, E>, String>>,
 {
@@ -144,8 +148,8 @@ where
     loop {
         match outcome(call().await, what) {
             Err(Fail::Nfs(e)) if e.contains("JUKEBOX") && t.elapsed() < HANG => {
-                w.stats.jukebox.fetch_add(1, Relaxed);
-                if w.stop.load(Relaxed) {
+                stats.jukebox.fetch_add(1, Relaxed);
+                if stop.load(Relaxed) {
                     return Err(Fail::Stopped);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -165,6 +169,10 @@ struct Writer {
 }
 
 impl Writer {
+    fn ctx(&self) -> (&Stats, &AtomicBool) {
+        (&self.stats, &self.stop)
+    }
+
     /// Weir acknowledged `op` as durable: the model takes it.
     fn acknowledged(&self, op: &Op) {
         let mut f = self.file.lock().unwrap();
@@ -200,7 +208,7 @@ async fn perform(w: &Writer, op: &Op) -> Result<(), Fail> {
                 data: Opaque::borrowed(data),
             };
             let proc = nfs3::NFS_PROGRAM::NFSPROC3_WRITE as u32;
-            let ok = retrying(w, "WRITE", || pipe.call::<_, WRITE3res>(proc, &args)).await?;
+            let ok = retrying(w.ctx(), "WRITE", || pipe.call::<_, WRITE3res>(proc, &args)).await?;
             assert_eq!(ok.count as usize, data.len(), "a short WRITE");
             if *stable {
                 assert_eq!(
@@ -224,7 +232,7 @@ async fn perform(w: &Writer, op: &Op) -> Result<(), Fail> {
                 count: 0,
             };
             let proc = nfs3::NFS_PROGRAM::NFSPROC3_COMMIT as u32;
-            let c = retrying(w, "COMMIT", || pipe.call::<_, COMMIT3res>(proc, &commit)).await?;
+            let c = retrying(w.ctx(), "COMMIT", || pipe.call::<_, COMMIT3res>(proc, &commit)).await?;
             assert_eq!(
                 c.verf, ok.verf,
                 "the write verifier changed within one run of Weir"
@@ -244,7 +252,7 @@ async fn perform(w: &Writer, op: &Op) -> Result<(), Fail> {
                 guard: Nfs3Option::None,
             };
             let proc = nfs3::NFS_PROGRAM::NFSPROC3_SETATTR as u32;
-            retrying(w, "SETATTR", || pipe.call::<_, SETATTR3res>(proc, &args)).await?;
+            retrying(w.ctx(), "SETATTR", || pipe.call::<_, SETATTR3res>(proc, &args)).await?;
             w.acknowledged(op);
             Ok(())
         }

@@ -4,8 +4,8 @@
 //! core filer at once, and only its placement waits for write-back
 //! (`placing.rs`). Objects are made as root, mode 0600 / 0700; their mode
 //! and owner come with the placement. Each shard names its objects
-//! `SHARD.RANDOM` and, at start, removes those of its own that no journaled
-//! placement holds (made before a restart and never handed out).
+//! `SHARD.RANDOM` and, at start, takes back those of its own that no
+//! journaled placement holds (made before a restart, never handed out).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -55,6 +55,16 @@ impl Pool {
     }
 }
 
+fn cannot_fill(e: &Error) -> String {
+    let why = match e {
+        Error::Perm => "the core filer squashes root, so the mode and owner of what is made \
+                        cannot be set: export it with no_root_squash to Weir"
+            .to_string(),
+        e => e.to_string(),
+    };
+    format!("write-behind pool: cannot make spare objects ({why}); creates go to the core filer meanwhile")
+}
+
 fn is_dir(ftype: FileType) -> bool {
     ftype == FileType::Directory
 }
@@ -93,28 +103,33 @@ impl Shard {
         }
     }
 
-    /// Take the pool of core filer `filer` in `dir`: remove this shard's
-    /// objects no placement holds, make the low mark's worth (so creates
-    /// are journaled from the first), then fill the rest in the background.
-    /// `shards`: how many there are (shard 0 also removes what shards no
+    /// Take the pool of core filer `filer` in `dir`: this shard's objects
+    /// that no placement holds (made before a restart and never handed
+    /// out) are spare again, then the low mark's worth is made (so creates
+    /// are journaled from the first) and the rest in the background.
+    /// `shards`: how many there are (shard 0 also takes what shards no
     /// longer running left).
     pub(crate) async fn start_pool(self: &Rc<Self>, filer: u8, dir: FilerHandle, shards: usize) {
+        let mut pool = Pool::new(dir);
         let at = Resolved {
             filer,
             fileid: 0,
             filer_handle: dir,
         };
-        if let Err(e) = self.clean_pool(&at, shards).await {
-            tracing::warn!(shard = self.id, "write-behind pool: cannot clean it up: {e}");
+        if let Err(e) = self.recover_pool(&at, shards, &mut pool).await {
+            tracing::warn!(shard = self.id, "write-behind pool: cannot list it: {e}");
         }
-        self.pool.borrow_mut().insert(filer, Pool::new(dir));
+        self.pool.borrow_mut().insert(filer, pool);
         if let Err(e) = self.fill_pool(filer, (FILES.0, DIRS.0)).await {
-            tracing::warn!(shard = self.id, "write-behind pool: cannot make spare objects: {e}");
+            tracing::warn!(shard = self.id, "{}", cannot_fill(&e));
+            if let Some(pool) = self.pool.borrow_mut().get_mut(&filer) {
+                pool.failed = Some(Instant::now());
+            }
         }
         self.refill(filer);
     }
 
-    async fn clean_pool(&self, at: &Resolved, shards: usize) -> Result<()> {
+    async fn recover_pool(&self, at: &Resolved, shards: usize, pool: &mut Pool) -> Result<()> {
         let filer = self.filer(at)?.clone();
         let cred = Credentials::root();
         let mine = |name: &[u8]| {
@@ -126,31 +141,35 @@ impl Shard {
         let mut gone = Vec::new();
         let mut cookie = 0;
         loop {
-            let page = self
-                .filer_call(filer.readdir(&cred, &at.filer_handle, cookie, 1024))
+            let (page, eof) = self
+                .filer_call(filer.readdir_plus(&cred, &at.filer_handle, cookie, 1024))
                 .await?;
-            for e in &page.entries {
-                cookie = e.cookie;
-                if mine(&e.name) == Some(true) && !self.shared.placing.holds_pool_name(&e.name) {
-                    gone.push((e.name.clone(), e.ftype == Some(FileType::Directory)));
+            for e in &page {
+                cookie = e.entry.cookie;
+                let name = &e.entry.name;
+                if mine(name) != Some(true) || self.shared.placing.holds_pool_name(name) {
+                    continue;
+                }
+                match &e.object {
+                    // As made: spare again.
+                    Some((handle, attr)) if attr.uid == 0 && (attr.size == 0 || is_dir(attr.ftype)) => {
+                        let p = Pooled {
+                            handle: *handle,
+                            attr: *attr,
+                            name: name.clone(),
+                        };
+                        if is_dir(attr.ftype) { &mut pool.dirs } else { &mut pool.files }.push(p);
+                    }
+                    Some((_, attr)) => gone.push((name.clone(), is_dir(attr.ftype))),
+                    None => {}
                 }
             }
-            if page.eof || page.entries.is_empty() {
+            if eof || page.is_empty() {
                 break;
             }
         }
-        let n = gone.len();
-        let mut removing = stream::iter(gone.into_iter().map(|(name, dir)| {
-            let f = filer.clone();
-            let (cred, fh) = (cred.clone(), at.filer_handle);
-            async move { self.filer_call(f.remove(&cred, &fh, &name, dir)).await }
-        }))
-        .buffer_unordered(MAKING);
-        while let Some(r) = removing.next().await {
-            r?;
-        }
-        if n > 0 {
-            tracing::info!(shard = self.id, objects = n, "write-behind pool: unused objects removed");
+        for (name, dir) in gone {
+            self.filer_call(filer.remove(&cred, &at.filer_handle, &name, dir)).await?;
         }
         Ok(())
     }
@@ -188,11 +207,7 @@ impl Shard {
                 pool.filling = false;
                 if let Err(e) = res {
                     if pool.failed.is_none() {
-                        tracing::warn!(
-                            shard = s.id,
-                            "write-behind pool: cannot make spare objects ({e}); \
-                             creates go to the core filer meanwhile"
-                        );
+                        tracing::warn!(shard = s.id, "{}", cannot_fill(&e));
                     }
                     pool.failed = Some(Instant::now());
                 } else {
@@ -237,6 +252,12 @@ impl Shard {
                     ..SetAttr::default()
                 };
                 let made = self.filer_call(f.create(&cred, &dir, &name, &node, &set)).await?;
+                if made.attr.uid != 0 {
+                    // The core filer squashes root: the owner a placement
+                    // gives could never be set.
+                    let _ = self.filer_call(f.remove(&cred, &dir, &name, is_dir(ftype))).await;
+                    return Err(Error::Perm);
+                }
                 Ok::<_, Error>(Pooled {
                     handle: made.handle,
                     attr: made.attr,

@@ -288,10 +288,11 @@ impl Shard {
             owner,
             placement,
         } = job;
-        // A change of owner, or an object made from the pool (owned by
-        // root until placed), is written back as root: the caller's rights
-        // were checked when it was journaled.
-        let cred = if owner.is_empty() && placement.is_none() {
+        // An object made from the pool (owned by root until placed) or a
+        // change of owner is written back as root: the caller's rights were
+        // checked when it was journaled. A change of mode alone goes as its
+        // caller, as it would have through.
+        let cred = if owner.uid.is_none() && owner.gid.is_none() && placement.is_none() {
             cred
         } else {
             Credentials::root()
