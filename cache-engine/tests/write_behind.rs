@@ -72,7 +72,10 @@ fn writes_are_durable_answers_read_back_and_reach_the_core_filer_at_a_flush() {
             "durable in the journal when answered"
         );
         assert_eq!(w.wcc.after.unwrap().size, 300_000);
-        assert!(!fx.origin().join("w").exists(), "not written back yet, its name neither");
+        assert!(
+            !fx.origin().join("w").exists(),
+            "not written back yet, its name neither"
+        );
         assert_eq!(read_all(&fx, &fh).await, data);
         assert_eq!(fx.engine.getattr(&fh).await.unwrap().size, 300_000);
 
@@ -476,9 +479,18 @@ fn creates_and_mkdirs_are_journaled_and_placed_whole_at_write_back_after_a_resta
             mode: Some(m),
             ..SetAttr::default()
         };
-        let d = engine.mkdir(&user(1000), &top, b"shots", &mode(0o750)).await.unwrap();
+        let d = engine
+            .mkdir(&user(1000), &top, b"shots", &mode(0o750))
+            .await
+            .unwrap();
         let f = engine
-            .create(&user(1000), &d.handle, b"frame.exr", CreateMode::Guarded, &mode(0o640))
+            .create(
+                &user(1000),
+                &d.handle,
+                b"frame.exr",
+                CreateMode::Guarded,
+                &mode(0o640),
+            )
             .await
             .unwrap();
         write_at(&engine, &f.handle, 0, Bytes::from(data.clone())).await;
@@ -495,13 +507,19 @@ fn creates_and_mkdirs_are_journaled_and_placed_whole_at_write_back_after_a_resta
         // Clients see it whole; the core filer has none of it yet.
         let (h, attr, _) = engine.lookup(&user(1000), &d.handle, b"frame.exr").await.unwrap();
         assert_eq!(h, f.handle);
-        assert_eq!((attr.mode, attr.uid, attr.gid, attr.size), (0o640, 1000, 0, 70_000));
+        assert_eq!(
+            (attr.mode, attr.uid, attr.gid, attr.size),
+            (0o640, 1000, 0, 70_000)
+        );
         let dattr = engine.getattr(&d.handle).await.unwrap();
         assert_eq!((dattr.mode, dattr.uid), (0o750, 1000));
         let (up, _, _) = engine.lookup(&user(1000), &d.handle, b"..").await.unwrap();
         assert_eq!(up, top, "its parent is where it was made, not the pool");
         assert_eq!(
-            engine.create(&user(1000), &top, b"shots", CreateMode::Guarded, &mode(0o600)).await.err(),
+            engine
+                .create(&user(1000), &top, b"shots", CreateMode::Guarded, &mode(0o600))
+                .await
+                .err(),
             Some(Error::Exist)
         );
         assert!(

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use testbed::nfs_client::nfs3_types::nfs3::{
-    self, createhow3, nfs_fh3, sattr3, stable_how, CREATE3args, CREATE3res, LOOKUP3args, LOOKUP3res, MKDIR3args,
-    MKDIR3res, Nfs3Option, REMOVE3args, REMOVE3res, RENAME3args, RENAME3res, WRITE3args, WRITE3res,
+    self, createhow3, nfs_fh3, sattr3, stable_how, CREATE3args, CREATE3res, LOOKUP3args, LOOKUP3res,
+    MKDIR3args, MKDIR3res, Nfs3Option, REMOVE3args, REMOVE3res, RENAME3args, RENAME3res, WRITE3args,
+    WRITE3res,
 };
 use testbed::nfs_client::nfs3_types::xdr_codec::Opaque;
 use testbed::nfs_client::{self as nfs, Pipe};
@@ -128,7 +129,9 @@ impl Tree {
             let landed = match op {
                 NsOp::Mkdir(p) | NsOp::Create(p) => exists(p).await.is_some(),
                 NsOp::Write(p, d) => {
-                    let fh = exists(p).await.unwrap_or_else(|| panic!("{context}: {p} is gone"));
+                    let fh = exists(p)
+                        .await
+                        .unwrap_or_else(|| panic!("{context}: {p} is gone"));
                     read_whole(pipe, &fh).await == *d
                 }
                 NsOp::Rename(_, b) => exists(b).await.is_some(),
@@ -144,7 +147,10 @@ impl Tree {
             }
         }
         for d in &self.dirs {
-            assert!(exists(d).await.is_some(), "{context}: directory {d} is lost (in flight: {pending:?})");
+            assert!(
+                exists(d).await.is_some(),
+                "{context}: directory {d} is lost (in flight: {pending:?})"
+            );
         }
         for (p, want) in &self.files {
             let fh = exists(p)
@@ -169,7 +175,10 @@ impl Tree {
                 let e = e.unwrap();
                 let rel = e.path().strip_prefix(top).unwrap().to_string_lossy().into_owned();
                 if e.file_type().unwrap().is_dir() {
-                    assert!(self.dirs.contains(&rel), "the NAS has a directory {rel} nobody made");
+                    assert!(
+                        self.dirs.contains(&rel),
+                        "the NAS has a directory {rel} nobody made"
+                    );
                     stack.push(e.path());
                 } else {
                     let want = self
@@ -177,7 +186,12 @@ impl Tree {
                         .get(&rel)
                         .unwrap_or_else(|| panic!("the NAS has a file {rel} nobody made"));
                     let got = std::fs::read(e.path()).unwrap();
-                    assert!(got == *want, "the NAS's {rel} has {} bytes, {} acknowledged", got.len(), want.len());
+                    assert!(
+                        got == *want,
+                        "the NAS's {rel} has {} bytes, {} acknowledged",
+                        got.len(),
+                        want.len()
+                    );
                 }
                 seen.insert(rel);
             }
@@ -196,8 +210,11 @@ async fn lookup_path(pipe: &Pipe, top: &nfs_fh3, path: &str) -> Option<nfs_fh3> 
         let args = LOOKUP3args {
             what: nfs::dirop(&fh, name),
         };
-        let r = super::nas::retry_jukebox(async || pipe.call::<_, LOOKUP3res>(nfs3::NFS_PROGRAM::NFSPROC3_LOOKUP as u32, &args).await)
-            .await;
+        let r = super::nas::retry_jukebox(async || {
+            pipe.call::<_, LOOKUP3res>(nfs3::NFS_PROGRAM::NFSPROC3_LOOKUP as u32, &args)
+                .await
+        })
+        .await;
         match nfs::status(r, "LOOKUP", name) {
             Ok(ok) => fh = ok.object,
             Err(e) if e.contains("NOENT") => return None,
@@ -209,7 +226,13 @@ async fn lookup_path(pipe: &Pipe, top: &nfs_fh3, path: &str) -> Option<nfs_fh3> 
 
 /// Change the tree at random until `stop` is set or Weir goes away (the
 /// operation in flight stays pending).
-pub async fn namer(pipe: Arc<Pipe>, tree: Arc<Mutex<Tree>>, mut rng: StdRng, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+pub async fn namer(
+    pipe: Arc<Pipe>,
+    tree: Arc<Mutex<Tree>>,
+    mut rng: StdRng,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Relaxed) {
         let op = {
             let mut t = tree.lock().unwrap();
@@ -247,7 +270,9 @@ async fn perform(pipe: &Pipe, tree: &Mutex<Tree>, op: &NsOp, ctx: (&Stats, &Atom
                 pipe.call::<_, MKDIR3res>(proc(nfs3::NFS_PROGRAM::NFSPROC3_MKDIR), &args)
             })
             .await?;
-            let Nfs3Option::Some(fh) = ok.obj else { panic!("MKDIR {p} returned no handle") };
+            let Nfs3Option::Some(fh) = ok.obj else {
+                panic!("MKDIR {p} returned no handle")
+            };
             tree.lock().unwrap().handles.insert(p.clone(), fh);
         }
         NsOp::Create(p) => {

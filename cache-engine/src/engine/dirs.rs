@@ -72,9 +72,8 @@ impl Engine {
                     let last = page.last().map(|e| e.cookie);
                     // What a junction hides is not listed; a page left empty
                     // by that must not end the listing early.
-                    let hidden = |name: &[u8]| {
-                        here.iter().any(|j| j.name == name) || (hide_pool && name == POOL_DIR)
-                    };
+                    let hidden =
+                        |name: &[u8]| here.iter().any(|j| j.name == name) || (hide_pool && name == POOL_DIR);
                     page.retain(|e| !hidden(&e.name));
                     match last {
                         Some(last) if page.is_empty() && !eof => from = last,

@@ -113,7 +113,10 @@ impl Engine {
             Err(e) => {
                 self.running
                     .shards
-                    .post(self.shard_of(&d), move |s| async move { s.unclaim(&d, &n, &child) })
+                    .post(
+                        self.shard_of(&d),
+                        move |s| async move { s.unclaim(&d, &n, &child) },
+                    )
                     .await;
                 return Err(e);
             }
@@ -153,7 +156,9 @@ impl Engine {
             let _ = self
                 .running
                 .shards
-                .call(self.shard_of(&child), move |s| async move { Ok(s.flush(Some(key)).await) })
+                .call(self.shard_of(&child), move |s| async move {
+                    Ok(s.flush(Some(key)).await)
+                })
                 .await;
         }
     }

@@ -246,7 +246,10 @@ impl Shard {
         let dattr = self.dir_state(dir, cred).await?;
         perm::require(cred, &dattr, perm::X)?;
         // Made here and not yet in place: on the core filer its parent is the pool.
-        let placed_in = self.behind.as_ref().and_then(|b| b.entry(dir)?.placement.as_ref().map(|p| p.dir));
+        let placed_in = self
+            .behind
+            .as_ref()
+            .and_then(|b| b.entry(dir)?.placement.as_ref().map(|p| p.dir));
         if let Some(parent) = placed_in {
             return Ok((parent, None));
         }

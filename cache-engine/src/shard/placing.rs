@@ -224,7 +224,10 @@ impl Placing {
     pub fn remove(&self, dir: u64, name: &[u8], child: &Resolved) {
         let mut dirs = self.dirs();
         let Some(d) = dirs.get_mut(&dir) else { return };
-        if d.names.get(name).is_some_and(|p| p.child.filer_handle == child.filer_handle) {
+        if d.names
+            .get(name)
+            .is_some_and(|p| p.child.filer_handle == child.filer_handle)
+        {
             d.names.remove(name);
             self.count.fetch_sub(1, Ordering::Relaxed);
             if d.names.is_empty() {
@@ -446,7 +449,10 @@ mod tests {
         let mut whole = BytesMut::new();
         o.encode(&mut whole);
         for n in 0..whole.len() {
-            assert_eq!(OwnerChange::decode(&mut Bytes::copy_from_slice(&whole[..n])), None);
+            assert_eq!(
+                OwnerChange::decode(&mut Bytes::copy_from_slice(&whole[..n])),
+                None
+            );
         }
     }
 
@@ -458,7 +464,10 @@ mod tests {
             pool_name: format!("0.{id}").into_bytes(),
         };
         assert!(placing.reserve(5, b"a", pending(10)).is_ok());
-        assert_eq!(placing.reserve(5, b"a", pending(11)).unwrap_err().child, resolved(10));
+        assert_eq!(
+            placing.reserve(5, b"a", pending(11)).unwrap_err().child,
+            resolved(10)
+        );
         assert!(placing.holds_pool_name(b"0.10"));
         placing.remove(5, b"a", &resolved(11));
         assert!(placing.get(5, b"a").is_some());

@@ -158,7 +158,12 @@ impl Shard {
                             attr: *attr,
                             name: name.clone(),
                         };
-                        if is_dir(attr.ftype) { &mut pool.dirs } else { &mut pool.files }.push(p);
+                        if is_dir(attr.ftype) {
+                            &mut pool.dirs
+                        } else {
+                            &mut pool.files
+                        }
+                        .push(p);
                     }
                     Some((_, attr)) => gone.push((name.clone(), is_dir(attr.ftype))),
                     None => {}
@@ -169,7 +174,8 @@ impl Shard {
             }
         }
         for (name, dir) in gone {
-            self.filer_call(filer.remove(&cred, &at.filer_handle, &name, dir)).await?;
+            self.filer_call(filer.remove(&cred, &at.filer_handle, &name, dir))
+                .await?;
         }
         Ok(())
     }
@@ -181,7 +187,11 @@ impl Shard {
         let taken = {
             let mut pools = self.pool.borrow_mut();
             let pool = pools.get_mut(&filer)?;
-            let spare = if is_dir(ftype) { &mut pool.dirs } else { &mut pool.files };
+            let spare = if is_dir(ftype) {
+                &mut pool.dirs
+            } else {
+                &mut pool.files
+            };
             spare.pop().map(|p| (pool.dir, p))
         };
         self.refill(filer);
@@ -222,7 +232,9 @@ impl Shard {
     async fn fill_pool(&self, filer: u8, upto: (usize, usize)) -> Result<()> {
         let (dir, want) = {
             let pools = self.pool.borrow();
-            let Some(pool) = pools.get(&filer) else { return Ok(()) };
+            let Some(pool) = pools.get(&filer) else {
+                return Ok(());
+            };
             let files = upto.0.saturating_sub(pool.files.len());
             let dirs = upto.1.saturating_sub(pool.dirs.len());
             let want: Vec<FileType> = std::iter::repeat_n(FileType::Directory, dirs)
@@ -269,8 +281,15 @@ impl Shard {
         while let Some(made) = making.next().await {
             let p = made?;
             let mut pools = self.pool.borrow_mut();
-            let Some(pool) = pools.get_mut(&filer) else { return Ok(()) };
-            if is_dir(p.attr.ftype) { &mut pool.dirs } else { &mut pool.files }.push(p);
+            let Some(pool) = pools.get_mut(&filer) else {
+                return Ok(());
+            };
+            if is_dir(p.attr.ftype) {
+                &mut pool.dirs
+            } else {
+                &mut pool.files
+            }
+            .push(p);
         }
         Ok(())
     }
