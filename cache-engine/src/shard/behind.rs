@@ -234,6 +234,10 @@ pub(crate) struct DirtyEntry {
     pub owner: OwnerChange,
     /// Made from the pool and not yet in place on the core filer.
     pub placement: Option<Box<Placement>>,
+    /// A directory (made from the pool): it has no size to write back,
+    /// also after its placement (records a compaction wrote again may
+    /// outlive it).
+    pub is_dir: bool,
 }
 
 impl DirtyEntry {
@@ -255,6 +259,7 @@ impl DirtyEntry {
             compacting: false,
             owner: OwnerChange::default(),
             placement: None,
+            is_dir: false,
         }
     }
 }
@@ -808,7 +813,14 @@ impl Shard {
                     DirtyEntry::new(r, head.cred.clone(), base.as_ref(), size, head.time),
                 );
             }
-            if let Change::Create(p, _) = &change {
+            // A create whose object left the pool was put in place before
+            // the crash (a compaction can journal it again after that):
+            // its name may have changed since, so it is not held again.
+            let placed = match &change {
+                Change::Create(p, _) => !self.still_in_pool(p).await,
+                _ => false,
+            };
+            if let (Change::Create(p, _), false) = (&change, placed) {
                 let pending = PendingName {
                     child: r,
                     pool_name: p.pool_name.clone(),
@@ -826,6 +838,9 @@ impl Shard {
             let e = files.get_mut(&key).expect("inserted above");
             let before = e.file.dirty_bytes();
             let done = apply(e, rec.seq, &head, change);
+            if placed {
+                e.placement = None;
+            }
             b.account(before, e.file.dirty_bytes());
             drop(files);
             for s in done {
@@ -875,6 +890,7 @@ fn apply(e: &mut DirtyEntry, seq: u64, head: &Head, change: Change) -> Vec<u64> 
         Change::Create(placement, o) => {
             e.mtime = head.time;
             e.owner.merge(o);
+            e.is_dir = placement.ftype == FileType::Directory;
             e.placement = Some(placement);
             e.file.set_times(seq)
         }

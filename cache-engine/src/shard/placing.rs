@@ -381,6 +381,20 @@ impl Shard {
         Ok(attr)
     }
 
+    /// Whether the object of `p` still has its name in the pool (when the
+    /// core filer does not say, it is taken as still there).
+    pub(super) async fn still_in_pool(&self, p: &Placement) -> bool {
+        let Ok(filer) = self.filer(&p.dir) else {
+            return true;
+        };
+        let root = Credentials::root();
+        !matches!(
+            self.filer_call(filer.lookup(&root, &p.pool_dir, &p.pool_name))
+                .await,
+            Err(Error::NoEnt)
+        )
+    }
+
     /// Put an object made from the pool in place: rename it from the pool
     /// to its name (a file already there, made behind Weir's back, is
     /// replaced: Weir's changes win, the conflict is counted). Done again
@@ -406,9 +420,15 @@ impl Shard {
                 "write-back: a name made here was also made on the core filer meanwhile; Weir's object replaces it"
             );
         }
-        self.filer_call(filer.rename(&root, &p.pool_dir, &p.pool_name, dfh, &p.name))
-            .await?;
-        Ok(())
+        match self
+            .filer_call(filer.rename(&root, &p.pool_dir, &p.pool_name, dfh, &p.name))
+            .await
+        {
+            // Gone from the pool: only a placement takes it from there, so
+            // it was placed (and maybe renamed since) before a restart.
+            Err(Error::NoEnt) if !self.still_in_pool(p).await => Ok(()),
+            r => r.map(drop),
+        }
     }
 }
 

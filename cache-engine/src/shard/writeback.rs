@@ -54,6 +54,7 @@ struct Job {
     batch: Batch,
     owner: OwnerChange,
     placement: Option<Box<Placement>>,
+    is_dir: bool,
 }
 
 /// What a batch's closing SETATTR sets besides the size.
@@ -237,6 +238,7 @@ impl Shard {
                         batch,
                         owner: e.owner,
                         placement: e.placement.clone(),
+                        is_dir: e.is_dir,
                     });
                 }
             }
@@ -287,6 +289,7 @@ impl Shard {
             batch,
             owner,
             placement,
+            is_dir,
         } = job;
         // An object made from the pool (owned by root until placed) or a
         // change of owner is written back as root: the caller's rights were
@@ -313,7 +316,6 @@ impl Shard {
         };
         let res = match res {
             Ok(f) => {
-                let is_dir = placement.as_ref().is_some_and(|p| p.ftype == FileType::Directory);
                 let last = LastSet {
                     mtime,
                     atime,
