@@ -584,3 +584,62 @@ fn a_directory_made_here_is_written_back_before_it_is_removed() {
     assert!(!fx.origin().join("tmp").exists());
     assert_eq!(std::fs::read(fx.origin().join("kept")).unwrap(), b"scratch");
 }
+
+#[test]
+fn a_user_renames_between_directories_made_here_before_they_were_written_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    std::os::unix::fs::chown(&origin, Some(1000), Some(1000)).unwrap();
+    let (engine, _) = start(dir.path(), Duration::ZERO, behind);
+    let alice = user(1000);
+    block_on(async {
+        let (e, top) = (&engine, engine.root());
+        let d1 = e
+            .mkdir(&alice, &top, b"d1", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        let d2 = e
+            .mkdir(&alice, &top, b"d2", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        let f = e
+            .create(&alice, &d1, b"f", CreateMode::Guarded, &SetAttr::default())
+            .await
+            .unwrap();
+        e.write(
+            &alice,
+            &f.handle,
+            0,
+            Bytes::from_static(b"moving"),
+            Stability::FileSync,
+        )
+        .await
+        .unwrap();
+        let sub = e
+            .mkdir(&alice, &d1, b"sub", &SetAttr::default())
+            .await
+            .unwrap()
+            .handle;
+        e.create(&alice, &sub, b"x", CreateMode::Guarded, &SetAttr::default())
+            .await
+            .unwrap();
+        // Goes to the core filer as alice, into directories that were root's
+        // in the pool until written back.
+        e.rename(&alice, &d1, b"f", &d2, b"g").await.unwrap();
+        e.rename(&alice, &d1, b"sub", &d2, b"sub").await.unwrap();
+        let list = e.readdir(&alice, &d2, 0, 0, 100).await.unwrap();
+        let mut names: Vec<&[u8]> = list.entries.iter().map(|e| &e.name[..]).collect();
+        names.sort();
+        assert_eq!(names, vec![&b"g"[..], &b"sub"[..]]);
+        e.rmdir(&alice, &top, b"d1").await.unwrap();
+        assert!(e.flush(None).await.unwrap().parked.is_empty());
+        assert_eq!(e.dirty_status().await.unwrap().filers[0].conflicts, 0);
+    });
+    assert_eq!(std::fs::read(origin.join("d2/g")).unwrap(), b"moving");
+    assert!(origin.join("d2/sub/x").exists());
+    assert!(!origin.join("d1").exists());
+    engine.shutdown();
+}

@@ -138,6 +138,7 @@ impl Engine {
                 if let Some(made) = self.make_behind(cred, d, name, &node, set).await? {
                     return Ok(made);
                 }
+                self.settle(&d).await;
             }
             self.once_more_if_stale(d, name, || self.make_once(cred, d, name, node.clone(), set))
                 .await

@@ -146,12 +146,17 @@ impl Engine {
     }
 
     /// Write back the names made in `d` under write-behind and not yet on
-    /// the core filer, before an operation that lists `d` or changes a
-    /// name in it reaches the core filer. One that cannot be written back
+    /// the core filer, and `d`'s own changes, before an operation that lists
+    /// `d` or changes a name in it reaches the core filer. One that cannot be written back
     /// stays pending (and parked); the operation goes on.
     pub(super) async fn settle(&self, d: &Resolved) {
+        if !self.writes_behind_on(d.filer) {
+            return;
+        }
+        // The directory itself too: made here, it is root's and in the pool
+        // on the core filer until then, where the operation goes as its caller.
         let children = self.running.shared.placing.children(file_key(d));
-        for child in children {
+        for child in children.into_iter().chain([*d]) {
             let key = file_key(&child);
             let _ = self
                 .running

@@ -485,6 +485,14 @@ impl Shard {
         }
     }
 
+    /// Whether `r` has a change of mode or owner (or a placement) not yet
+    /// on the core filer.
+    pub(crate) fn owner_pending(&self, r: &Resolved) -> bool {
+        let Some(b) = &self.behind else { return false };
+        b.entry(r)
+            .is_some_and(|e| !e.owner.is_empty() || e.placement.is_some())
+    }
+
     /// Whether writes to `r` are held here and written back later.
     pub(crate) fn writes_behind(&self, r: &Resolved) -> bool {
         self.behind.is_some() && self.policy(r).writeback_delay.is_some()

@@ -222,7 +222,17 @@ impl Shard {
         }
         let filer = self.filer(dir)?.clone();
         let at = Instant::now();
-        match self.filer_call(filer.lookup(cred, &dir.filer_handle, name)).await {
+        // A directory whose mode or owner is not written back yet (made from
+        // the pool: root's, 0700): the caller's right to search it was
+        // checked against what it will be.
+        let as_who = match self.owner_pending(dir) {
+            true => Credentials::root(),
+            false => cred.clone(),
+        };
+        match self
+            .filer_call(filer.lookup(&as_who, &dir.filer_handle, name))
+            .await
+        {
             Ok((fh, attr)) => {
                 self.cache_name(dir, name, Some((fh, attr.fileid)));
                 Ok((self.child(dir, fh, attr.fileid), Some((attr, at)), dattr))

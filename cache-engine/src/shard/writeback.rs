@@ -306,9 +306,11 @@ impl Shard {
         let res = match self.filer(&r) {
             Ok(f) => {
                 let f = Arc::clone(f);
+                // A directory made here changes on the core filer as what
+                // was made in it is placed: no conflict.
                 match base {
-                    Some(base) => self.check_conflict(&f, &r, &cred, base).await,
-                    None => Ok(()),
+                    Some(base) if !is_dir => self.check_conflict(&f, &r, &cred, base).await,
+                    _ => Ok(()),
                 }
                 .and(Ok(f))
             }
@@ -477,6 +479,9 @@ impl Shard {
             .copied()
             .filter(|k| only.is_none_or(|o| o == *k))
             .collect();
+        if keys.is_empty() {
+            return report;
+        }
         let bytes_before = b.dirty_bytes.get();
         // An operator's flush tries the core filer again at once, even one
         // that did not answer a moment ago.
